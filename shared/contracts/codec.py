@@ -1,0 +1,114 @@
+"""Bytes ↔ messages. Decoding never raises anything but `Rejected`, with a reason code."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Union
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import Field as _Field
+from typing_extensions import Annotated
+
+from shared.contracts import messages as m
+from shared.contracts import topics as t
+
+# What may arrive on each topic a service consumes. Funder request topics are per funder and
+# carry FundingRequest only.
+TOPIC_MODELS: dict[str, tuple[type[m.Message], ...]] = {
+    t.ERP_SUPPLIERS: (m.SupplierOnboarded,),
+    t.ERP_SETTLEMENT_SLIPS: (m.SettlementSlipIssued,),
+    t.ERP_PAYMENTS: (m.PaymentReceived,),
+    t.ERP_FINANCING_CONFIRMATIONS: (m.FinancingConfirmation,),
+    t.ADMIN_FACILITIES: (m.FacilitySet,),
+    t.SUPPLIER_FINANCING_APPLICATIONS: (m.FinancingApplied,),
+    t.POOL_EVENTS: (m.PoolOpened, m.ReceivableAdded, m.ReceivablesSettled,
+                    m.BuyerConfirmedFinancing),
+    t.CREDIT_DECISIONS: (m.FinancingDecision, m.LoanOpened),
+    t.CREDIT_POSITIONS: (m.PoolPosition,),
+    t.CREDIT_LOAN_REQUESTS: (m.LoanRequested,),
+    t.CREDIT_REPAYMENT_INSTRUCTIONS: (m.RepaymentInstruction,),
+    t.FUNDING_RESPONSES: (m.FunderResponse,),
+    t.FUNDING_RESULTS: (m.FundingResult,),
+    t.SETTLEMENT_RESULTS: (m.SettlementReleased,),
+    t.SETTLEMENT_FUNDER_REPAYMENTS: (m.FunderRepaymentNotice,),
+    t.SETTLEMENT_RELEASES: (m.SupplierFundsReleased,),
+}
+
+# Fields whose refusal is reported as `invalid_amount` rather than `invalid_message`.
+AMOUNT_FIELDS = frozenset({"amount", "credit_line", "written_off"})
+
+
+class Rejected(Exception):
+    """A message refused with a reason code; it ends as a dead letter or a refusal event."""
+
+    def __init__(self, reason: m.Reason, detail: str) -> None:
+        super().__init__(f"{reason.value}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def _adapter(models: tuple[type[m.Message], ...]) -> TypeAdapter[Any]:
+    if len(models) == 1:
+        return TypeAdapter(models[0])
+    return TypeAdapter(Annotated[Union[models], _Field(discriminator="type")])  # noqa: UP007
+
+
+_ADAPTERS = {topic: _adapter(models) for topic, models in TOPIC_MODELS.items()}
+_TYPES = {topic: {model.model_fields["type"].default for model in models}
+          for topic, models in TOPIC_MODELS.items()}
+
+
+def models_for(topic: str) -> tuple[type[m.Message], ...]:
+    if topic.startswith("funding.requests."):
+        return (m.FundingRequest,)
+    return TOPIC_MODELS[topic]
+
+
+def parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw, parse_float=str, parse_int=int)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise Rejected(m.Reason.NOT_JSON, f"payload is not JSON: {exc}") from exc
+
+
+def decode(topic: str, raw: bytes) -> m.Message:
+    """Validate raw bytes read from `topic` into its message model."""
+    document = parse_json(raw)
+    if not isinstance(document, dict):
+        raise Rejected(m.Reason.INVALID_MESSAGE, "payload must be a JSON object")
+    adapter = _ADAPTERS.get(topic) or TypeAdapter(models_for(topic)[0])
+    allowed = _TYPES.get(topic, {"FundingRequest"})
+    kind = document.get("type")
+    if kind not in allowed:
+        raise Rejected(m.Reason.UNKNOWN_TYPE,
+                       f"type {kind!r} is not accepted on {topic}; expected one of "
+                       f"{sorted(allowed)}")
+    try:
+        message: m.Message = adapter.validate_python(document)
+    except ValidationError as exc:
+        problems = exc.errors(include_url=False)
+        fields = {str(err["loc"][-1]) if err["loc"] else "" for err in problems}
+        if any(str(loc) in AMOUNT_FIELDS for err in problems for loc in err["loc"]):
+            reason = m.Reason.INVALID_AMOUNT
+        else:
+            reason = m.Reason.INVALID_MESSAGE
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in problems
+        )
+        raise Rejected(reason, detail or f"invalid fields {sorted(fields)}") from exc
+    return message
+
+
+def encode(message: BaseModel) -> bytes:
+    return message.model_dump_json().encode()
+
+
+def payload_digest(raw: bytes) -> str:
+    """Digest of a message's meaning: the same JSON with other key order or spacing is equal."""
+    try:
+        canonical = json.dumps(json.loads(raw, parse_float=str), sort_keys=True,
+                               separators=(",", ":"), ensure_ascii=False)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return hashlib.sha256(raw).hexdigest()
+    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,0 +1,374 @@
+"""The message contract: one frozen pydantic model per message, each with its envelope.
+
+ERP integrators and funders read this module (or the JSON Schemas and AsyncAPI document
+generated from it under docs/contracts/). Within v1 only optional fields are added; a breaking
+change is a new model on a `.v2` topic. Unknown fields are ignored so that a newer producer
+does not break an older consumer.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime, timezone
+from enum import StrEnum
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.money import Amount, PositiveAmount, Rate
+
+SCHEMA_VERSION = 1
+
+Currency = Literal["CNY"]
+Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:/-]+$")]
+
+
+class Reason(StrEnum):
+    """Machine-readable reasons carried by dead letters and refusals."""
+
+    NOT_JSON = "not_json"
+    INVALID_MESSAGE = "invalid_message"
+    INVALID_AMOUNT = "invalid_amount"
+    UNKNOWN_TYPE = "unknown_type"
+    EVENT_ID_CONFLICT = "event_id_conflict"
+    UNKNOWN_POOL = "unknown_pool"
+    POOL_EXISTS = "pool_exists"
+    DUPLICATE_RECEIVABLE = "duplicate_receivable"
+    UNKNOWN_RECEIVABLE = "unknown_receivable"
+    RECEIVABLE_NOT_IN_POOL = "receivable_not_in_pool"
+    RECEIVABLE_ALREADY_PAID = "receivable_already_paid"
+    PAYMENT_EXCEEDS_RECEIVABLES = "payment_exceeds_receivables"
+    DUPLICATE_PAYMENT = "duplicate_payment"
+    UNKNOWN_APPLICATION = "unknown_application"
+    APPLICATION_NOT_PENDING = "application_not_pending"
+    UNKNOWN_REQUEST = "unknown_request"
+    INVALID_FACILITY = "invalid_facility"
+    NO_FACILITY = "no_facility"
+    EXCEEDS_AVAILABLE = "exceeds_available"
+    DUPLICATE_APPLICATION = "duplicate_application"
+    REJECTED_BY_BUYER = "rejected_by_buyer"
+    REJECTED_BY_FUNDER = "rejected_by_funder"
+    AMOUNT_MISMATCH = "amount_mismatch"
+    PROCESSING_ERROR = "processing_error"
+
+
+class Message(BaseModel):
+    """The envelope every message carries."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    event_id: Id = Field(description="Unique id of this event; the dedupe key everywhere.")
+    type: str = Field(description="The message type; fixed per model.")
+    occurred_at: datetime = Field(description="When the event happened at its source (ISO 8601).")
+    source: str = Field(min_length=1, max_length=128,
+                        description="Who produced it: an ERP id, a funder id or a service name.")
+    pool_id: Id = Field(description="The receivables pool (core enterprise + supplier); "
+                                    "also the partition key.")
+    schema_version: Literal[1] = Field(default=1, description="Version of this message's schema.")
+    correlation_id: str | None = Field(default=None, max_length=128,
+                                       description="Ties together every event of one business "
+                                                   "flow (e.g. an application or a payment).")
+    causation_id: str | None = Field(default=None, max_length=128,
+                                     description="event_id of the event that caused this one.")
+    signature: str | None = Field(default=None, max_length=4096,
+                                  description="External producers' signature over the payload.")
+
+
+# ---------------------------------------------------------------- from ERP systems (external)
+
+class SupplierOnboarded(Message):
+    """ERP onboards a supplier of the core enterprise: this opens the pool `pool_id`."""
+
+    type: Literal["SupplierOnboarded"] = "SupplierOnboarded"
+    core_enterprise_id: Id = Field(description="The buyer (核心企业).")
+    supplier_id: Id = Field(description="The supplier (供应商), the borrower.")
+    supplier_name: str = Field(min_length=1, max_length=256, description="Legal name.")
+
+
+class SettlementSlipIssued(Message):
+    """A confirmed payable (结算单): the receivable enters the pool; pushing it is 确权."""
+
+    type: Literal["SettlementSlipIssued"] = "SettlementSlipIssued"
+    receivable_id: Id = Field(description="The settlement slip's id, unique per core enterprise.")
+    amount: PositiveAmount = Field(description="Amount owed, CNY, decimal string.")
+    currency: Currency = Field(default="CNY", description="ISO 4217 currency code.")
+    issued_on: date = Field(description="Date the slip was generated.")
+    due_on: date | None = Field(default=None, description="Agreed payment date.")
+
+
+class PaymentReceived(Message):
+    """The core enterprise pays the supplier and writes off (核销) the named receivables."""
+
+    type: Literal["PaymentReceived"] = "PaymentReceived"
+    payment_id: Id = Field(description="Unique id of the payment.")
+    amount: PositiveAmount = Field(description="Money paid into the controlled account, CNY.")
+    currency: Currency = Field(default="CNY", description="ISO 4217 currency code.")
+    receivable_ids: list[Id] = Field(min_length=1, max_length=1000,
+                                     description="Receivables this payment writes off.")
+    paid_on: date = Field(description="Value date of the payment; interest runs to this date.")
+
+
+class FinancingConfirmation(Message):
+    """The core enterprise verifies (情况核实) a supplier's financing application."""
+
+    type: Literal["FinancingConfirmation"] = "FinancingConfirmation"
+    application_id: Id = Field(description="The application being confirmed or declined.")
+    confirmed: bool = Field(description="True: the buyer confirms the trade background.")
+    note: str | None = Field(default=None, max_length=1024, description="Free text.")
+
+
+# ---------------------------------------------------------------- operators and suppliers
+
+class DayCount(StrEnum):
+    ACT_360 = "ACT/360"
+    ACT_365 = "ACT/365"
+
+
+class FacilitySet(Message):
+    """An operator sets (or replaces) the credit facility of a pool."""
+
+    type: Literal["FacilitySet"] = "FacilitySet"
+    credit_line: PositiveAmount = Field(description="授信额度: hard cap on the borrowing base.")
+    discount_rate: Rate = Field(description="打折率: pool × rate is the borrowing base (0–1).")
+    annual_interest_rate: Rate = Field(description="Yearly interest rate, e.g. \"0.0435\".")
+    funder_id: Id = Field(description="The funder that lends to this pool.")
+    funder_kind: Literal["bank", "platform"] = Field(default="bank",
+                                                     description="How the funder disburses.")
+    day_count: DayCount = Field(default=DayCount.ACT_360, description="Interest day count.")
+    tenor_days: int = Field(default=180, ge=1, le=3650, description="Loan term in days.")
+    currency: Currency = Field(default="CNY", description="ISO 4217 currency code.")
+
+
+class FinancingApplied(Message):
+    """A supplier applies to borrow against its pool."""
+
+    type: Literal["FinancingApplied"] = "FinancingApplied"
+    application_id: Id = Field(description="Unique id of the application.")
+    amount: PositiveAmount = Field(description="Amount asked for, CNY.")
+    currency: Currency = Field(default="CNY", description="ISO 4217 currency code.")
+
+
+# ---------------------------------------------------------------- intake → canonical pool events
+
+class PoolOpened(Message):
+    type: Literal["PoolOpened"] = "PoolOpened"
+    core_enterprise_id: Id = Field(description="The buyer.")
+    supplier_id: Id = Field(description="The supplier.")
+
+
+class ReceivableAdded(Message):
+    type: Literal["ReceivableAdded"] = "ReceivableAdded"
+    receivable_id: Id = Field(description="The settlement slip now in the pool.")
+    amount: PositiveAmount = Field(description="Its amount, CNY.")
+    due_on: date | None = Field(default=None, description="Agreed payment date.")
+
+
+class ReceivablesSettled(Message):
+    """A validated payment: `amount` arrived, `written_off` leaves the pool."""
+
+    type: Literal["ReceivablesSettled"] = "ReceivablesSettled"
+    payment_id: Id = Field(description="The ERP payment id.")
+    amount: PositiveAmount = Field(description="Money received, CNY (A).")
+    written_off: PositiveAmount = Field(description="Sum of the receivables written off.")
+    receivable_ids: list[Id] = Field(description="The receivables written off.")
+    paid_on: date = Field(description="Value date.")
+    core_enterprise_id: Id = Field(description="Who paid.")
+
+
+class BuyerConfirmedFinancing(Message):
+    type: Literal["BuyerConfirmedFinancing"] = "BuyerConfirmedFinancing"
+    application_id: Id = Field(description="The application.")
+    confirmed: bool = Field(description="True when the buyer confirmed.")
+
+
+PoolEvent = Annotated[
+    PoolOpened | ReceivableAdded | ReceivablesSettled | BuyerConfirmedFinancing,
+    Field(discriminator="type"),
+]
+
+
+# ---------------------------------------------------------------- credit
+
+class ApplicationState(StrEnum):
+    AWAITING_BUYER = "awaiting_buyer"
+    REQUESTED = "requested"
+    FUNDED = "funded"
+    REFUSED = "refused"
+
+
+class FinancingDecision(Message):
+    """credit's answer to an application or a buyer confirmation."""
+
+    type: Literal["FinancingDecision"] = "FinancingDecision"
+    application_id: Id = Field(description="The application.")
+    state: ApplicationState = Field(description="Where the application now stands.")
+    amount: Amount = Field(description="Amount asked for, CNY.")
+    available: Amount = Field(description="Available to borrow at decision time, before it.")
+    reason: Reason | None = Field(default=None, description="Why, when refused.")
+
+
+class LoanRequested(Message):
+    """credit asks the funding gateway to obtain a loan from the pool's funder."""
+
+    type: Literal["LoanRequested"] = "LoanRequested"
+    request_id: Id = Field(description="= application_id.")
+    funder_id: Id = Field(description="Which funder.")
+    supplier_id: Id = Field(description="The borrower.")
+    amount: PositiveAmount = Field(description="Principal asked for, CNY.")
+    annual_interest_rate: Rate = Field(description="Agreed rate.")
+    tenor_days: int = Field(description="Term in days.")
+
+
+class LoanOpened(Message):
+    type: Literal["LoanOpened"] = "LoanOpened"
+    loan_id: Id = Field(description="= the funding request id.")
+    funder_id: Id = Field(description="The lender.")
+    principal: PositiveAmount = Field(description="Disbursed principal, CNY.")
+    disbursed_on: date = Field(description="Interest runs from this date.")
+    maturity_on: date = Field(description="Principal due at the latest on this date.")
+
+
+class PoolPosition(Message):
+    """The pool's position after a change: what a supplier sees online."""
+
+    type: Literal["PoolPosition"] = "PoolPosition"
+    water_level: Amount = Field(description="池水位: open receivables, CNY.")
+    borrowing_base: Amount = Field(description="min(level × rate, credit line).")
+    loan_balance: Amount = Field(description="Outstanding principal.")
+    in_flight: Amount = Field(description="Requested and not yet decided.")
+    available: Amount = Field(description="What may still be borrowed.")
+
+
+class LoanRepayment(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    loan_id: Id = Field(description="The loan repaid.")
+    funder_id: Id = Field(description="Its funder, who receives the money.")
+    principal: Amount = Field(description="Principal repaid, CNY.")
+    interest: Amount = Field(description="Interest on that principal, CNY.")
+    days: int = Field(description="Days of interest counted.")
+
+
+class RepaymentInstruction(Message):
+    """credit's decision for one payment: how much of A repays which loans. Also when zero."""
+
+    type: Literal["RepaymentInstruction"] = "RepaymentInstruction"
+    payment_id: Id = Field(description="The payment this decides.")
+    amount: PositiveAmount = Field(description="A, the frozen amount.")
+    repayments: list[LoanRepayment] = Field(description="Per loan, oldest first.")
+    water_level_after: Amount = Field(description="Pool after the write-off.")
+    discount_rate: Rate = Field(description="Rate in force.")
+    credit_line: Amount = Field(description="Line in force.")
+    loan_balance_before: Amount = Field(description="Outstanding principal before.")
+    loan_balance_after: Amount = Field(description="Outstanding principal after.")
+
+
+# ---------------------------------------------------------------- funding gateway ↔ funders
+
+class FundingRequest(Message):
+    """What a funder receives on its own topic."""
+
+    type: Literal["FundingRequest"] = "FundingRequest"
+    request_id: Id = Field(description="Answer with this id.")
+    funder_id: Id = Field(description="You.")
+    supplier_id: Id = Field(description="The borrower.")
+    amount: PositiveAmount = Field(description="Principal asked for, CNY.")
+    annual_interest_rate: Rate = Field(description="Agreed rate.")
+    tenor_days: int = Field(description="Term in days.")
+    currency: Currency = Field(default="CNY", description="ISO 4217 currency code.")
+
+
+class FunderDecision(StrEnum):
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    DISBURSED = "disbursed"
+
+
+class FunderResponse(Message):
+    """A funder answers a request: approved, rejected or disbursed (money paid out)."""
+
+    type: Literal["FunderResponse"] = "FunderResponse"
+    request_id: Id = Field(description="The request answered.")
+    funder_id: Id = Field(description="Who answers.")
+    decision: FunderDecision = Field(description="approved | rejected | disbursed.")
+    amount: Amount | None = Field(default=None, description="Disbursed amount (= requested).")
+    value_date: date | None = Field(default=None, description="Disbursement value date.")
+    reason: str | None = Field(default=None, max_length=1024, description="Why, if rejected.")
+
+
+class FundingResult(Message):
+    type: Literal["FundingResult"] = "FundingResult"
+    request_id: Id = Field(description="The request.")
+    funder_id: Id = Field(description="The funder.")
+    decision: FunderDecision = Field(description="approved | rejected | disbursed.")
+    amount: Amount = Field(description="Amount, CNY.")
+    value_date: date | None = Field(default=None, description="Disbursement value date.")
+    reason: str | None = Field(default=None, description="Why, if rejected.")
+
+
+# ---------------------------------------------------------------- settlement splitter
+
+class SettlementReleased(Message):
+    """A payment fully split: the parts sum exactly to `amount`."""
+
+    type: Literal["SettlementReleased"] = "SettlementReleased"
+    payment_id: Id = Field(description="The payment.")
+    amount: PositiveAmount = Field(description="A, frozen then split.")
+    repaid_principal: Amount = Field(description="To funders, principal.")
+    repaid_interest: Amount = Field(description="To funders, interest.")
+    fees: Amount = Field(description="To the platform.")
+    released: Amount = Field(description="Unfrozen to the supplier's free balance.")
+    ledger_hash: str = Field(description="Hash of the ledger transaction that split it.")
+
+
+class FunderRepaymentNotice(Message):
+    type: Literal["FunderRepaymentNotice"] = "FunderRepaymentNotice"
+    payment_id: Id = Field(description="The payment.")
+    funder_id: Id = Field(description="The funder paid.")
+    repayments: list[LoanRepayment] = Field(description="Per loan.")
+    total: PositiveAmount = Field(description="Principal + interest paid to this funder.")
+
+
+class SupplierFundsReleased(Message):
+    type: Literal["SupplierFundsReleased"] = "SupplierFundsReleased"
+    payment_id: Id = Field(description="The payment.")
+    released: Amount = Field(description="Now free for the supplier to use, CNY.")
+
+
+# ---------------------------------------------------------------- dead letters
+
+class DeadLetter(BaseModel):
+    """A message a service could not accept: the raw bytes, where they came from, and why."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    type: Literal["DeadLetter"] = "DeadLetter"
+    service: str = Field(description="Which service refused it.")
+    reason: Reason = Field(description="Machine-readable reason.")
+    detail: str = Field(description="Human-readable explanation.")
+    source_topic: str = Field(description="Where it was read.")
+    source_partition: int = Field(description="Partition.")
+    source_offset: int = Field(description="Offset.")
+    key: str | None = Field(default=None, description="Record key (UTF-8, replaced if not).")
+    raw_payload_b64: str = Field(description="The exact bytes received, base64.")
+    raw_text: str | None = Field(default=None, description="The bytes as UTF-8 when they are.")
+    event_id: str | None = Field(default=None, description="When one could be read.")
+    pool_id: str | None = Field(default=None, description="When one could be read.")
+    rejected_at: datetime = Field(description="When.")
+
+
+M = TypeVar("M", bound=Message)
+
+
+def new_event(model: type[M], *, source: str, pool_id: str, cause: Message | None = None,
+              event_id: str | None = None, occurred_at: datetime | None = None,
+              **fields: Any) -> M:
+    """Make an event; `cause` fills causation and correlation ids."""
+    return model(
+        event_id=event_id or str(uuid.uuid4()),
+        occurred_at=occurred_at or datetime.now(timezone.utc),
+        source=source,
+        pool_id=pool_id,
+        correlation_id=(cause.correlation_id or cause.event_id) if cause else None,
+        causation_id=cause.event_id if cause else None,
+        **fields,
+    )

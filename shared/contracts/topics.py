@@ -1,0 +1,69 @@
+"""Every topic name in poolfin, in one place. Versioned: a breaking change is a new `.v2` topic.
+
+Partition key on every topic: `pool_id`, so all events of one pool reach the same consumer
+instance of each service in order.
+"""
+
+from __future__ import annotations
+
+# Published by core enterprises' ERP systems, consumed by intake.
+ERP_SUPPLIERS = "erp.suppliers.v1"
+ERP_SETTLEMENT_SLIPS = "erp.settlement-slips.v1"
+ERP_PAYMENTS = "erp.payments.v1"
+ERP_FINANCING_CONFIRMATIONS = "erp.financing-confirmations.v1"
+ERP_TOPICS = (ERP_SUPPLIERS, ERP_SETTLEMENT_SLIPS, ERP_PAYMENTS, ERP_FINANCING_CONFIRMATIONS)
+
+# Published by operators (or `poolfin facility set`), consumed by credit.
+ADMIN_FACILITIES = "admin.facilities.v1"
+# Published by suppliers (or the HTTP front), consumed by credit.
+SUPPLIER_FINANCING_APPLICATIONS = "supplier.financing-applications.v1"
+
+# intake → credit, settlement-splitter: the canonical, validated pool events.
+POOL_EVENTS = "pool.events.v1"
+
+# credit → everyone who cares.
+CREDIT_DECISIONS = "credit.decisions.v1"
+CREDIT_POSITIONS = "credit.positions.v1"
+CREDIT_LOAN_REQUESTS = "credit.loan-requests.v1"
+CREDIT_REPAYMENT_INSTRUCTIONS = "credit.repayment-instructions.v1"
+
+# funding-gateway ↔ funders.
+FUNDING_RESPONSES = "funding.responses.v1"
+FUNDING_RESULTS = "funding.results.v1"
+
+
+def funder_requests_topic(funder_id: str) -> str:
+    """The topic one funder consumes its loan requests from."""
+    return f"funding.requests.{funder_id}.v1"
+
+
+# settlement-splitter → credit, funders, suppliers.
+SETTLEMENT_RESULTS = "settlement.results.v1"
+SETTLEMENT_FUNDER_REPAYMENTS = "settlement.funder-repayments.v1"
+SETTLEMENT_RELEASES = "settlement.releases.v1"
+
+# Dead letters: raw payload, source coordinates and a machine-readable reason.
+INTAKE_REJECTED = "intake.rejected.v1"
+CREDIT_REJECTED = "credit.rejected.v1"
+FUNDING_GATEWAY_REJECTED = "funding-gateway.rejected.v1"
+SETTLEMENT_REJECTED = "settlement.rejected.v1"
+
+ALL_STATIC_TOPICS = (
+    *ERP_TOPICS,
+    ADMIN_FACILITIES,
+    SUPPLIER_FINANCING_APPLICATIONS,
+    POOL_EVENTS,
+    CREDIT_DECISIONS,
+    CREDIT_POSITIONS,
+    CREDIT_LOAN_REQUESTS,
+    CREDIT_REPAYMENT_INSTRUCTIONS,
+    FUNDING_RESPONSES,
+    FUNDING_RESULTS,
+    SETTLEMENT_RESULTS,
+    SETTLEMENT_FUNDER_REPAYMENTS,
+    SETTLEMENT_RELEASES,
+    INTAKE_REJECTED,
+    CREDIT_REJECTED,
+    FUNDING_GATEWAY_REJECTED,
+    SETTLEMENT_REJECTED,
+)

@@ -1,0 +1,87 @@
+"""PostgreSQL access: one asyncpg pool per service, bound to the service's own schema, and a
+small migration runner for numbered .sql files (shared reliability tables first)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import asyncpg
+import structlog
+
+log = structlog.get_logger(__name__)
+
+SHARED_MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # JSON columns come back as Python objects; Decimals go in as exact text.
+    await conn.set_type_codec("jsonb", schema="pg_catalog", format="text",
+                              encoder=lambda v: json.dumps(v, default=_json_default),
+                              decoder=json.loads)
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+async def create_pool(dsn: str, schema: str, size: int = 5) -> asyncpg.Pool:
+    """A pool whose connections see only `schema` (then public) by default."""
+    pool = await asyncpg.create_pool(
+        dsn, min_size=1, max_size=size, init=_init_connection,
+        server_settings={"search_path": f"{schema},public", "application_name": schema},
+    )
+    assert pool is not None
+    return pool
+
+
+def migration_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.glob("*.sql") if p.name[:4].isdigit())
+
+
+async def migrate(dsn: str, schema: str, service_migrations: Path) -> list[str]:
+    """Apply the shared then the service's migrations not applied yet; returns their names.
+
+    Serialised across processes by an advisory lock, each file in its own transaction, with a
+    checksum kept so that an edited, already-applied file is reported instead of ignored.
+    """
+    conn = await asyncpg.connect(dsn)
+    applied: list[str] = []
+    try:
+        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        await conn.execute(f'SET search_path TO "{schema}", public')
+        lock_key = int(hashlib.sha256(schema.encode()).hexdigest()[:15], 16)
+        await conn.execute("SELECT pg_advisory_lock($1)", lock_key)
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " name text PRIMARY KEY, checksum text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())")
+            done = {r["name"]: r["checksum"]
+                    for r in await conn.fetch("SELECT name, checksum FROM schema_migrations")}
+            files = [("shared/" + p.name, p) for p in migration_files(SHARED_MIGRATIONS)]
+            files += [(f"{schema}/" + p.name, p) for p in migration_files(service_migrations)]
+            for name, path in files:
+                sql = path.read_text()
+                checksum = hashlib.sha256(sql.encode()).hexdigest()
+                if name in done:
+                    if done[name] != checksum:
+                        raise RuntimeError(f"migration {name} was edited after it was applied")
+                    continue
+                async with conn.transaction():
+                    await conn.execute(sql)
+                    await conn.execute(
+                        "INSERT INTO schema_migrations(name, checksum) VALUES ($1, $2)",
+                        name, checksum)
+                applied.append(name)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", lock_key)
+    finally:
+        await conn.close()
+    if applied:
+        log.info("migrations applied", schema=schema, migrations=applied)
+    return applied

@@ -1,0 +1,208 @@
+"""The consuming side every service shares: a batch of raw Kafka records becomes one database
+transaction holding the effects, the inbox rows and the outgoing messages (outbox).
+
+- Decoding refusals, inbox conflicts and domain refusals end as dead letters with a reason and
+  the raw bytes, in the same transaction: a poison message never blocks a partition.
+- An event id already processed with the same payload is skipped (exactly-once effect); with
+  another payload it is dead-lettered as `event_id_conflict`.
+- An unexpected error rolls the batch back; the batch is then retried one message per
+  transaction so that only the culprit is dead-lettered (`processing_error`).
+- Transient infrastructure errors (connection lost, deadlock, serialisation) propagate: the
+  caller does not commit offsets and the batch is read again.
+
+Handlers follow one rule: decide first, raise `Rejected` before writing anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import asyncpg
+import structlog
+
+from shared.contracts.codec import Rejected, decode, payload_digest
+from shared.contracts.messages import DeadLetter, Message, Reason
+from shared.outbox import Outbox
+
+log = structlog.get_logger(__name__)
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One raw record as read from Kafka."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(slots=True)
+class UnitOfWork:
+    """What a handler gets: the batch's connection and the outbox it writes to."""
+
+    conn: asyncpg.Connection
+    outbox: Outbox
+    schema: str
+
+    def emit(self, topic: str, message: Message) -> None:
+        self.outbox.emit(topic, message)
+
+
+Handler = Callable[[UnitOfWork, Message], Awaitable[None]]
+BatchHook = Callable[[UnitOfWork, Sequence[Inbound]], Awaitable[None]]
+
+
+class BatchConsumer:
+    def __init__(self, *, service: str, schema: str, pool: asyncpg.Pool, handle: Handler,
+                 dead_letter_topic: str, on_batch: BatchHook | None = None,
+                 after_commit: Callable[[], None] | None = None) -> None:
+        self.service = service
+        self.schema = schema
+        self._pool = pool
+        self._handle = handle
+        self._dead_letter_topic = dead_letter_topic
+        self._on_batch = on_batch
+        self._after_commit = after_commit
+        self.stats = {"effects": 0, "duplicates": 0, "dead_letters": 0, "batches": 0}
+
+    async def process(self, records: Sequence[Inbound]) -> None:
+        items = [self._decode(record) for record in records]
+        # Group by pool (stable: order within a pool is kept) so locks are taken in one order.
+        items.sort(key=lambda item: item[1].pool_id if item[1] is not None else "")
+        try:
+            await self._in_transaction(items)
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception:
+            log.exception("batch failed; retrying it one message at a time",
+                          service=self.service, size=len(items))
+            for item in items:
+                try:
+                    await self._in_transaction([item])
+                except TRANSIENT_ERRORS:
+                    raise
+                except Exception as exc:
+                    record, message, _ = item
+                    log.exception("message failed; dead-lettering it", service=self.service,
+                                  topic=record.topic, offset=record.offset)
+                    reason = Rejected(Reason.PROCESSING_ERROR, f"{type(exc).__name__}: {exc}")
+                    await self._in_transaction([(record, message, reason)], skip_handler=True)
+        self.stats["batches"] += 1
+        if self._after_commit is not None:
+            self._after_commit()
+
+    def _decode(self, record: Inbound) -> tuple[Inbound, Message | None, Rejected | None]:
+        try:
+            return record, decode(record.topic, record.value), None
+        except Rejected as refusal:
+            return record, None, refusal
+
+    async def _in_transaction(self, items: list[tuple[Inbound, Message | None, Rejected | None]],
+                              skip_handler: bool = False) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            uow = UnitOfWork(conn=conn, outbox=Outbox(), schema=self.schema)
+            if self._on_batch is not None:
+                await self._on_batch(uow, [record for record, _, _ in items])
+            event_ids = [message.event_id for _, message, _ in items if message is not None]
+            seen: dict[str, str] = {
+                row["event_id"]: row["payload_hash"] for row in await conn.fetch(
+                    "SELECT event_id, payload_hash FROM processed"
+                    " WHERE consumer = $1 AND event_id = ANY($2::text[])",
+                    self.service, event_ids)
+            } if event_ids else {}
+            new_rows: list[tuple[str, str, str]] = []
+            for record, message, refusal in items:
+                structlog.contextvars.clear_contextvars()
+                structlog.contextvars.bind_contextvars(
+                    service=self.service, topic=record.topic, partition=record.partition,
+                    offset=record.offset,
+                    event_id=message.event_id if message else None,
+                    correlation_id=message.correlation_id if message else None,
+                    pool_id=message.pool_id if message else None)
+                if message is not None and refusal is None:
+                    digest = payload_digest(record.value)
+                    prior = seen.get(message.event_id)
+                    if prior == digest:
+                        self.stats["duplicates"] += 1
+                        log.info("duplicate skipped", type=message.type)
+                        continue
+                    if prior is not None:
+                        refusal = Rejected(Reason.EVENT_ID_CONFLICT,
+                                           f"event_id {message.event_id} was already processed "
+                                           "with a different payload")
+                    else:
+                        seen[message.event_id] = digest
+                        new_rows.append((self.service, message.event_id, digest))
+                        if not skip_handler:
+                            try:
+                                await self._handle(uow, message)
+                                self.stats["effects"] += 1
+                                log.info("processed", type=message.type)
+                                continue
+                            except Rejected as domain_refusal:
+                                refusal = domain_refusal
+                elif message is not None and refusal is not None and \
+                        message.event_id not in seen:
+                    # Forced dead letter of a decodable message: mark it done as well.
+                    seen[message.event_id] = payload_digest(record.value)
+                    new_rows.append((self.service, message.event_id, seen[message.event_id]))
+                assert refusal is not None
+                await self._dead_letter(uow, record, message, refusal)
+            structlog.contextvars.clear_contextvars()
+            if new_rows:
+                await conn.executemany(
+                    "INSERT INTO processed(consumer, event_id, payload_hash) VALUES ($1, $2, $3)",
+                    new_rows)
+            await uow.outbox.write(conn, self.schema)
+
+    async def _dead_letter(self, uow: UnitOfWork, record: Inbound, message: Message | None,
+                           refusal: Rejected) -> None:
+        pool_id = message.pool_id if message else None
+        event_id = message.event_id if message else None
+        inserted = await uow.conn.fetchval(
+            "INSERT INTO dead_letters(source_topic, source_partition, source_offset, event_id,"
+            " pool_id, reason, detail, raw_payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            " ON CONFLICT (source_topic, source_partition, source_offset) DO NOTHING"
+            " RETURNING id",
+            record.topic, record.partition, record.offset, event_id, pool_id,
+            refusal.reason.value, refusal.detail, record.value)
+        if inserted is None:
+            return
+        self.stats["dead_letters"] += 1
+        log.warning("dead-lettered", reason=refusal.reason.value, detail=refusal.detail)
+        try:
+            text: str | None = record.value.decode()
+        except UnicodeDecodeError:
+            text = None
+        letter = DeadLetter(
+            service=self.service, reason=refusal.reason, detail=refusal.detail,
+            source_topic=record.topic, source_partition=record.partition,
+            source_offset=record.offset,
+            key=record.key.decode(errors="replace") if record.key is not None else None,
+            raw_payload_b64=base64.b64encode(record.value).decode(), raw_text=text,
+            event_id=event_id, pool_id=pool_id, rejected_at=datetime.now(timezone.utc))
+        key = pool_id or (record.key.decode(errors="replace") if record.key else None)
+        uow.outbox.emit(self._dead_letter_topic, letter, key=key)
+
+
+async def backoff(seconds: float) -> None:
+    """Pause before a failed batch is re-read, so an outage is not a hot loop."""
+    await asyncio.sleep(seconds)

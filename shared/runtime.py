@@ -1,0 +1,133 @@
+"""Running one service: its FastStream batch subscriber, its database pool, its outbox relay.
+
+Offsets are committed by FastStream's ack only after `BatchConsumer.process` returned, i.e.
+after the database commit; on a transient failure the batch is nacked (re-read from its first
+offset) after a pause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+
+from shared.db import create_pool, migrate
+from shared.inbox import BatchConsumer, BatchHook, Handler, Inbound, backoff
+from shared.outbox import OutboxRelay
+from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What makes a service: its name, schema, topics and handlers."""
+
+    name: str
+    schema: str
+    topics: tuple[str, ...]
+    dead_letter_topic: str
+    migrations: Path
+    handle: Handler
+    on_batch: BatchHook | None = None
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def build_broker(spec: ServiceSpec, settings: Settings,
+                 consumer: BatchConsumer | None) -> KafkaBroker:
+    broker = KafkaBroker(settings.kafka_bootstrap, logger=None,
+                         client_id=f"poolfin-{spec.name}")
+
+    @broker.subscriber(
+        *spec.topics,
+        batch=True,
+        group_id=f"{settings.group_prefix}.{spec.name}",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        auto_offset_reset="earliest",
+        max_records=settings.batch_max_records,
+        batch_timeout_ms=settings.batch_timeout_ms,
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=settings.heartbeat_interval_ms,
+        rebalance_timeout_ms=settings.rebalance_timeout_ms,
+        title=f"{spec.name}",
+        description=spec.description,
+    )
+    async def on_batch(body: Any, msg: KafkaMessage) -> None:  # noqa: ARG001
+        raw = msg.raw_message
+        records = raw if isinstance(raw, tuple) else (raw,)
+        inbound = [Inbound(r.topic, r.partition, r.offset, r.key, r.value or b"")
+                   for r in records]
+        if consumer is None:
+            return
+        try:
+            await consumer.process(inbound)
+        except Exception:
+            log.exception("batch not committed; it will be read again", service=spec.name)
+            await backoff(settings.retry_backoff_s)
+            raise
+
+    return broker
+
+
+async def ensure_topics(bootstrap: str, topics: Sequence[str], partitions: int) -> None:
+    """Create the topics that do not exist yet (idempotent)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(t, partitions, 1) for t in topics if t not in existing]
+        if missing:
+            with contextlib.suppress(Exception):
+                await admin.create_topics(missing)
+    finally:
+        await admin.close()
+
+
+async def run_service(spec: ServiceSpec, settings: Settings,
+                      stop: asyncio.Event | None = None,
+                      ready: asyncio.Event | None = None) -> None:
+    """Migrate, connect, consume and relay until `stop` is set (or the task is cancelled)."""
+    from shared.contracts.topics import ALL_STATIC_TOPICS
+
+    await migrate(settings.database_url, spec.schema, spec.migrations)
+    await ensure_topics(settings.kafka_bootstrap, ALL_STATIC_TOPICS, settings.topic_partitions)
+    pool = await create_pool(settings.database_url, spec.schema, settings.db_pool_size)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=2,
+                                enable_idempotence=settings.kafka_idempotence,
+                                acks="all")
+    await producer.start()
+    relay = OutboxRelay(pool, producer, batch=settings.outbox_batch,
+                        poll_s=settings.outbox_poll_ms / 1000)
+    consumer = BatchConsumer(service=spec.name, schema=spec.schema, pool=pool,
+                             handle=spec.handle, dead_letter_topic=spec.dead_letter_topic,
+                             on_batch=spec.on_batch, after_commit=relay.wake)
+    broker = build_broker(spec, settings, consumer)
+    relay_task = asyncio.create_task(relay.run(), name=f"{spec.name}-relay")
+    try:
+        await broker.start()
+        log.info("service started", service=spec.name, topics=list(spec.topics),
+                 bootstrap=settings.kafka_bootstrap)
+        if ready is not None:
+            ready.set()
+        await (stop.wait() if stop is not None else asyncio.Event().wait())
+    finally:
+        log.info("service stopping", service=spec.name, **consumer.stats)
+        await broker.stop()
+        relay_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay_task
+        with contextlib.suppress(Exception):
+            await relay.drain_once()
+        await producer.stop()
+        await pool.close()
