@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,6 +121,8 @@ async def run_service(spec: ServiceSpec, settings: Settings,
                  bootstrap=settings.kafka_bootstrap)
         if ready is not None:
             ready.set()
+        if settings.ready_file:
+            Path(settings.ready_file).write_text(str(os.getpid()))
         await (stop.wait() if stop is not None else asyncio.Event().wait())
     finally:
         log.info("service stopping", service=spec.name, **consumer.stats)

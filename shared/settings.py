@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING, ERROR.")
     log_json: bool | None = Field(default=None,
                                   description="JSON logs; default: JSON unless on a TTY.")
+    ready_file: str | None = Field(default=None, description="Touched once the service "
+                                                                "consumes (used by `poolfin up`).")
     data_dir: str = Field(default=".poolfin", description="Where `poolfin up` keeps its state.")
 
     @property

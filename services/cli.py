@@ -1,0 +1,214 @@
+"""The `poolfin` command."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shared.settings import Settings
+
+app = typer.Typer(help="poolfin: receivables-pool financing and settlement splitting.",
+                  no_args_is_help=True, add_completion=False)
+facility_app = typer.Typer(help="Credit facilities.", no_args_is_help=True)
+ledger_app = typer.Typer(help="The settlement ledger.", no_args_is_help=True)
+contracts_app = typer.Typer(help="Message contracts for integrators.", no_args_is_help=True)
+app.add_typer(facility_app, name="facility")
+app.add_typer(ledger_app, name="ledger")
+app.add_typer(contracts_app, name="contracts")
+
+
+def _settings() -> Settings:
+    from shared.logging import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_json)
+    return settings
+
+
+@app.command()
+def run(service: Annotated[str, typer.Argument(help="intake | credit | funding-gateway | "
+                                                    "settlement-splitter")]) -> None:
+    """Run one service until SIGINT/SIGTERM (settings from POOLFIN_* variables)."""
+    from services.registry import SERVICES
+    from shared.runtime import run_service
+
+    if service not in SERVICES:
+        typer.echo(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}",
+                   err=True)
+        raise typer.Exit(2)
+    settings = _settings()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_service(SERVICES[service](settings), settings, stop)
+
+    asyncio.run(main())
+
+
+@app.command()
+def up() -> None:
+    """Start the embedded broker, PostgreSQL and the four services; stay up until Ctrl-C."""
+    from services.stack import Stack, new_work_dir, state_file
+
+    settings = Settings()
+    work_dir = new_work_dir(settings.data_dir)
+    typer.echo("starting embedded Kafka (Tansu), PostgreSQL and the four services …")
+    stack = Stack(work_dir)
+    try:
+        stack.start()
+        state = stack.describe()
+        state_file(settings.data_dir).write_text(json.dumps(state, indent=2))
+        typer.echo(f"kafka bootstrap : {stack.bootstrap}")
+        typer.echo(f"database url    : {stack.database_url}")
+        for name, pid in dict(state["services"]).items():  # type: ignore[call-overload]
+            typer.echo(f"service         : {name} (pid {pid}, log {work_dir / (name + '.log')})")
+        typer.echo("topics          : " + ", ".join(state["topics"]))  # type: ignore[arg-type]
+        typer.echo("poolfin is up; `poolfin demo` plays the seed examples. Ctrl-C stops.")
+        stopping = False
+
+        def _stop(*_: object) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        while not stopping:
+            for name, process in stack.processes.items():
+                if process.poll() is not None:
+                    typer.echo(f"service {name} exited ({process.returncode}); restarting",
+                               err=True)
+                    stack.start_service(name)
+            time.sleep(0.5)
+    finally:
+        typer.echo("stopping …")
+        state_file(settings.data_dir).unlink(missing_ok=True)
+        stack.stop()
+        typer.echo("stopped.")
+
+
+@app.command()
+def demo(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False
+         ) -> None:
+    """Reproduce the seed paper's worked examples against the running stack (starting one if
+    none is up). Exits non-zero if any figure differs."""
+    from services.demo import run_demo
+    from services.stack import Stack, new_work_dir, running_stack
+
+    settings = Settings()
+    say = (lambda *_: None) if as_json else typer.echo
+    state = running_stack(settings.data_dir)
+    stack = None
+    if state is None:
+        say("no running stack found; starting one (embedded Kafka + PostgreSQL) …")
+        stack = Stack(new_work_dir(settings.data_dir)).start()
+        bootstrap = stack.bootstrap
+    else:
+        bootstrap = str(state["kafka_bootstrap"])
+        say(f"using the running stack at {bootstrap}")
+    try:
+        result = asyncio.run(run_demo(bootstrap, say))
+    finally:
+        if stack is not None:
+            stack.stop()
+    if as_json:
+        typer.echo(json.dumps(result.as_json()))
+    else:
+        for problem in result.problems():
+            typer.echo(f"MISMATCH: {problem}", err=True)
+        typer.echo("all figures match the paper." if not result.problems() else "FAILED")
+    raise typer.Exit(0 if not result.problems() else 1)
+
+
+@facility_app.command("set")
+def facility_set(
+    pool: Annotated[str, typer.Option(help="pool_id")],
+    credit_line: Annotated[str, typer.Option(help="CNY, e.g. 1000000.00")],
+    discount_rate: Annotated[str, typer.Option(help="e.g. 0.8")],
+    annual_interest_rate: Annotated[str, typer.Option(help="e.g. 0.0435")],
+    funder: Annotated[str, typer.Option(help="funder id, e.g. bank-icbc")],
+    day_count: Annotated[str, typer.Option(help="ACT/360 or ACT/365")] = "ACT/360",
+    tenor_days: Annotated[int, typer.Option(help="loan term")] = 180,
+) -> None:
+    """Publish a FacilitySet for a pool on admin.facilities.v1."""
+    from services.clients import Publisher, erp_event
+    from shared.contracts import decode, topics
+
+    settings = Settings()
+    event = erp_event("FacilitySet", pool, source="operator-cli", credit_line=credit_line,
+                      discount_rate=discount_rate, annual_interest_rate=annual_interest_rate,
+                      funder_id=funder, day_count=day_count, tenor_days=tenor_days)
+    raw = json.dumps(event).encode()
+    decode(topics.ADMIN_FACILITIES, raw)  # refuse here what credit would dead-letter
+
+    async def send() -> None:
+        async with Publisher(settings.kafka_bootstrap) as publisher:
+            await publisher.send(topics.ADMIN_FACILITIES, raw, key=pool)
+
+    asyncio.run(send())
+    typer.echo(f"facility for {pool} published (event {event['event_id']})")
+
+
+@ledger_app.command("verify")
+def ledger_verify() -> None:
+    """Walk every pool's hash chain and the balances; exit 1 on any problem."""
+    from services.settlement_splitter.ledger_audit import audit
+
+    settings = Settings()
+    report = asyncio.run(audit(settings.database_url))
+    typer.echo(json.dumps(report, indent=2, default=str))
+    raise typer.Exit(0 if not report["problems"] else 1)
+
+
+@contracts_app.command("export")
+def contracts_export(
+    out: Annotated[Path, typer.Option(help="directory")] = Path("docs/contracts"),
+    check: Annotated[bool, typer.Option(help="fail if files differ from the code")] = False,
+) -> None:
+    """Write JSON Schema per message and the AsyncAPI document (or check they are current)."""
+    from shared.contracts.publish import contract_files
+
+    stale = []
+    for name, text in contract_files().items():
+        path = out / name
+        if check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(str(path))
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    if stale:
+        typer.echo("out of date: " + ", ".join(stale) + " (run `poolfin contracts export`)",
+                   err=True)
+        raise typer.Exit(1)
+    typer.echo("contracts are current." if check else f"contracts written to {out}")
+
+
+@app.command()
+def bench(
+    payments: Annotated[int, typer.Option(help="payments to push")] = 2000,
+    pools: Annotated[int, typer.Option(help="pools to spread them over")] = 20,
+) -> None:
+    """Push N payments through a fresh embedded stack; print settlements/s and latencies."""
+    from services.bench import run_bench
+
+    with contextlib.suppress(KeyboardInterrupt):
+        run_bench(payments, pools)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""What an ERP, a funder or an operator uses against a running poolfin: publish raw JSON the
+way an ERP does, and observe topics (no consumer group: assigned partitions, from the start)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from shared.runtime import ensure_topics
+
+
+def erp_event(type_: str, pool_id: str, source: str = "erp-demo", **fields: Any) -> dict[str, Any]:
+    """A raw ERP event as JSON-ready dict, amounts already strings."""
+    return {"event_id": fields.pop("event_id", str(uuid.uuid4())), "type": type_,
+            "occurred_at": datetime.now(timezone.utc).isoformat(), "source": source,
+            "pool_id": pool_id, "schema_version": 1, **fields}
+
+
+class Publisher:
+    def __init__(self, bootstrap: str) -> None:
+        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2)
+
+    async def start(self) -> Publisher:
+        await self._producer.start()
+        return self
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def send(self, topic: str, event: dict[str, Any] | bytes, key: str | None = None
+                   ) -> float:
+        """Publish raw bytes (or a dict as JSON); returns the monotonic time it was sent."""
+        value = event if isinstance(event, bytes) else json.dumps(event).encode()
+        pool_id = key if key is not None else (
+            event.get("pool_id") if isinstance(event, dict) else None)
+        sent_at = time.monotonic()
+        await self._producer.send(topic, value, key=pool_id.encode() if pool_id else None)
+        return sent_at
+
+    async def flush(self) -> None:
+        await self._producer.flush()
+
+    async def __aenter__(self) -> Publisher:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+class Observer:
+    """Reads topics from the beginning into memory; `wait_for` polls with a deadline."""
+
+    def __init__(self, bootstrap: str, topics: Iterable[str],
+                 accept: Callable[[dict[str, Any]], bool] | None = None) -> None:
+        self.bootstrap = bootstrap
+        self.topics = list(topics)
+        self.accept = accept or (lambda _: True)
+        self.messages: list[tuple[str, dict[str, Any], float]] = []
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> Observer:
+        await ensure_topics(self.bootstrap, self.topics, 3)
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap,
+                                          enable_auto_commit=False, group_id=None,
+                                          auto_offset_reset="earliest")
+        await self._consumer.start()
+        partitions = []
+        for topic in self.topics:
+            for _ in range(50):
+                found = self._consumer.partitions_for_topic(topic)
+                if found:
+                    break
+                await self._consumer._client.force_metadata_update()  # noqa: SLF001
+                await asyncio.sleep(0.1)
+            partitions += [TopicPartition(topic, p) for p in sorted(found or {0})]
+        self._consumer.assign(partitions)
+        await self._consumer.seek_to_beginning(*partitions)
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=100, max_records=2000)
+            now = time.monotonic()
+            for tp, records in batches.items():
+                for record in records:
+                    try:
+                        body = json.loads(record.value)
+                    except (ValueError, TypeError):
+                        continue
+                    if isinstance(body, dict) and self.accept(body):
+                        self.messages.append((tp.topic, body, now))
+
+    def find(self, topic: str | None = None, **match: Any) -> list[dict[str, Any]]:
+        return [body for t, body, _ in self.messages
+                if (topic is None or t == topic)
+                and all(body.get(k) == v for k, v in match.items())]
+
+    async def wait_for(self, topic: str | None = None, *, count: int = 1, timeout: float = 30,
+                       **match: Any) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.find(topic, **match)
+            if len(found) >= count:
+                return found
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"waited {timeout}s for {count} message(s) on {topic} "
+                                   f"matching {match}; saw {len(found)}")
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer:
+            await self._consumer.stop()
+
+    async def __aenter__(self) -> Observer:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

@@ -1,0 +1,22 @@
+"""credit: wiring only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.credit.handlers import handle
+from shared.contracts import topics
+from shared.runtime import ServiceSpec
+from shared.settings import Settings
+
+def spec(settings: Settings) -> ServiceSpec:  # noqa: ARG001
+    return ServiceSpec(
+        name="credit",
+        schema="credit",
+        topics=(topics.ADMIN_FACILITIES, topics.SUPPLIER_FINANCING_APPLICATIONS, topics.POOL_EVENTS,
+                topics.FUNDING_RESULTS, topics.SETTLEMENT_RESULTS),
+        dead_letter_topic=topics.CREDIT_REJECTED,
+        migrations=Path(__file__).parent / "migrations",
+        handle=handle,
+        description="Pool positions, financing decisions, loans and repayment instructions.",
+    )

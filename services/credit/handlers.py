@@ -1,0 +1,209 @@
+"""credit: pool positions, applications, loans and the repayment decision (DESIGN step 4)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from services.credit import repository as repo
+from services.credit.domain import (
+    Loan,
+    available_to_borrow,
+    borrowing_base,
+    refusal_of,
+    repayment_plan,
+)
+from shared.contracts import messages as m
+from shared.contracts import topics
+from shared.contracts.codec import Rejected
+from shared.inbox import UnitOfWork
+from shared.money import ZERO
+
+SOURCE = "credit"
+
+
+async def handle(uow: UnitOfWork, event: m.Message) -> None:
+    match event:
+        case m.FacilitySet():
+            await on_facility_set(uow, event)
+        case m.PoolOpened():
+            await repo.create_pool(uow.conn, event.pool_id, event.core_enterprise_id,
+                                   event.supplier_id)
+            await emit_position(uow, event, ZERO)
+        case m.ReceivableAdded():
+            await on_receivable_added(uow, event)
+        case m.ReceivablesSettled():
+            await on_receivables_settled(uow, event)
+        case m.FinancingApplied():
+            await on_financing_applied(uow, event)
+        case m.BuyerConfirmedFinancing():
+            await on_buyer_confirmation(uow, event)
+        case m.FundingResult():
+            await on_funding_result(uow, event)
+        case m.SettlementReleased():
+            await repo.confirm_repayment(uow.conn, event.payment_id)
+        case _:
+            raise Rejected(m.Reason.UNKNOWN_TYPE, f"credit does not handle {event.type}")
+
+
+async def _locked_pool(uow: UnitOfWork, pool_id: str) -> Decimal:
+    pool = await repo.lock_pool(uow.conn, pool_id)
+    if pool is None:
+        raise Rejected(m.Reason.UNKNOWN_POOL, f"pool {pool_id} is not known to credit")
+    return Decimal(pool["water_level"])
+
+
+async def emit_position(uow: UnitOfWork, cause: m.Message, level: Decimal) -> Decimal:
+    """Publish the pool's position after a change; returns what is available."""
+    facility = await repo.facility(uow.conn, cause.pool_id)
+    loans, in_flight = await repo.loan_balance_and_in_flight(uow.conn, cause.pool_id)
+    available = available_to_borrow(level, facility, loans, in_flight)
+    uow.emit(topics.CREDIT_POSITIONS, m.new_event(
+        m.PoolPosition, source=SOURCE, pool_id=cause.pool_id, cause=cause,
+        water_level=level, borrowing_base=borrowing_base(level, facility), loan_balance=loans,
+        in_flight=in_flight, available=available))
+    return available
+
+
+async def on_facility_set(uow: UnitOfWork, event: m.FacilitySet) -> None:
+    if not (0 < event.discount_rate <= 1):
+        raise Rejected(m.Reason.INVALID_FACILITY,
+                       f"discount_rate {event.discount_rate} must be in (0, 1]")
+    if event.annual_interest_rate > 1:
+        raise Rejected(m.Reason.INVALID_FACILITY,
+                       f"annual_interest_rate {event.annual_interest_rate} must be at most 1")
+    pool = await repo.lock_pool(uow.conn, event.pool_id)
+    await repo.upsert_facility(uow.conn, event)
+    await emit_position(uow, event, Decimal(pool["water_level"]) if pool else ZERO)
+
+
+async def on_receivable_added(uow: UnitOfWork, event: m.ReceivableAdded) -> None:
+    level = await _locked_pool(uow, event.pool_id) + event.amount
+    await repo.set_water_level(uow.conn, event.pool_id, level)
+    await emit_position(uow, event, level)
+
+
+async def on_receivables_settled(uow: UnitOfWork, event: m.ReceivablesSettled) -> None:
+    level_before = await _locked_pool(uow, event.pool_id)
+    if await repo.repayment_exists(uow.conn, event.payment_id):
+        raise Rejected(m.Reason.DUPLICATE_PAYMENT,
+                       f"payment {event.payment_id} was already decided")
+    level = max(ZERO, level_before - event.written_off)
+    facility = await repo.facility(uow.conn, event.pool_id)
+    loans = await repo.lock_open_loans(uow.conn, event.pool_id)
+    plan = repayment_plan(event.amount, level, facility, loans, event.paid_on)
+    balance_before = sum((loan.outstanding for loan in loans), ZERO)
+    repaid = sum((r.principal for r in plan), ZERO)
+    instruction = m.new_event(
+        m.RepaymentInstruction, source=SOURCE, pool_id=event.pool_id, cause=event,
+        payment_id=event.payment_id, amount=event.amount,
+        repayments=[m.LoanRepayment(loan_id=r.loan_id, funder_id=r.funder_id,
+                                    principal=r.principal, interest=r.interest, days=r.days)
+                    for r in plan],
+        water_level_after=level,
+        discount_rate=facility.discount_rate if facility else Decimal(0),
+        credit_line=facility.credit_line if facility else ZERO,
+        loan_balance_before=balance_before, loan_balance_after=balance_before - repaid)
+    await repo.set_water_level(uow.conn, event.pool_id, level)
+    await repo.reserve_repayment(uow.conn, event.pool_id, event.payment_id, event.amount, plan,
+                                 instruction.model_dump(mode="json"))
+    uow.emit(topics.CREDIT_REPAYMENT_INSTRUCTIONS, instruction)
+    await emit_position(uow, event, level)
+
+
+async def on_financing_applied(uow: UnitOfWork, event: m.FinancingApplied) -> None:
+    level = await _locked_pool(uow, event.pool_id)
+    if await repo.application(uow.conn, event.application_id) is not None:
+        raise Rejected(m.Reason.DUPLICATE_APPLICATION,
+                       f"application {event.application_id} already exists")
+    facility = await repo.facility(uow.conn, event.pool_id)
+    loans, in_flight = await repo.loan_balance_and_in_flight(uow.conn, event.pool_id)
+    available = available_to_borrow(level, facility, loans, in_flight)
+    reason = refusal_of(event.amount, facility, available)
+    state = m.ApplicationState.REFUSED if reason else m.ApplicationState.AWAITING_BUYER
+    await repo.insert_application(uow.conn, event.application_id, event.pool_id, event.amount,
+                                  state.value, reason.value if reason else None,
+                                  facility.funder_id if facility else None)
+    uow.emit(topics.CREDIT_DECISIONS, m.new_event(
+        m.FinancingDecision, source=SOURCE, pool_id=event.pool_id, cause=event,
+        application_id=event.application_id, state=state, amount=event.amount,
+        available=available, reason=reason))
+    await emit_position(uow, event, level)
+
+
+async def _pending_application(uow: UnitOfWork, application_id: str,
+                               expected: m.ApplicationState) -> Decimal:
+    application = await repo.application(uow.conn, application_id)
+    if application is None:
+        raise Rejected(m.Reason.UNKNOWN_APPLICATION, f"application {application_id} unknown")
+    if application["state"] != expected.value:
+        raise Rejected(m.Reason.APPLICATION_NOT_PENDING,
+                       f"application {application_id} is {application['state']}, "
+                       f"not {expected.value}")
+    return Decimal(application["amount"])
+
+
+async def on_buyer_confirmation(uow: UnitOfWork, event: m.BuyerConfirmedFinancing) -> None:
+    level = await _locked_pool(uow, event.pool_id)
+    amount = await _pending_application(uow, event.application_id,
+                                        m.ApplicationState.AWAITING_BUYER)
+    facility = await repo.facility(uow.conn, event.pool_id)
+    loans, in_flight = await repo.loan_balance_and_in_flight(uow.conn, event.pool_id)
+    # The level may have dropped since the application: check again, without counting the
+    # application's own reservation (invariant 4 at the moment the request leaves).
+    available = available_to_borrow(level, facility, loans, in_flight - amount)
+    reason = (m.Reason.REJECTED_BY_BUYER if not event.confirmed
+              else refusal_of(amount, facility, available))
+    state = m.ApplicationState.REFUSED if reason else m.ApplicationState.REQUESTED
+    await repo.set_application_state(uow.conn, event.application_id, state.value,
+                                     reason.value if reason else None)
+    uow.emit(topics.CREDIT_DECISIONS, m.new_event(
+        m.FinancingDecision, source=SOURCE, pool_id=event.pool_id, cause=event,
+        application_id=event.application_id, state=state, amount=amount, available=available,
+        reason=reason))
+    if reason is None:
+        assert facility is not None
+        pool = await repo.lock_pool(uow.conn, event.pool_id)
+        assert pool is not None
+        uow.emit(topics.CREDIT_LOAN_REQUESTS, m.new_event(
+            m.LoanRequested, source=SOURCE, pool_id=event.pool_id, cause=event,
+            request_id=event.application_id, funder_id=facility.funder_id,
+            supplier_id=pool["supplier_id"], amount=amount,
+            annual_interest_rate=facility.annual_interest_rate,
+            tenor_days=facility.tenor_days))
+    await emit_position(uow, event, level)
+
+
+async def on_funding_result(uow: UnitOfWork, event: m.FundingResult) -> None:
+    level = await _locked_pool(uow, event.pool_id)
+    amount = await _pending_application(uow, event.request_id, m.ApplicationState.REQUESTED)
+    if event.decision == m.FunderDecision.APPROVED:
+        return  # approved, money not yet paid out: still in flight
+    if event.decision == m.FunderDecision.REJECTED:
+        await repo.set_application_state(uow.conn, event.request_id,
+                                         m.ApplicationState.REFUSED.value,
+                                         m.Reason.REJECTED_BY_FUNDER.value)
+        uow.emit(topics.CREDIT_DECISIONS, m.new_event(
+            m.FinancingDecision, source=SOURCE, pool_id=event.pool_id, cause=event,
+            application_id=event.request_id, state=m.ApplicationState.REFUSED, amount=amount,
+            available=ZERO, reason=m.Reason.REJECTED_BY_FUNDER))
+        await emit_position(uow, event, level)
+        return
+    if event.amount != amount:
+        raise Rejected(m.Reason.AMOUNT_MISMATCH,
+                       f"funder disbursed {event.amount}, the request was for {amount}")
+    facility = await repo.facility(uow.conn, event.pool_id)
+    assert facility is not None
+    disbursed_on = event.value_date or event.occurred_at.date()
+    loan = Loan(loan_id=event.request_id, funder_id=event.funder_id, outstanding=amount,
+                annual_interest_rate=facility.annual_interest_rate, disbursed_on=disbursed_on,
+                maturity_on=disbursed_on + timedelta(days=facility.tenor_days),
+                day_count=facility.day_count)
+    await repo.open_loan(uow.conn, loan, event.pool_id)
+    await repo.set_application_state(uow.conn, event.request_id,
+                                     m.ApplicationState.FUNDED.value)
+    uow.emit(topics.CREDIT_DECISIONS, m.new_event(
+        m.LoanOpened, source=SOURCE, pool_id=event.pool_id, cause=event, loan_id=loan.loan_id,
+        funder_id=loan.funder_id, principal=amount, disbursed_on=loan.disbursed_on,
+        maturity_on=loan.maturity_on))
+    await emit_position(uow, event, level)

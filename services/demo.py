@@ -1,0 +1,184 @@
+"""`poolfin demo`: plays ERP, supplier and bank against a running poolfin and reproduces the
+seed paper's two worked examples over the real broker and database.
+
+1. Water level: deliveries April–July (万) 30+35+37, 42+34+31, 40+29+34, 32+39+33, each
+   month's deliveries paid in the third ten days of the month two later → month-end levels
+   102, 209, 210, 207 (万).
+2. Settlement: pool 100万, rate 0.8, loan 80万, payment 10万 → 8万 repaid, 2万 released.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from services.clients import Observer, Publisher, erp_event
+from shared.contracts import topics
+from shared.money import money_text
+
+WAN = Decimal(10_000)
+CORE = "CE-DEMO"
+BANK = "bank-demo"
+
+DELIVERIES: dict[str, list[tuple[date, int]]] = {
+    "2026-04": [(date(2026, 4, 8), 30), (date(2026, 4, 18), 35), (date(2026, 4, 28), 37)],
+    "2026-05": [(date(2026, 5, 8), 42), (date(2026, 5, 18), 34), (date(2026, 5, 28), 31)],
+    "2026-06": [(date(2026, 6, 8), 40), (date(2026, 6, 18), 29), (date(2026, 6, 28), 34)],
+    "2026-07": [(date(2026, 7, 8), 32), (date(2026, 7, 18), 39), (date(2026, 7, 28), 33)],
+}
+# Payment term a little over two months, paid at the start of the third ten days (下旬初).
+PAYS_IN = {"2026-04": "2026-06", "2026-05": "2026-07"}
+PAID_ON = {"2026-06": date(2026, 6, 21), "2026-07": date(2026, 7, 21)}
+EXPECTED_LEVELS = [Decimal(102) * WAN, Decimal(209) * WAN, Decimal(210) * WAN,
+                   Decimal(207) * WAN]
+EXPECTED_REPAID = Decimal(8) * WAN
+EXPECTED_RELEASED = Decimal(2) * WAN
+
+
+def cny(wan: int | Decimal) -> str:
+    return money_text((Decimal(wan) * WAN).quantize(Decimal("0.01")))
+
+
+@dataclass
+class DemoResult:
+    month_end_levels: list[Decimal] = field(default_factory=list)
+    repaid: Decimal = Decimal(0)
+    interest: Decimal = Decimal(0)
+    released: Decimal = Decimal(0)
+    loan_balance_after: Decimal = Decimal(0)
+    water_level_after: Decimal = Decimal(0)
+    ledger_hash: str = ""
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.month_end_levels != EXPECTED_LEVELS:
+            found.append(f"month-end levels {self.month_end_levels} != {EXPECTED_LEVELS}")
+        if self.repaid != EXPECTED_REPAID:
+            found.append(f"repaid {self.repaid} != {EXPECTED_REPAID}")
+        if self.released != EXPECTED_RELEASED:
+            found.append(f"released {self.released} != {EXPECTED_RELEASED}")
+        return found
+
+    def as_json(self) -> dict[str, Any]:
+        return {"month_end_levels": [money_text(v) for v in self.month_end_levels],
+                "repaid": money_text(self.repaid), "interest": money_text(self.interest),
+                "released": money_text(self.released),
+                "loan_balance_after": money_text(self.loan_balance_after),
+                "water_level_after": money_text(self.water_level_after),
+                "ledger_hash": self.ledger_hash, "ok": not self.problems(),
+                "problems": self.problems()}
+
+
+async def _onboard(publisher: Publisher, observer: Observer, pool_id: str,
+                   supplier: str) -> None:
+    event = erp_event("SupplierOnboarded", pool_id, core_enterprise_id=CORE,
+                      supplier_id=supplier, supplier_name=f"Supplier {supplier}")
+    await publisher.send(topics.ERP_SUPPLIERS, event)
+    await observer.wait_for(topics.CREDIT_POSITIONS, correlation_id=event["event_id"])
+
+
+async def water_levels(publisher: Publisher, observer: Observer, run: str,
+                       say: Any = print) -> list[Decimal]:
+    pool_id = f"{CORE}/SUP-A-{run}"
+    await _onboard(publisher, observer, pool_id, f"SUP-A-{run}")
+    slips: dict[str, list[str]] = {}
+    levels = []
+    for month, deliveries in DELIVERIES.items():
+        sent: list[str] = []
+        for index, (day, wan) in enumerate(deliveries, start=1):
+            receivable_id = f"SS-{run}-{month}-{index}"
+            slips.setdefault(month, []).append(receivable_id)
+            event = erp_event("SettlementSlipIssued", pool_id, receivable_id=receivable_id,
+                              amount=cny(wan), issued_on=day.isoformat())
+            await publisher.send(topics.ERP_SETTLEMENT_SLIPS, event)
+            sent.append(event["event_id"])
+        for delivered, paid in PAYS_IN.items():
+            if paid == month:
+                total = sum(w for _, w in DELIVERIES[delivered])
+                event = erp_event("PaymentReceived", pool_id, payment_id=f"PAY-{run}-{month}",
+                                  amount=cny(total), receivable_ids=slips[delivered],
+                                  paid_on=PAID_ON[month].isoformat())
+                await publisher.send(topics.ERP_PAYMENTS, event)
+                sent.append(event["event_id"])
+        await publisher.flush()
+        for event_id in sent:
+            await observer.wait_for(topics.CREDIT_POSITIONS, correlation_id=event_id)
+        last = observer.find(topics.CREDIT_POSITIONS, pool_id=pool_id)[-1]
+        levels.append(Decimal(last["water_level"]))
+        say(f"  {month}  delivered {sum(w for _, w in deliveries):>4}万   "
+            f"month-end water level {Decimal(last['water_level']) / WAN:>6}万")
+    return levels
+
+
+async def settlement(publisher: Publisher, observer: Observer, run: str, result: DemoResult,
+                     say: Any = print) -> None:
+    supplier = f"SUP-B-{run}"
+    pool_id = f"{CORE}/{supplier}"
+    value_date = date(2026, 8, 3)
+    await _onboard(publisher, observer, pool_id, supplier)
+    facility = erp_event("FacilitySet", pool_id, source="operator", credit_line=cny(100),
+                         discount_rate="0.8", annual_interest_rate="0.0435", funder_id=BANK)
+    await publisher.send(topics.ADMIN_FACILITIES, facility)
+    slip_ids = []
+    for index, wan in enumerate((60, 30, 10), start=1):
+        slip = erp_event("SettlementSlipIssued", pool_id, receivable_id=f"SS-{run}-B{index}",
+                         amount=cny(wan), issued_on="2026-07-01")
+        await publisher.send(topics.ERP_SETTLEMENT_SLIPS, slip)
+        slip_ids.append(slip["event_id"])
+    for event_id in [facility["event_id"], *slip_ids]:
+        await observer.wait_for(topics.CREDIT_POSITIONS, correlation_id=event_id)
+    say(f"  pool {pool_id}: 100万 in slips, rate 0.8, line 100万, funder {BANK}")
+
+    application_id = f"APP-{run}"
+    await publisher.send(topics.SUPPLIER_FINANCING_APPLICATIONS, erp_event(
+        "FinancingApplied", pool_id, source=supplier, application_id=application_id,
+        amount=cny(80)))
+    await observer.wait_for(topics.CREDIT_DECISIONS, application_id=application_id,
+                            state="awaiting_buyer")
+    await publisher.send(topics.ERP_FINANCING_CONFIRMATIONS, erp_event(
+        "FinancingConfirmation", pool_id, application_id=application_id, confirmed=True))
+    request = (await observer.wait_for(topics.funder_requests_topic(BANK),
+                                       request_id=application_id))[0]
+    await publisher.send(topics.FUNDING_RESPONSES, erp_event(
+        "FunderResponse", pool_id, source=BANK, request_id=request["request_id"],
+        funder_id=BANK, decision="disbursed", amount=request["amount"],
+        value_date=value_date.isoformat()))
+    await observer.wait_for(topics.CREDIT_DECISIONS, type="LoanOpened", loan_id=application_id)
+    say("  supplier borrowed 80万: applied, confirmed by the buyer, disbursed by the bank")
+
+    payment_id = f"PAY-{run}-B"
+    await publisher.send(topics.ERP_PAYMENTS, erp_event(
+        "PaymentReceived", pool_id, payment_id=payment_id, amount=cny(10),
+        receivable_ids=[f"SS-{run}-B3"], paid_on=value_date.isoformat()))
+    released = (await observer.wait_for(topics.SETTLEMENT_RESULTS, payment_id=payment_id))[0]
+    instruction = observer.find(topics.CREDIT_REPAYMENT_INSTRUCTIONS, payment_id=payment_id)
+    result.repaid = Decimal(released["repaid_principal"])
+    result.interest = Decimal(released["repaid_interest"])
+    result.released = Decimal(released["released"])
+    result.ledger_hash = released["ledger_hash"]
+    if instruction:
+        result.loan_balance_after = Decimal(instruction[0]["loan_balance_after"])
+        result.water_level_after = Decimal(instruction[0]["water_level_after"])
+    say(f"  buyer paid 10万 → frozen; pool {result.water_level_after / WAN}万, cap "
+        f"{result.water_level_after * Decimal('0.8') / WAN}万")
+    say(f"  repaid {result.repaid / WAN}万 principal + {result.interest} interest (same day), "
+        f"released {result.released / WAN}万; loan now {result.loan_balance_after / WAN}万")
+
+
+async def run_demo(bootstrap: str, say: Any = print) -> DemoResult:
+    run = uuid.uuid4().hex[:8]
+    watched = [topics.CREDIT_POSITIONS, topics.CREDIT_DECISIONS,
+               topics.CREDIT_REPAYMENT_INSTRUCTIONS, topics.SETTLEMENT_RESULTS,
+               topics.funder_requests_topic(BANK)]
+    result = DemoResult()
+    async with Publisher(bootstrap) as publisher, Observer(
+            bootstrap, watched, accept=lambda body: run in str(body.get("pool_id", ""))
+    ) as observer:
+        say("Receivables pool water level (seed paper, 应收账款池):")
+        result.month_end_levels = await water_levels(publisher, observer, run, say)
+        say("Settlement of a buyer payment (freeze → repay → split → release):")
+        await settlement(publisher, observer, run, result, say)
+    return result

@@ -1,0 +1,21 @@
+"""funding-gateway: wiring only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.funding_gateway.handlers import handle
+from shared.contracts import topics
+from shared.runtime import ServiceSpec
+from shared.settings import Settings
+
+def spec(settings: Settings) -> ServiceSpec:  # noqa: ARG001
+    return ServiceSpec(
+        name="funding-gateway",
+        schema="funding_gateway",
+        topics=(topics.CREDIT_LOAN_REQUESTS, topics.FUNDING_RESPONSES),
+        dead_letter_topic=topics.FUNDING_GATEWAY_REJECTED,
+        migrations=Path(__file__).parent / "migrations",
+        handle=handle,
+        description="Sends loan requests to each funder's topic and relays their answers.",
+    )

@@ -1,0 +1,29 @@
+"""funding-gateway's rules: which funder answers may move a request where. Pure."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from shared.contracts.codec import Rejected
+from shared.contracts.messages import FunderDecision, Reason
+
+# From a state, the answers a funder may still give. A bank may disburse at once; an investor
+# platform first approves (lists the asset), raises the money, then disburses.
+ALLOWED: dict[str, frozenset[FunderDecision]] = {
+    "sent": frozenset(FunderDecision),
+    "approved": frozenset({FunderDecision.DISBURSED, FunderDecision.REJECTED}),
+    "rejected": frozenset(),
+    "disbursed": frozenset(),
+}
+
+
+def accept_response(state: str, decision: FunderDecision, requested: Decimal,
+                    answered: Decimal | None) -> Decimal:
+    """Check a funder's answer against the request; returns the amount it stands for."""
+    if decision not in ALLOWED[state]:
+        raise Rejected(Reason.APPLICATION_NOT_PENDING,
+                       f"request is {state}; a '{decision.value}' answer is not accepted now")
+    if decision == FunderDecision.DISBURSED and answered is not None and answered != requested:
+        raise Rejected(Reason.AMOUNT_MISMATCH,
+                       f"disbursed {answered} but {requested} was requested")
+    return requested

@@ -1,0 +1,52 @@
+"""funding-gateway: loan requests out to each funder's own topic, their answers back in."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from services.funding_gateway import repository as repo
+from services.funding_gateway.domain import accept_response
+from shared.contracts import messages as m
+from shared.contracts import topics
+from shared.contracts.codec import Rejected
+from shared.inbox import UnitOfWork
+
+SOURCE = "funding-gateway"
+
+
+async def handle(uow: UnitOfWork, event: m.Message) -> None:
+    if isinstance(event, m.LoanRequested):
+        await on_loan_requested(uow, event)
+    elif isinstance(event, m.FunderResponse):
+        await on_funder_response(uow, event)
+    else:  # pragma: no cover
+        raise Rejected(m.Reason.UNKNOWN_TYPE, f"funding-gateway does not handle {event.type}")
+
+
+async def on_loan_requested(uow: UnitOfWork, request: m.LoanRequested) -> None:
+    if not await repo.insert_request(uow.conn, request):
+        raise Rejected(m.Reason.INVALID_MESSAGE,
+                       f"request {request.request_id} was already sent")
+    uow.emit(topics.funder_requests_topic(request.funder_id), m.new_event(
+        m.FundingRequest, source=SOURCE, pool_id=request.pool_id, cause=request,
+        request_id=request.request_id, funder_id=request.funder_id,
+        supplier_id=request.supplier_id, amount=request.amount,
+        annual_interest_rate=request.annual_interest_rate, tenor_days=request.tenor_days))
+
+
+async def on_funder_response(uow: UnitOfWork, response: m.FunderResponse) -> None:
+    request = await repo.lock_request(uow.conn, response.request_id)
+    if request is None:
+        raise Rejected(m.Reason.UNKNOWN_REQUEST, f"request {response.request_id} unknown")
+    if request["funder_id"] != response.funder_id or request["pool_id"] != response.pool_id:
+        raise Rejected(m.Reason.UNKNOWN_REQUEST,
+                       f"request {response.request_id} was not sent to {response.funder_id} "
+                       f"for pool {response.pool_id}")
+    amount = accept_response(request["state"], response.decision, Decimal(request["amount"]),
+                             response.amount)
+    await repo.record_response(uow.conn, response)
+    uow.emit(topics.FUNDING_RESULTS, m.new_event(
+        m.FundingResult, source=SOURCE, pool_id=response.pool_id, cause=response,
+        request_id=response.request_id, funder_id=response.funder_id,
+        decision=response.decision, amount=amount, value_date=response.value_date,
+        reason=response.reason))

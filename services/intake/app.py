@@ -1,0 +1,22 @@
+"""intake: wiring only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.intake.handlers import archive_batch, handle
+from shared.contracts import topics
+from shared.runtime import ServiceSpec
+from shared.settings import Settings
+
+def spec(settings: Settings) -> ServiceSpec:  # noqa: ARG001
+    return ServiceSpec(
+        name="intake",
+        schema="intake",
+        topics=topics.ERP_TOPICS,
+        dead_letter_topic=topics.INTAKE_REJECTED,
+        migrations=Path(__file__).parent / "migrations",
+        handle=handle,
+        on_batch=archive_batch,
+        description="Validates ERP events and publishes canonical pool events.",
+    )

@@ -1,0 +1,22 @@
+"""settlement-splitter: wiring only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.settlement_splitter.handlers import make_handler
+from shared.contracts import topics
+from shared.runtime import ServiceSpec
+from shared.settings import Settings
+
+
+def spec(settings: Settings) -> ServiceSpec:
+    return ServiceSpec(
+        name="settlement-splitter",
+        schema="settlement",
+        topics=(topics.POOL_EVENTS, topics.CREDIT_REPAYMENT_INSTRUCTIONS),
+        dead_letter_topic=topics.SETTLEMENT_REJECTED,
+        migrations=Path(__file__).parent / "migrations",
+        handle=make_handler(settings.settlement_fee_bps),
+        description="Freezes payments, splits them by instruction and rules, releases the rest.",
+    )

@@ -1,0 +1,129 @@
+"""settlement-splitter: freeze every payment, split it once the instruction for it is here
+(either arrival order), release the rest (DESIGN steps 3 and 5)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from services.settlement_splitter import repository as repo
+from services.settlement_splitter.domain import (
+    buyer_account,
+    frozen_account,
+    split_payment,
+)
+from shared.contracts import messages as m
+from shared.contracts import topics
+from shared.contracts.codec import Rejected
+from shared.inbox import Handler, UnitOfWork
+from shared.money import money_text
+
+SOURCE = "settlement-splitter"
+
+
+def make_handler(fee_bps: int) -> Handler:
+    async def handle(uow: UnitOfWork, event: m.Message) -> None:
+        if isinstance(event, m.ReceivablesSettled):
+            await on_payment(uow, event, fee_bps)
+        elif isinstance(event, m.RepaymentInstruction):
+            await on_instruction(uow, event, fee_bps)
+        elif isinstance(event, m.PoolOpened | m.ReceivableAdded | m.BuyerConfirmedFinancing):
+            return  # pool events that move no money
+        else:  # pragma: no cover
+            raise Rejected(m.Reason.UNKNOWN_TYPE, f"settlement does not handle {event.type}")
+    return handle
+
+
+async def on_payment(uow: UnitOfWork, payment: m.ReceivablesSettled, fee_bps: int) -> None:
+    account = await repo.lock_account(uow.conn, payment.pool_id)
+    existing = await repo.settlement(uow.conn, payment.payment_id)
+    if existing is not None and existing["state"] != "instructed":
+        raise Rejected(m.Reason.DUPLICATE_PAYMENT,
+                       f"payment {payment.payment_id} is already {existing['state']}")
+    instruction = (m.RepaymentInstruction.model_validate(existing["instruction"])
+                   if existing is not None else None)
+    if instruction is not None and instruction.amount != payment.amount:
+        raise Rejected(m.Reason.AMOUNT_MISMATCH,
+                       f"instruction is for {instruction.amount}, payment is {payment.amount}")
+    head: dict[str, Any] = {}
+    await _freeze(uow.conn, account, payment, head)
+    if instruction is None:
+        await repo.save_settlement(uow.conn, payment.payment_id, payment.pool_id,
+                                   payment.amount, "frozen",
+                                   payment=payment.model_dump(mode="json"))
+        return
+    await _split(uow, account, payment.payment_id, instruction, fee_bps, head,
+                 payment=payment.model_dump(mode="json"))
+
+
+async def on_instruction(uow: UnitOfWork, instruction: m.RepaymentInstruction,
+                         fee_bps: int) -> None:
+    account = await repo.lock_account(uow.conn, instruction.pool_id)
+    existing = await repo.settlement(uow.conn, instruction.payment_id)
+    if existing is None:
+        # The instruction overtook the payment: keep it; no money moves (invariant 3).
+        await repo.save_settlement(uow.conn, instruction.payment_id, instruction.pool_id,
+                                   instruction.amount, "instructed",
+                                   instruction=instruction.model_dump(mode="json"))
+        return
+    if existing["state"] != "frozen":
+        raise Rejected(m.Reason.DUPLICATE_PAYMENT,
+                       f"payment {instruction.payment_id} is already {existing['state']}")
+    if Decimal(existing["amount"]) != instruction.amount:
+        raise Rejected(m.Reason.AMOUNT_MISMATCH,
+                       f"instruction is for {instruction.amount}, "
+                       f"{existing['amount']} is frozen")
+    await _split(uow, account, instruction.payment_id, instruction, fee_bps, {})
+
+
+async def _freeze(conn: asyncpg.Connection, account: asyncpg.Record,
+                  payment: m.ReceivablesSettled, head: dict[str, Any]) -> None:
+    await repo.post(
+        conn, account, pool_id=payment.pool_id, payment_id=payment.payment_id, kind="freeze",
+        entries=[(buyer_account(payment.core_enterprise_id), -payment.amount),
+                 (frozen_account(payment.pool_id), payment.amount)],
+        inputs={"event_id": payment.event_id, "receivable_ids": payment.receivable_ids,
+                "written_off": money_text(payment.written_off),
+                "paid_on": payment.paid_on.isoformat()},
+        head=head)
+
+
+async def _split(uow: UnitOfWork, account: asyncpg.Record, payment_id: str,
+                 instruction: m.RepaymentInstruction, fee_bps: int, head: dict[str, Any],
+                 payment: dict[str, Any] | None = None) -> None:
+    split = split_payment(instruction.amount,
+                          ((r.funder_id, r.principal, r.interest)
+                           for r in instruction.repayments), fee_bps)
+    pool_id = instruction.pool_id
+    digest = await repo.post(
+        uow.conn, account, pool_id=pool_id, payment_id=payment_id, kind="split",
+        entries=split.entries(pool_id),
+        # What decided this split, so an auditor can replay why (invariant 7).
+        inputs={"instruction_event_id": instruction.event_id,
+                "water_level_after": money_text(instruction.water_level_after),
+                "discount_rate": str(instruction.discount_rate),
+                "credit_line": money_text(instruction.credit_line),
+                "loan_balance_before": money_text(instruction.loan_balance_before),
+                "loan_balance_after": money_text(instruction.loan_balance_after),
+                "repayments": [r.model_dump(mode="json") for r in instruction.repayments],
+                "rule_version": split.rule_version},
+        head=head)
+    await repo.save_settlement(uow.conn, payment_id, pool_id, instruction.amount, "released",
+                               payment=payment, instruction=instruction.model_dump(mode="json"),
+                               released=split.released)
+    uow.emit(topics.SETTLEMENT_RESULTS, m.new_event(
+        m.SettlementReleased, source=SOURCE, pool_id=pool_id, cause=instruction,
+        payment_id=payment_id, amount=instruction.amount, repaid_principal=split.principal,
+        repaid_interest=split.interest, fees=split.fees, released=split.released,
+        ledger_hash=digest))
+    for funder_id, total in sorted(split.to_funders.items()):
+        if total > 0:
+            uow.emit(topics.SETTLEMENT_FUNDER_REPAYMENTS, m.new_event(
+                m.FunderRepaymentNotice, source=SOURCE, pool_id=pool_id, cause=instruction,
+                payment_id=payment_id, funder_id=funder_id, total=total,
+                repayments=[r for r in instruction.repayments if r.funder_id == funder_id]))
+    uow.emit(topics.SETTLEMENT_RELEASES, m.new_event(
+        m.SupplierFundsReleased, source=SOURCE, pool_id=pool_id, cause=instruction,
+        payment_id=payment_id, released=split.released))

@@ -1,0 +1,132 @@
+"""A whole poolfin on this machine: the embedded broker, the embedded PostgreSQL and the four
+services, each its own process (`poolfin run NAME`), as in production."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services.registry import SERVICES
+from shared.contracts.topics import ALL_STATIC_TOPICS
+from shared.infra.kafka import EmbeddedKafka
+from shared.infra.postgres import EmbeddedPostgres
+from shared.runtime import ensure_topics
+
+
+@dataclass
+class Stack:
+    """Start with `start()`, stop with `stop()`; `restart(name)` kills and restarts one."""
+
+    work_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    kafka: EmbeddedKafka | None = None
+    postgres: EmbeddedPostgres | None = None
+    bootstrap: str = ""
+    database_url: str = ""
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, services: tuple[str, ...] = tuple(SERVICES), timeout: float = 60) -> Stack:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.kafka = EmbeddedKafka(log_file=self.work_dir / "kafka.log").start()
+        self.bootstrap = self.kafka.bootstrap
+        self.postgres = EmbeddedPostgres().start()
+        self.database_url = self.postgres.create_database("poolfin")
+        partitions = int(self.env.get("POOLFIN_TOPIC_PARTITIONS", "3"))
+        asyncio.run(ensure_topics(self.bootstrap, ALL_STATIC_TOPICS, partitions))
+        for name in services:
+            self.start_service(name)
+        self.wait_ready(services, timeout)
+        return self
+
+    def service_env(self, name: str) -> dict[str, str]:
+        return {**os.environ, **self.env,
+                "POOLFIN_KAFKA_BOOTSTRAP": self.bootstrap,
+                "POOLFIN_DATABASE_URL": self.database_url,
+                "POOLFIN_READY_FILE": str(self._ready_file(name)),
+                "POOLFIN_LOG_JSON": "true"}
+
+    def _ready_file(self, name: str) -> Path:
+        return self.work_dir / f"{name}.ready"
+
+    def start_service(self, name: str) -> None:
+        self._ready_file(name).unlink(missing_ok=True)
+        log = open(self.work_dir / f"{name}.log", "ab")  # noqa: SIM115
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "run", name], env=self.service_env(name),
+            stdout=log, stderr=log, start_new_session=True)
+
+    def wait_ready(self, services: tuple[str, ...], timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        for name in services:
+            while not self._ready_file(name).exists():
+                process = self.processes[name]
+                if process.poll() is not None:
+                    raise RuntimeError(f"service {name} exited with {process.returncode}; "
+                                       f"see {self.work_dir / (name + '.log')}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"service {name} not ready after {timeout}s")
+                time.sleep(0.1)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: a crash, not a clean stop."""
+        process = self.processes.pop(name)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+    def stop_service(self, name: str) -> None:
+        process = self.processes.pop(name)
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def stop(self) -> None:
+        for name in list(self.processes):
+            self.stop_service(name)
+        if self.kafka:
+            self.kafka.stop()
+        if self.postgres:
+            self.postgres.stop()
+
+    def describe(self) -> dict[str, object]:
+        return {"kafka_bootstrap": self.bootstrap, "database_url": self.database_url,
+                "services": {n: p.pid for n, p in self.processes.items()},
+                "topics": list(ALL_STATIC_TOPICS)}
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def state_file(data_dir: str) -> Path:
+    return Path(data_dir) / "stack.json"
+
+
+def running_stack(data_dir: str) -> dict[str, object] | None:
+    """The stack `poolfin up` announced, if its services are still alive."""
+    path = state_file(data_dir)
+    if not path.exists():
+        return None
+    state = json.loads(path.read_text())
+    for pid in dict(state.get("services", {})).values():
+        try:
+            os.kill(int(pid), 0)
+        except OSError:
+            return None
+    return dict(state)
+
+
+def new_work_dir(data_dir: str) -> Path:
+    return Path(data_dir) / f"run-{uuid.uuid4().hex[:8]}"
