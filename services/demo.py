@@ -38,6 +38,11 @@ EXPECTED_REPAID = Decimal(8) * WAN
 EXPECTED_RELEASED = Decimal(2) * WAN
 
 
+def in_wan(amount: Decimal) -> str:
+    """An amount in CNY shown in 万, as the paper writes it."""
+    return f"{(amount / WAN).quantize(Decimal('0.01')):f}万"
+
+
 def cny(wan: int | Decimal) -> str:
     return money_text((Decimal(wan) * WAN).quantize(Decimal("0.01")))
 
@@ -109,7 +114,7 @@ async def water_levels(publisher: Publisher, observer: Observer, run: str,
         last = observer.find(topics.CREDIT_POSITIONS, pool_id=pool_id)[-1]
         levels.append(Decimal(last["water_level"]))
         say(f"  {month}  delivered {sum(w for _, w in deliveries):>4}万   "
-            f"month-end water level {Decimal(last['water_level']) / WAN:>6}万")
+            f"month-end water level {in_wan(Decimal(last['water_level'])):>9}")
     return levels
 
 
@@ -162,10 +167,11 @@ async def settlement(publisher: Publisher, observer: Observer, run: str, result:
     if instruction:
         result.loan_balance_after = Decimal(instruction[0]["loan_balance_after"])
         result.water_level_after = Decimal(instruction[0]["water_level_after"])
-    say(f"  buyer paid 10万 → frozen; pool {result.water_level_after / WAN}万, cap "
-        f"{result.water_level_after * Decimal('0.8') / WAN}万")
-    say(f"  repaid {result.repaid / WAN}万 principal + {result.interest} interest (same day), "
-        f"released {result.released / WAN}万; loan now {result.loan_balance_after / WAN}万")
+    say(f"  buyer paid 10万 → frozen; pool now {in_wan(result.water_level_after)}, cap "
+        f"{in_wan(result.water_level_after * Decimal('0.8'))}")
+    say(f"  repaid {in_wan(result.repaid)} principal + {result.interest} CNY interest "
+        f"(same-day repayment), released {in_wan(result.released)}; "
+        f"loan now {in_wan(result.loan_balance_after)}")
 
 
 async def run_demo(bootstrap: str, say: Any = print) -> DemoResult:
