@@ -106,11 +106,19 @@ class Observer:
                 if (topic is None or t == topic)
                 and all(body.get(k) == v for k, v in match.items())]
 
+    def find_where(self, topic: str | None,
+                   predicate: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+        return [body for t, body, _ in self.messages
+                if (topic is None or t == topic) and predicate(body)]
+
     async def wait_for(self, topic: str | None = None, *, count: int = 1, timeout: float = 30,
+                       where: Callable[[dict[str, Any]], bool] | None = None,
                        **match: Any) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         while True:
             found = self.find(topic, **match)
+            if where is not None:
+                found = [body for body in found if where(body)]
             if len(found) >= count:
                 return found
             if time.monotonic() > deadline:

@@ -34,11 +34,15 @@ class Stack:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start(self, services: tuple[str, ...] = tuple(SERVICES), timeout: float = 60) -> Stack:
+        """Start what is missing: with `bootstrap` and `database_url` given (Apache Kafka and
+        a PostgreSQL server, e.g. from testcontainers), only the services."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.kafka = EmbeddedKafka(log_file=self.work_dir / "kafka.log").start()
-        self.bootstrap = self.kafka.bootstrap
-        self.postgres = EmbeddedPostgres().start()
-        self.database_url = self.postgres.create_database("poolfin")
+        if not self.bootstrap:
+            self.kafka = EmbeddedKafka(log_file=self.work_dir / "kafka.log").start()
+            self.bootstrap = self.kafka.bootstrap
+        if not self.database_url:
+            self.postgres = EmbeddedPostgres().start()
+            self.database_url = self.postgres.create_database("poolfin")
         partitions = int(self.env.get("POOLFIN_TOPIC_PARTITIONS", "3"))
         asyncio.run(ensure_topics(self.bootstrap, ALL_STATIC_TOPICS, partitions))
         for name in services:

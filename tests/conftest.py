@@ -1,0 +1,64 @@
+"""Shared fixtures: a whole poolfin for the integration and e2e tests.
+
+By default the embedded broker (Tansu) and embedded PostgreSQL; with POOLFIN_TEST_DOCKER=1,
+testcontainers' Apache Kafka and PostgreSQL. The four services always run as processes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+
+from services.clients import Observer, Publisher
+from services.stack import Stack
+from shared.contracts import topics
+
+TEST_FUNDER = "bank-test"
+WATCHED = [t for t in topics.ALL_STATIC_TOPICS if not t.startswith("erp.")]
+WATCHED.append(topics.funder_requests_topic(TEST_FUNDER))
+
+
+def _docker_stack(work_dir: object) -> Iterator[Stack]:
+    from testcontainers.kafka import KafkaContainer
+    from testcontainers.postgres import PostgresContainer
+
+    with KafkaContainer("apache/kafka:3.8.0").with_kraft() as kafka, \
+            PostgresContainer("postgres:16", driver=None) as postgres:
+        stack = Stack(work_dir, bootstrap=kafka.get_bootstrap_server(),  # type: ignore[arg-type]
+                      database_url=postgres.get_connection_url())
+        stack.start()
+        try:
+            yield stack
+        finally:
+            stack.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    work_dir = tmp_path_factory.mktemp("stack")
+    if os.environ.get("POOLFIN_TEST_DOCKER") == "1":
+        yield from _docker_stack(work_dir)
+        return
+    with Stack(work_dir) as running:
+        yield running
+
+
+@pytest.fixture
+async def publisher(stack: Stack) -> AsyncIterator[Publisher]:
+    async with Publisher(stack.bootstrap) as publisher:
+        yield publisher
+
+
+@pytest.fixture
+async def observer(stack: Stack) -> AsyncIterator[Observer]:
+    async with Observer(stack.bootstrap, WATCHED) as observer:
+        yield observer
+
+
+@pytest.fixture
+async def db(stack: Stack) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(stack.database_url)
+    yield conn
+    await conn.close()

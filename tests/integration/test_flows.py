@@ -1,0 +1,137 @@
+"""The main flows over the real broker and PostgreSQL, with the services as processes."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import asyncpg
+import pytest
+
+from services.clients import Observer, Publisher, erp_event
+from services.demo import EXPECTED_LEVELS, run_demo
+from services.settlement_splitter.ledger_audit import audit
+from services.stack import Stack
+from shared.contracts import topics
+from tests.integration.scenario import borrow, facility, open_pool, payment
+
+pytestmark = pytest.mark.integration
+
+
+async def test_seed_paper_examples_reproduced_end_to_end(stack: Stack) -> None:
+    result = await run_demo(stack.bootstrap, say=lambda *_: None)
+    assert result.month_end_levels == EXPECTED_LEVELS
+    assert result.repaid == Decimal("80000.00")
+    assert result.released == Decimal("20000.00")
+    assert result.interest == Decimal("0.00")
+    assert result.loan_balance_after == Decimal("720000.00")  # = 90万 × 0.8 (invariant 2)
+    report = await audit(stack.database_url)
+    assert report["problems"] == []
+    assert report["sum_of_balances"] == 0
+
+
+async def test_payment_30_days_after_disbursal_pays_act360_interest_to_the_bank(
+        stack: Stack, publisher: Publisher, observer: Observer, db: asyncpg.Connection) -> None:
+    pool = await open_pool(publisher, observer, ["600000.00", "300000.00", "100000.00"],
+                           facility(interest="0.0435"))
+    loan_id = await borrow(publisher, observer, pool, "800000.00", "bank-test",
+                           value_date="2026-08-01")
+    last = list(pool.slips)[-1]
+    pay = payment(pool, "100000.00", [last], paid_on="2026-08-31")
+    await publisher.send(topics.ERP_PAYMENTS, pay)
+    [released] = await observer.wait_for(topics.SETTLEMENT_RESULTS,
+                                         payment_id=pay["payment_id"])
+    # 80000 principal due; its interest for 30 days ACT/360 at 4.35% is 290.00, so the bank
+    # gets 80290.00 and the supplier 19710.00: every fen of the 100000.00 accounted for.
+    assert Decimal(released["repaid_principal"]) == Decimal("80000.00")
+    assert Decimal(released["repaid_interest"]) == Decimal("290.00")
+    assert Decimal(released["released"]) == Decimal("19710.00")
+    [notice] = await observer.wait_for(topics.SETTLEMENT_FUNDER_REPAYMENTS,
+                                       payment_id=pay["payment_id"])
+    assert notice["funder_id"] == "bank-test" and notice["total"] == "80290.00"
+    outstanding = await db.fetchval("SELECT outstanding FROM credit.loans WHERE loan_id = $1",
+                                    loan_id)
+    level = await db.fetchval("SELECT water_level FROM credit.pools WHERE pool_id = $1",
+                              pool.pool_id)
+    assert outstanding <= level * Decimal("0.8")  # invariant 2
+
+
+async def test_application_above_available_is_refused_with_its_reason(
+        publisher: Publisher, observer: Observer, db: asyncpg.Connection) -> None:
+    pool = await open_pool(publisher, observer, ["100000.00"], facility())
+    await publisher.send(topics.SUPPLIER_FINANCING_APPLICATIONS, erp_event(
+        "FinancingApplied", pool.pool_id, application_id=f"{pool.supplier_id}-big",
+        amount="80000.01"))
+    [decision] = await observer.wait_for(topics.CREDIT_DECISIONS,
+                                         application_id=f"{pool.supplier_id}-big")
+    assert decision["state"] == "refused"
+    assert decision["reason"] == "exceeds_available"
+    assert decision["available"] == "80000.00"
+    assert not observer.find(topics.CREDIT_LOAN_REQUESTS, pool_id=pool.pool_id)
+
+
+async def test_in_flight_applications_count_against_availability(
+        publisher: Publisher, observer: Observer) -> None:
+    pool = await open_pool(publisher, observer, ["100000.00"], facility())
+    for name, amount in (("first", "50000.00"), ("second", "30000.01")):
+        await publisher.send(topics.SUPPLIER_FINANCING_APPLICATIONS, erp_event(
+            "FinancingApplied", pool.pool_id, application_id=f"{pool.supplier_id}-{name}",
+            amount=amount))
+    [first] = await observer.wait_for(topics.CREDIT_DECISIONS,
+                                      application_id=f"{pool.supplier_id}-first")
+    [second] = await observer.wait_for(topics.CREDIT_DECISIONS,
+                                       application_id=f"{pool.supplier_id}-second")
+    assert first["state"] == "awaiting_buyer"
+    assert (second["state"], second["reason"], second["available"]) == (
+        "refused", "exceeds_available", "30000.00")  # invariant 4: 80000 − 50000 in flight
+
+
+async def test_duplicate_delivery_of_a_payment_settles_it_once(
+        stack: Stack, publisher: Publisher, observer: Observer, db: asyncpg.Connection) -> None:
+    pool = await open_pool(publisher, observer, ["100.00", "200.00"])
+    first, second = list(pool.slips)
+    pay = payment(pool, "100.00", [first])
+    for _ in range(3):
+        await publisher.send(topics.ERP_PAYMENTS, pay)  # the same bytes, three deliveries
+    later = payment(pool, "200.00", [second])
+    await publisher.send(topics.ERP_PAYMENTS, later)
+    await observer.wait_for(topics.SETTLEMENT_RESULTS, payment_id=later["payment_id"])
+    assert len(observer.find(topics.SETTLEMENT_RESULTS, payment_id=pay["payment_id"])) == 1
+    splits = await db.fetchval(
+        "SELECT count(*) FROM settlement.ledger_transactions WHERE payment_id = $1",
+        pay["payment_id"])
+    assert splits == 2  # one freeze, one split
+    assert not observer.find(topics.INTAKE_REJECTED, event_id=pay["event_id"])
+
+
+async def test_repayment_instruction_arriving_before_the_payment_waits_for_the_money(
+        publisher: Publisher, observer: Observer, db: asyncpg.Connection) -> None:
+    pool_id = "CE-TEST/instruction-first"
+    payment_id = f"P-early-{id(db)}"
+    instruction = erp_event(
+        "RepaymentInstruction", pool_id, source="credit", payment_id=payment_id,
+        amount="50.00", repayments=[{"loan_id": "L1", "funder_id": "bank-x",
+                                     "principal": "30.00", "interest": "0.00", "days": 0}],
+        water_level_after="100.00", discount_rate="0.8", credit_line="1000.00",
+        loan_balance_before="110.00", loan_balance_after="80.00")
+    await publisher.send(topics.CREDIT_REPAYMENT_INSTRUCTIONS, instruction)
+    await publisher.flush()
+    for _ in range(100):
+        state = await db.fetchval("SELECT state FROM settlement.settlements"
+                                  " WHERE payment_id = $1", payment_id)
+        if state:
+            break
+        await __import__("asyncio").sleep(0.05)
+    assert state == "instructed"
+    moved = await db.fetchval("SELECT count(*) FROM settlement.ledger_transactions"
+                              " WHERE payment_id = $1", payment_id)
+    assert moved == 0  # invariant 3: no money moves before the money and instruction meet
+    settled = erp_event("ReceivablesSettled", pool_id, source="intake", payment_id=payment_id,
+                        amount="50.00", written_off="50.00", receivable_ids=["R-x"],
+                        paid_on="2026-08-03", core_enterprise_id="CE-TEST")
+    await publisher.send(topics.POOL_EVENTS, settled)
+    [released] = await observer.wait_for(topics.SETTLEMENT_RESULTS, payment_id=payment_id)
+    assert (released["repaid_principal"], released["released"]) == ("30.00", "20.00")
+    kinds = [r["kind"] for r in await db.fetch(
+        "SELECT kind FROM settlement.ledger_transactions WHERE payment_id = $1 ORDER BY seq",
+        payment_id)]
+    assert kinds == ["freeze", "split"]
