@@ -20,7 +20,7 @@ from shared.contracts import topics
 
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def _drive(stack: Stack, payments: int, pools: int) -> dict[str, float]:

@@ -9,7 +9,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -20,7 +20,7 @@ from shared.runtime import ensure_topics
 def erp_event(type_: str, pool_id: str, source: str = "erp-demo", **fields: Any) -> dict[str, Any]:
     """A raw ERP event as JSON-ready dict, amounts already strings."""
     return {"event_id": fields.pop("event_id", str(uuid.uuid4())), "type": type_,
-            "occurred_at": datetime.now(timezone.utc).isoformat(), "source": source,
+            "occurred_at": datetime.now(UTC).isoformat(), "source": source,
             "pool_id": pool_id, "schema_version": 1, **fields}
 
 
@@ -79,7 +79,7 @@ class Observer:
                 found = self._consumer.partitions_for_topic(topic)
                 if found:
                     break
-                await self._consumer._client.force_metadata_update()  # noqa: SLF001
+                await self._consumer._client.force_metadata_update()
                 await asyncio.sleep(0.1)
             partitions += [TopicPartition(topic, p) for p in sorted(found or {0})]
         self._consumer.assign(partitions)

@@ -62,7 +62,7 @@ class Stack:
 
     def start_service(self, name: str) -> None:
         self._ready_file(name).unlink(missing_ok=True)
-        log = open(self.work_dir / f"{name}.log", "ab")  # noqa: SIM115
+        log = open(self.work_dir / f"{name}.log", "ab")
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "run", name], env=self.service_env(name),
             stdout=log, stderr=log, start_new_session=True)

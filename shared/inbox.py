@@ -19,7 +19,7 @@ import asyncio
 import base64
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import asyncpg
 import structlog
@@ -29,6 +29,9 @@ from shared.contracts.messages import DeadLetter, Message, Reason
 from shared.outbox import Outbox
 
 log = structlog.get_logger(__name__)
+
+# A pooled connection or a plain one: handlers do not care which.
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
@@ -58,7 +61,7 @@ class Inbound:
 class UnitOfWork:
     """What a handler gets: the batch's connection and the outbox it writes to."""
 
-    conn: asyncpg.Connection
+    conn: Connection
     outbox: Outbox
     schema: str
 
@@ -198,7 +201,7 @@ class BatchConsumer:
             source_offset=record.offset,
             key=record.key.decode(errors="replace") if record.key is not None else None,
             raw_payload_b64=base64.b64encode(record.value).decode(), raw_text=text,
-            event_id=event_id, pool_id=pool_id, rejected_at=datetime.now(timezone.utc))
+            event_id=event_id, pool_id=pool_id, rejected_at=datetime.now(UTC))
         key = pool_id or (record.key.decode(errors="replace") if record.key else None)
         uow.outbox.emit(self._dead_letter_topic, letter, key=key)
 

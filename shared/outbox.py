@@ -30,7 +30,8 @@ class Outbox:
         pool_id = key if key is not None else getattr(message, "pool_id", None)
         self.rows.append((topic, pool_id.encode() if pool_id else None, encode(message)))
 
-    async def write(self, conn: asyncpg.Connection, schema: str) -> None:
+    async def write(self, conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy,
+                    schema: str) -> None:
         if self.rows:
             await conn.copy_records_to_table("outbox", schema_name=schema, records=self.rows,
                                              columns=["topic", "key", "value"])

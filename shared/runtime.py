@@ -64,7 +64,7 @@ def build_broker(spec: ServiceSpec, settings: Settings,
         title=f"{spec.name}",
         description=spec.description,
     )
-    async def on_batch(body: Any, msg: KafkaMessage) -> None:  # noqa: ARG001
+    async def on_batch(body: Any, msg: KafkaMessage) -> None:
         raw = msg.raw_message
         records = raw if isinstance(raw, tuple) else (raw,)
         inbound = [Inbound(r.topic, r.partition, r.offset, r.key, r.value or b"")

@@ -9,7 +9,8 @@ from shared.contracts import topics
 from shared.runtime import ServiceSpec
 from shared.settings import Settings
 
-def spec(settings: Settings) -> ServiceSpec:  # noqa: ARG001
+
+def spec(settings: Settings) -> ServiceSpec:
     return ServiceSpec(
         name="intake",
         schema="intake",

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Union
+from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic import Field as _Field
-from typing_extensions import Annotated
 
 from shared.contracts import messages as m
 from shared.contracts import topics as t
@@ -51,7 +50,7 @@ class Rejected(Exception):
 def _adapter(models: tuple[type[m.Message], ...]) -> TypeAdapter[Any]:
     if len(models) == 1:
         return TypeAdapter(models[0])
-    return TypeAdapter(Annotated[Union[models], _Field(discriminator="type")])  # noqa: UP007
+    return TypeAdapter(Annotated[Union[models], _Field(discriminator="type")])  # type: ignore[arg-type]  # noqa: UP007
 
 
 _ADAPTERS = {topic: _adapter(models) for topic, models in TOPIC_MODELS.items()}

@@ -9,7 +9,7 @@ does not break an older consumer.
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -365,7 +365,7 @@ def new_event(model: type[M], *, source: str, pool_id: str, cause: Message | Non
     """Make an event; `cause` fills causation and correlation ids."""
     return model(
         event_id=event_id or str(uuid.uuid4()),
-        occurred_at=occurred_at or datetime.now(timezone.utc),
+        occurred_at=occurred_at or datetime.now(UTC),
         source=source,
         pool_id=pool_id,
         correlation_id=(cause.correlation_id or cause.event_id) if cause else None,

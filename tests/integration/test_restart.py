@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from decimal import Decimal
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
@@ -108,7 +108,8 @@ async def test_services_killed_mid_stream_settle_every_payment_exactly_once(
     # Tamper evidence, through the operator's command: edit one cent, the verifier finds it.
     verify = [sys.executable, "-m", "services.cli", "ledger", "verify"]
     env = {**own_stack.service_env("verify"), "POOLFIN_DATABASE_URL": own_stack.database_url}
-    assert subprocess.run(verify, env=env, capture_output=True).returncode == 0
+    clean = await asyncio.to_thread(subprocess.run, verify, env=env, capture_output=True)
+    assert clean.returncode == 0
     conn = await asyncpg.connect(own_stack.database_url)
     try:
         await conn.execute(
@@ -117,6 +118,7 @@ async def test_services_killed_mid_stream_settle_every_payment_exactly_once(
             " WHERE account LIKE 'free:%' LIMIT 1)")
     finally:
         await conn.close()
-    tampered = subprocess.run(verify, env=env, capture_output=True, text=True)
+    tampered = await asyncio.to_thread(subprocess.run, verify, env=env, capture_output=True,
+                                       text=True)
     assert tampered.returncode == 1
     assert "hash mismatch" in tampered.stdout
