@@ -35,14 +35,16 @@ class Publisher:
     async def stop(self) -> None:
         await self._producer.stop()
 
-    async def send(self, topic: str, event: dict[str, Any] | bytes, key: str | None = None
-                   ) -> float:
+    async def send(self, topic: str, event: dict[str, Any] | bytes, key: str | None = None,
+                   headers: dict[str, str] | None = None) -> float:
         """Publish raw bytes (or a dict as JSON); returns the monotonic time it was sent."""
         value = event if isinstance(event, bytes) else json.dumps(event).encode()
         pool_id = key if key is not None else (
             event.get("pool_id") if isinstance(event, dict) else None)
         sent_at = time.monotonic()
-        await self._producer.send(topic, value, key=pool_id.encode() if pool_id else None)
+        await self._producer.send(
+            topic, value, key=pool_id.encode() if pool_id else None,
+            headers=[(name, text.encode()) for name, text in (headers or {}).items()] or None)
         return sent_at
 
     async def flush(self) -> None:

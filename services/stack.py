@@ -43,7 +43,7 @@ class Stack:
         if not self.database_url:
             self.postgres = EmbeddedPostgres().start()
             self.database_url = self.postgres.create_database("poolfin")
-        partitions = int(self.env.get("POOLFIN_TOPIC_PARTITIONS", "3"))
+        partitions = int({**os.environ, **self.env}.get("POOLFIN_TOPIC_PARTITIONS", "3"))
         asyncio.run(ensure_topics(self.bootstrap, ALL_STATIC_TOPICS, partitions))
         for name in services:
             self.start_service(name)

@@ -117,6 +117,11 @@ class BatchConsumer:
             return record, decode(record.topic, record.value), None
         except Rejected as refusal:
             return record, None, refusal
+        except Exception as exc:  # decode() promises Rejected only; a poison message never blocks
+            log.exception("decoder raised; dead-lettering the message", topic=record.topic,
+                          offset=record.offset)
+            return record, None, Rejected(Reason.INVALID_MESSAGE,
+                                          f"payload could not be decoded: {exc!r}"[:500])
 
     async def _in_transaction(self, items: list[tuple[Inbound, Message | None, Rejected | None]],
                               skip_handler: bool = False) -> None:
@@ -191,19 +196,37 @@ class BatchConsumer:
             return
         self.stats["dead_letters"] += 1
         log.warning("dead-lettered", reason=refusal.reason.value, detail=refusal.detail)
-        try:
-            text: str | None = record.value.decode()
-        except UnicodeDecodeError:
-            text = None
-        letter = DeadLetter(
-            service=self.service, reason=refusal.reason, detail=refusal.detail,
-            source_topic=record.topic, source_partition=record.partition,
-            source_offset=record.offset,
-            key=record.key.decode(errors="replace") if record.key is not None else None,
-            raw_payload_b64=base64.b64encode(record.value).decode(), raw_text=text,
-            event_id=event_id, pool_id=pool_id, rejected_at=datetime.now(UTC))
+        letter = dead_letter_for(self.service, record, refusal, event_id=event_id,
+                                 pool_id=pool_id)
         key = pool_id or (record.key.decode(errors="replace") if record.key else None)
         uow.outbox.emit(self._dead_letter_topic, letter, key=key)
+
+
+# A dead letter must fit in one Kafka record (1 MiB by default) whatever it carries: above these
+# sizes the topic gets a truncated copy and says so; dead_letters.raw_payload keeps every byte.
+RAW_TEXT_LIMIT = 64 * 1024
+RAW_PAYLOAD_LIMIT = 384 * 1024
+
+
+def dead_letter_for(service: str, record: Inbound, refusal: Rejected, *,
+                    event_id: str | None = None, pool_id: str | None = None) -> DeadLetter:
+    """The DeadLetter event for a refused record: the reason, where it came from, its bytes."""
+    raw = record.value
+    kept = raw[:RAW_PAYLOAD_LIMIT]
+    text: str | None = None
+    if len(raw) <= RAW_TEXT_LIMIT:
+        try:
+            text = raw.decode()
+        except UnicodeDecodeError:
+            text = None
+    return DeadLetter(
+        service=service, reason=refusal.reason, detail=refusal.detail[:2000],
+        source_topic=record.topic, source_partition=record.partition,
+        source_offset=record.offset,
+        key=record.key.decode(errors="replace") if record.key is not None else None,
+        raw_payload_b64=base64.b64encode(kept).decode(), raw_text=text,
+        raw_size=len(raw), raw_truncated=len(kept) < len(raw),
+        event_id=event_id, pool_id=pool_id, rejected_at=datetime.now(UTC))
 
 
 async def backoff(seconds: float) -> None:

@@ -6,17 +6,22 @@ third decimal or a non-positive amount is refused at the edge, with the field na
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer
+from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
 FEN = Decimal("0.01")
 ZERO = Decimal("0.00")
 CURRENCY = "CNY"
 
 K = TypeVar("K")
+
+# Digits, an optional point and decimals, an optional leading minus: no exponent, no NaN, no
+# spaces, no thousands separators (bounded, so a huge string is refused before Decimal sees it).
+_DECIMAL_TEXT = re.compile(r"-?[0-9]{1,30}(\.[0-9]{1,30})?")
 
 
 def reject_float(value: Any) -> Any:
@@ -26,13 +31,12 @@ def reject_float(value: Any) -> Any:
     if isinstance(value, int):
         raise ValueError("amounts must be decimal strings such as \"10.00\", not JSON numbers")
     if isinstance(value, str):
+        if not _DECIMAL_TEXT.fullmatch(value):
+            raise ValueError(f"{value[:40]!r} is not a plain decimal such as \"10.00\"")
         try:
-            parsed = Decimal(value)
-        except InvalidOperation as exc:
-            raise ValueError(f"{value!r} is not a decimal amount") from exc
-        if not parsed.is_finite():
-            raise ValueError(f"{value!r} is not a finite amount")
-        return parsed
+            return Decimal(value)
+        except InvalidOperation as exc:  # pragma: no cover - the pattern admits only decimals
+            raise ValueError(f"{value[:40]!r} is not a decimal amount") from exc
     return value
 
 
@@ -40,22 +44,38 @@ def _as_text(value: Decimal) -> str:
     return format(value, "f")
 
 
-# An amount of money in CNY: a decimal string with at most two decimals.
-Amount = Annotated[
-    Decimal,
+_AMOUNT_RULES = (
     BeforeValidator(reject_float),
     Field(max_digits=18, decimal_places=2),
     AfterValidator(lambda d: d.quantize(FEN)),
     PlainSerializer(_as_text, return_type=str, when_used="json"),
+)
+# The published JSON Schema says what decode() accepts: a string, never a JSON number.
+_AMOUNT_PATTERN = r"^-?[0-9]{1,16}(\.[0-9]{1,2})?$"
+_POSITIVE_PATTERN = r"^[0-9]{1,16}(\.[0-9]{1,2})?$"
+
+# An amount of money in CNY: a decimal string with at most two decimals.
+Amount = Annotated[
+    Decimal, *_AMOUNT_RULES,
+    WithJsonSchema({"type": "string", "pattern": _AMOUNT_PATTERN, "examples": ["100000.00"],
+                    "description": "CNY as a decimal string, at most two decimals."}),
 ]
 # A strictly positive amount (what an ERP may send as a slip or a payment).
-PositiveAmount = Annotated[Amount, Field(gt=0)]
+PositiveAmount = Annotated[
+    Decimal, *_AMOUNT_RULES, Field(gt=0),
+    WithJsonSchema({"type": "string", "pattern": _POSITIVE_PATTERN, "examples": ["100000.00"],
+                    "description": "CNY as a decimal string greater than zero, at most two "
+                                   "decimals."}),
+]
 # A rate (discount rate, annual interest rate) as a decimal string, e.g. "0.8" or "0.0435".
 Rate = Annotated[
     Decimal,
     BeforeValidator(reject_float),
     Field(ge=0, max_digits=12, decimal_places=8),
     PlainSerializer(_as_text, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "pattern": r"^[0-9]{1,4}(\.[0-9]{1,8})?$",
+                    "examples": ["0.8", "0.0435"],
+                    "description": "A non-negative decimal string, at most eight decimals."}),
 ]
 
 

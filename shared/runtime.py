@@ -21,6 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from faststream.message import StreamMessage
 
 from shared.db import create_pool, migrate
 from shared.inbox import BatchConsumer, BatchHook, Handler, Inbound, backoff
@@ -45,6 +46,13 @@ class ServiceSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def keep_bytes(msg: StreamMessage[Any]) -> Any:
+    """FastStream would json-parse each body before our handler and a poison payload (too deep,
+    or not JSON under a JSON content-type) would escape as an error on every redelivery. The
+    bytes go to BatchConsumer untouched; it decodes them and dead-letters what it refuses."""
+    return msg.body
+
+
 def build_broker(spec: ServiceSpec, settings: Settings,
                  consumer: BatchConsumer | None) -> KafkaBroker:
     broker = KafkaBroker(settings.kafka_bootstrap, logger=None,
@@ -61,6 +69,7 @@ def build_broker(spec: ServiceSpec, settings: Settings,
         session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=settings.heartbeat_interval_ms,
         rebalance_timeout_ms=settings.rebalance_timeout_ms,
+        decoder=keep_bytes,
         title=f"{spec.name}",
         description=spec.description,
     )

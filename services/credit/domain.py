@@ -78,9 +78,14 @@ def interest(principal: Decimal, annual_rate: Decimal, days: int,
 
 
 def _largest_principal(cash: Decimal, loan: Loan, days: int) -> tuple[Decimal, Decimal]:
-    """The largest principal p ≤ outstanding with p + interest(p) ≤ cash."""
+    """The largest principal p ≤ outstanding with p + interest(p) ≤ cash, and its interest.
+
+    p + interest(p) never decreases as p grows, and the half-up rounding of interest can shave
+    up to half a fen off it, so the answer is at most (cash + ½ fen) / factor: search down from
+    there.
+    """
     factor = 1 + loan.annual_interest_rate * days / DAYS_IN_YEAR[loan.day_count]
-    principal = min(loan.outstanding, fen_down(cash / factor))
+    principal = min(loan.outstanding, fen_down((cash + FEN / 2) / factor))
     due = interest(principal, loan.annual_interest_rate, days, loan.day_count)
     while principal > 0 and principal + due > cash:
         principal -= FEN
@@ -111,9 +116,13 @@ def repayment_plan(amount: Decimal, water_level_after: Decimal, facility: Facili
         principal = min(loan.outstanding, principal_due)
         due = interest(principal, loan.annual_interest_rate, days, loan.day_count)
         if principal + due > cash:
+            # Short payment: all of it goes to this loan. When rounding leaves a fen that no
+            # "principal + its interest" can use, the funder takes it as interest, so nothing is
+            # released while the loan is still above the base (invariant 2).
             principal, due = _largest_principal(cash, loan, days)
-        if principal <= 0:
-            break
+            if principal <= 0:
+                break
+            due = cash - principal
         plan.append(Repayment(loan.loan_id, loan.funder_id, principal, due, days))
         cash -= principal + due
         principal_due -= principal

@@ -111,8 +111,13 @@ class PostedTransaction:
     hash: str
 
 
-def verify_chain(transactions: Sequence[PostedTransaction]) -> list[str]:
-    """Problems found in one pool's chain (ordered by seq); empty when it is intact."""
+def verify_chain(transactions: Sequence[PostedTransaction],
+                 head: tuple[int, str] | None = None) -> list[str]:
+    """Problems found in one pool's chain (ordered by seq); empty when it is intact.
+
+    `head` is the (seq, hash) the account recorded as its latest: without it, deleting the
+    newest transactions would leave a shorter chain that still verifies.
+    """
     problems: list[str] = []
     prev = GENESIS
     for expected_seq, tx in enumerate(transactions, start=1):
@@ -130,4 +135,10 @@ def verify_chain(transactions: Sequence[PostedTransaction]) -> list[str]:
         if recomputed != tx.hash:
             problems.append(f"{where}: hash mismatch, the transaction was altered")
         prev = tx.hash
+    if head is not None:
+        last_seq = transactions[-1].seq if transactions else 0
+        if (last_seq, prev) != head:
+            problems.append(f"pool {transactions[0].pool_id if transactions else '?'}: chain ends"
+                            f" at seq {last_seq} but the account's head is seq {head[0]};"
+                            " transactions were removed or the head was altered")
     return problems

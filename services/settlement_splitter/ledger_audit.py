@@ -16,10 +16,10 @@ async def audit(database_url: str) -> dict[str, Any]:
         async with pool.acquire() as conn:
             problems: list[str] = []
             transactions = 0
-            for pool_id in await repo.pools(conn):
+            for pool_id, last_seq, head_hash in await repo.heads(conn):
                 chain = await repo.chain(conn, pool_id)
                 transactions += len(chain)
-                problems += verify_chain(chain)
+                problems += verify_chain(chain, head=(last_seq, head_hash))
             balances = await repo.balances(conn)
             total = sum(balances.values(), Decimal("0.00"))
             if total != 0:

@@ -81,9 +81,10 @@ async def chain(conn: asyncpg.Connection, pool_id: str) -> list[PostedTransactio
                               r["inputs"], r["prev_hash"], r["hash"]) for r in rows]
 
 
-async def pools(conn: asyncpg.Connection) -> list[str]:
-    return [r["pool_id"] for r in await conn.fetch(
-        "SELECT pool_id FROM controlled_accounts ORDER BY pool_id")]
+async def heads(conn: asyncpg.Connection) -> list[tuple[str, int, str]]:
+    """Each pool's recorded chain head: (pool_id, last_seq, head_hash)."""
+    return [(r["pool_id"], r["last_seq"], r["head_hash"]) for r in await conn.fetch(
+        "SELECT pool_id, last_seq, head_hash FROM controlled_accounts ORDER BY pool_id")]
 
 
 async def balances(conn: asyncpg.Connection) -> dict[str, Decimal]:

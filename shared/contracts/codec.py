@@ -70,6 +70,10 @@ def parse_json(raw: bytes) -> Any:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise Rejected(m.Reason.NOT_JSON, f"payload is not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise Rejected(m.Reason.NOT_JSON, "payload is nested too deeply to parse") from exc
+    except ValueError as exc:  # e.g. an integer longer than Python's 4300-digit limit
+        raise Rejected(m.Reason.NOT_JSON, f"payload is not usable JSON: {exc}") from exc
 
 
 def decode(topic: str, raw: bytes) -> m.Message:
@@ -80,7 +84,7 @@ def decode(topic: str, raw: bytes) -> m.Message:
     adapter = _ADAPTERS.get(topic) or TypeAdapter(models_for(topic)[0])
     allowed = _TYPES.get(topic, {"FundingRequest"})
     kind = document.get("type")
-    if kind not in allowed:
+    if not isinstance(kind, str) or kind not in allowed:
         raise Rejected(m.Reason.UNKNOWN_TYPE,
                        f"type {kind!r} is not accepted on {topic}; expected one of "
                        f"{sorted(allowed)}")
@@ -109,6 +113,6 @@ def payload_digest(raw: bytes) -> str:
     try:
         canonical = json.dumps(json.loads(raw, parse_float=str), sort_keys=True,
                                separators=(",", ":"), ensure_ascii=False)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # JSONDecodeError is a ValueError
         return hashlib.sha256(raw).hexdigest()
     return hashlib.sha256(canonical.encode()).hexdigest()

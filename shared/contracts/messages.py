@@ -350,7 +350,12 @@ class DeadLetter(BaseModel):
     source_offset: int = Field(description="Offset.")
     key: str | None = Field(default=None, description="Record key (UTF-8, replaced if not).")
     raw_payload_b64: str = Field(description="The exact bytes received, base64.")
-    raw_text: str | None = Field(default=None, description="The bytes as UTF-8 when they are.")
+    raw_text: str | None = Field(
+        default=None, description="The bytes as UTF-8 when they are, up to 64 KiB.")
+    raw_size: int = Field(default=0, description="How many bytes were received.")
+    raw_truncated: bool = Field(
+        default=False, description="True when raw_payload_b64 holds only the first 384 KiB; "
+        "the service's dead_letters table keeps every byte.")
     event_id: str | None = Field(default=None, description="When one could be read.")
     pool_id: str | None = Field(default=None, description="When one could be read.")
     rejected_at: datetime = Field(description="When.")

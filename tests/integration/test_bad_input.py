@@ -40,6 +40,15 @@ def without(event: dict[str, Any], field: str) -> dict[str, Any]:
 CASES: dict[str, tuple[str, Case]] = {
     "not_json": ("not_json", lambda pool, _: (
         topics.ERP_SETTLEMENT_SLIPS, b"\xff\xfe{not json " + uuid.uuid4().hex.encode())),
+    "type_not_a_string": ("unknown_type", lambda pool, _: (
+        topics.ERP_PAYMENTS, raw({**payment(pool, "10.00", list(pool.slips)[:1]),
+                                  "type": ["PaymentReceived"]}))),
+    "nested_too_deep": ("not_json", lambda pool, _: (
+        topics.ERP_PAYMENTS, b"[" * 100_000 + b"]" * 100_000)),
+    "not_json_under_a_json_content_type": ("not_json", lambda pool, _: (
+        topics.ERP_PAYMENTS, b"<payment>" + uuid.uuid4().hex.encode() + b"</payment>")),
+    "amount_in_exponent_form": ("invalid_amount", lambda pool, _: (
+        topics.ERP_PAYMENTS, raw(payment(pool, "1E+1", list(pool.slips)[:1])))),
     "missing_field": ("invalid_message", lambda pool, _: (
         topics.ERP_SETTLEMENT_SLIPS, raw(without(slip(pool), "receivable_id")))),
     "wrong_field_type": ("invalid_message", lambda pool, _: (
@@ -93,7 +102,8 @@ async def test_bad_erp_input_is_dead_lettered_with_reason_and_raw_bytes(
 
     reason, build = CASES[case]
     topic, payload = build(pool, {"receivable_id": list(other.slips)[0]})
-    await publisher.send(topic, payload, key=pool.pool_id)
+    headers = {"content-type": "application/json"} if "content_type" in case else None
+    await publisher.send(topic, payload, key=pool.pool_id, headers=headers)
     [letter] = await observer.wait_for(
         topics.INTAKE_REJECTED, where=lambda d: base64.b64decode(d["raw_payload_b64"]) == payload)
 

@@ -122,3 +122,23 @@ async def test_services_killed_mid_stream_settle_every_payment_exactly_once(
                                        text=True)
     assert tampered.returncode == 1
     assert "hash mismatch" in tampered.stdout
+
+    # Deleting a pool's newest transaction leaves a chain that verifies on its own; the
+    # account's recorded head shows the cut.
+    conn = await asyncpg.connect(own_stack.database_url)
+    try:
+        async with conn.transaction():
+            newest = await conn.fetchval(
+                "SELECT id FROM settlement.ledger_transactions WHERE pool_id = $1"
+                " ORDER BY seq DESC LIMIT 1", pools[0].pool_id)
+            await conn.execute("DELETE FROM settlement.ledger_entries WHERE transaction_id = $1",
+                               newest)
+            await conn.execute("DELETE FROM settlement.ledger_transactions WHERE id = $1",
+                               newest)
+    finally:
+        await conn.close()
+    cut = await asyncio.to_thread(subprocess.run, verify, env=env, capture_output=True,
+                                  text=True)
+    assert cut.returncode == 1
+    assert f"pool {pools[0].pool_id}: chain ends" in cut.stdout
+    assert "transactions were removed" in cut.stdout
