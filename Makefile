@@ -25,7 +25,8 @@ test: $(BIN)/poolfin lint
 	$(BIN)/pytest -ra
 
 bench: $(BIN)/poolfin
-	$(BIN)/poolfin bench
+	$(BIN)/poolfin bench --payments 2000 --pools 20
+	$(BIN)/poolfin bench --payments 2000 --pools 20 --rate 100
 
 contracts: $(BIN)/poolfin
 	$(BIN)/poolfin contracts export

@@ -198,12 +198,14 @@ def contracts_export(
 def bench(
     payments: Annotated[int, typer.Option(help="payments to push")] = 2000,
     pools: Annotated[int, typer.Option(help="pools to spread them over")] = 20,
+    rate: Annotated[float, typer.Option(
+        min=0, help="payments per second to offer; 0 sends them all at once")] = 0,
 ) -> None:
     """Push N payments through a fresh embedded stack; print settlements/s and latencies."""
     from services.bench import run_bench
 
     with contextlib.suppress(KeyboardInterrupt):
-        run_bench(payments, pools)
+        run_bench(payments, pools, rate)
 
 
 def main() -> None:

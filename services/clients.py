@@ -73,7 +73,7 @@ class Observer:
         await ensure_topics(self.bootstrap, self.topics, 3)
         self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap,
                                           enable_auto_commit=False, group_id=None,
-                                          auto_offset_reset="earliest")
+                                          auto_offset_reset="earliest", fetch_max_wait_ms=20)
         await self._consumer.start()
         partitions = []
         for topic in self.topics:

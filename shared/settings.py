@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(default=3, ge=1, description="Partitions of created topics.")
     batch_max_records: int = Field(default=500, ge=1, description="Records per handler batch.")
     batch_timeout_ms: int = Field(default=50, ge=1, description="Max wait to fill a batch.")
+    fetch_max_wait_ms: int = Field(
+        default=100, ge=1, description="How long the broker may hold a fetch that has no data; "
+        "bounds the latency each hop adds when a topic is quiet (aiokafka's default is 500).")
     outbox_batch: int = Field(default=1000, ge=1, description="Rows relayed per round.")
     outbox_poll_ms: int = Field(default=200, ge=10,
                                 description="Relay poll interval when nothing woke it.")
