@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -31,6 +33,20 @@ def _settings() -> Settings:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_json)
     return settings
+
+
+@contextlib.contextmanager
+def _unreachable_is_an_error(what: str, where: str, variable: str) -> Iterator[None]:
+    """A command that cannot reach the broker or the database says so in one line, exit 1."""
+    from aiokafka.errors import KafkaConnectionError
+
+    try:
+        yield
+    except (KafkaConnectionError, OSError) as exc:
+        shown = re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", where)  # never print a password
+        typer.echo(f"error: cannot reach {what} at {shown} ({exc}). Set {variable}; "
+                   "`poolfin up` prints the value to use.", err=True)
+        raise typer.Exit(1) from exc
 
 
 @app.command()
@@ -143,19 +159,26 @@ def facility_set(
     """Publish a FacilitySet for a pool on admin.facilities.v1."""
     from services.clients import Publisher, erp_event
     from shared.contracts import decode, topics
+    from shared.contracts.codec import Rejected
 
     settings = Settings()
     event = erp_event("FacilitySet", pool, source="operator-cli", credit_line=credit_line,
                       discount_rate=discount_rate, annual_interest_rate=annual_interest_rate,
                       funder_id=funder, day_count=day_count, tenor_days=tenor_days)
     raw = json.dumps(event).encode()
-    decode(topics.ADMIN_FACILITIES, raw)  # refuse here what credit would dead-letter
+    try:
+        decode(topics.ADMIN_FACILITIES, raw)  # refuse here what credit would dead-letter
+    except Rejected as refusal:
+        typer.echo(f"error: facility not published ({refusal.reason.value}): {refusal.detail}",
+                   err=True)
+        raise typer.Exit(2) from refusal
 
     async def send() -> None:
         async with Publisher(settings.kafka_bootstrap) as publisher:
             await publisher.send(topics.ADMIN_FACILITIES, raw, key=pool)
 
-    asyncio.run(send())
+    with _unreachable_is_an_error("Kafka", settings.kafka_bootstrap, "POOLFIN_KAFKA_BOOTSTRAP"):
+        asyncio.run(send())
     typer.echo(f"facility for {pool} published (event {event['event_id']})")
 
 
@@ -165,7 +188,8 @@ def ledger_verify() -> None:
     from services.settlement_splitter.ledger_audit import audit
 
     settings = Settings()
-    report = asyncio.run(audit(settings.database_url))
+    with _unreachable_is_an_error("PostgreSQL", settings.database_url, "POOLFIN_DATABASE_URL"):
+        report = asyncio.run(audit(settings.database_url))
     typer.echo(json.dumps(report, indent=2, default=str))
     raise typer.Exit(0 if not report["problems"] else 1)
 

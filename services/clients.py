@@ -29,7 +29,11 @@ class Publisher:
         self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2)
 
     async def start(self) -> Publisher:
-        await self._producer.start()
+        try:
+            await self._producer.start()
+        except BaseException:
+            await self._producer.stop()  # release what a failed bootstrap opened
+            raise
         return self
 
     async def stop(self) -> None:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import select
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -53,3 +57,97 @@ def test_unknown_service_is_refused_with_the_choices() -> None:
     done = subprocess.run([*POOLFIN, "run", "ledger"], capture_output=True, text=True)
     assert done.returncode == 2
     assert "intake, credit, funding-gateway, settlement-splitter" in done.stderr
+
+
+def _user_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+            "POOLFIN_DATA_DIR": str(tmp_path / "data"), **extra}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.integration
+def test_poolfin_up_serves_the_cli_restarts_a_dead_service_and_stops_cleanly_on_ctrl_c(
+        tmp_path: Path) -> None:
+    env = _user_env(tmp_path)
+    up = subprocess.Popen([*POOLFIN, "up"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env=env, start_new_session=True)
+    try:
+        assert up.stdout is not None
+        printed: dict[str, str] = {}
+        pids: dict[str, int] = {}
+        deadline = time.monotonic() + 120
+        for line in up.stdout:
+            label, _, value = line.partition(" : ")
+            if label.startswith("service"):
+                pids[value.split(" (")[0]] = int(value.split("pid ")[1].split(",")[0])
+            elif value:
+                printed[label.strip()] = value.strip()
+            if line.startswith("poolfin is up") or time.monotonic() > deadline:
+                break
+        assert set(pids) == {"intake", "credit", "funding-gateway", "settlement-splitter"}
+        assert "erp.payments.v1" in printed["topics"]
+        db_env = {**env, "POOLFIN_KAFKA_BOOTSTRAP": printed["kafka bootstrap"],
+                  "POOLFIN_DATABASE_URL": printed["database url"]}
+
+        # The CLI finds the stack `up` announced, and works against what it printed.
+        demo = subprocess.run([*POOLFIN, "demo", "--json"], capture_output=True, text=True,
+                              timeout=180, env=env)
+        assert demo.returncode == 0, demo.stderr[-2000:]
+        assert json.loads(demo.stdout.splitlines()[-1])["ok"] is True
+        verify = subprocess.run([*POOLFIN, "ledger", "verify"], capture_output=True,
+                                text=True, timeout=60, env=db_env)
+        assert verify.returncode == 0, verify.stdout
+        assert json.loads(verify.stdout)["transactions"] >= 2
+        published = subprocess.run(
+            [*POOLFIN, "facility", "set", "--pool", "CE-1/SUP-1", "--credit-line", "1000.00",
+             "--discount-rate", "0.8", "--annual-interest-rate", "0.0435", "--funder", "b"],
+            capture_output=True, text=True, timeout=60, env=db_env)
+        assert published.returncode == 0, published.stderr
+        assert "facility for CE-1/SUP-1 published" in published.stdout
+
+        # A service that dies is started again.
+        os.kill(pids["credit"], signal.SIGKILL)
+        assert up.stderr is not None
+        assert select.select([up.stderr], [], [], 30)[0], "no restart reported within 30 s"
+        assert "service credit exited" in up.stderr.readline()
+    finally:
+        os.killpg(up.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group
+        out, _ = up.communicate(timeout=60)
+    assert up.returncode == 0
+    assert out.rstrip().endswith("stopped.")
+    assert not (tmp_path / "data" / "stack.json").exists()
+    assert not any(_alive(pid) for pid in pids.values())
+
+
+def test_commands_that_cannot_reach_the_stack_say_so_in_one_line(tmp_path: Path) -> None:
+    env = _user_env(tmp_path, POOLFIN_KAFKA_BOOTSTRAP="127.0.0.1:1",
+                    POOLFIN_DATABASE_URL="postgresql://ops:s3cret@127.0.0.1:1/poolfin")
+    facility = subprocess.run(
+        [*POOLFIN, "facility", "set", "--pool", "CE-1/SUP-1", "--credit-line", "1000.00",
+         "--discount-rate", "0.8", "--annual-interest-rate", "0.0435", "--funder", "b"],
+        capture_output=True, text=True, timeout=60, env=env)
+    assert facility.returncode == 1
+    assert "error: cannot reach Kafka at 127.0.0.1:1" in facility.stderr
+    assert "Traceback" not in facility.stderr
+    verify = subprocess.run([*POOLFIN, "ledger", "verify"], capture_output=True, text=True,
+                            timeout=60, env=env)
+    assert verify.returncode == 1
+    assert "error: cannot reach PostgreSQL at postgresql://ops:***@127.0.0.1:1" in verify.stderr
+    assert "s3cret" not in verify.stderr
+
+
+def test_facility_with_a_bad_amount_is_refused_before_it_is_published(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*POOLFIN, "facility", "set", "--pool", "CE-1/SUP-1", "--credit-line", "1000.005",
+         "--discount-rate", "0.8", "--annual-interest-rate", "0.0435", "--funder", "b"],
+        capture_output=True, text=True, timeout=60,
+        env=_user_env(tmp_path, POOLFIN_KAFKA_BOOTSTRAP="127.0.0.1:1"))
+    assert done.returncode == 2
+    assert "facility not published (invalid_amount): credit_line" in done.stderr

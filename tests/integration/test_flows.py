@@ -12,7 +12,7 @@ from services.demo import EXPECTED_LEVELS, run_demo
 from services.settlement_splitter.ledger_audit import audit
 from services.stack import Stack
 from shared.contracts import topics
-from tests.integration.scenario import borrow, facility, open_pool, payment
+from tests.integration.scenario import Pool, borrow, facility, open_pool, payment
 
 pytestmark = pytest.mark.integration
 
@@ -135,3 +135,84 @@ async def test_repayment_instruction_arriving_before_the_payment_waits_for_the_m
         "SELECT kind FROM settlement.ledger_transactions WHERE payment_id = $1 ORDER BY seq",
         payment_id)]
     assert kinds == ["freeze", "split"]
+
+
+async def _apply(publisher: Publisher, observer: Observer, pool_id: str, application_id: str,
+                 amount: str) -> dict[str, object]:
+    await publisher.send(topics.SUPPLIER_FINANCING_APPLICATIONS, erp_event(
+        "FinancingApplied", pool_id, application_id=application_id, amount=amount))
+    [decision] = await observer.wait_for(topics.CREDIT_DECISIONS, application_id=application_id)
+    return decision
+
+
+async def _confirm(publisher: Publisher, pool_id: str, application_id: str,
+                   confirmed: bool) -> None:
+    await publisher.send(topics.ERP_FINANCING_CONFIRMATIONS, erp_event(
+        "FinancingConfirmation", pool_id, application_id=application_id, confirmed=confirmed))
+
+
+async def _answer(publisher: Publisher, pool_id: str, request_id: str, decision: str,
+                  **fields: object) -> None:
+    await publisher.send(topics.FUNDING_RESPONSES, erp_event(
+        "FunderResponse", pool_id, source="bank-test", request_id=request_id,
+        funder_id="bank-test", decision=decision, **fields))
+
+
+async def _up_to_the_funder(publisher: Publisher, observer: Observer, pool_id: str,
+                            application_id: str, amount: str) -> str:
+    """Apply, have the buyer confirm, and wait for the request on the funder's own topic."""
+    await _apply(publisher, observer, pool_id, application_id, amount)
+    await _confirm(publisher, pool_id, application_id, confirmed=True)
+    await observer.wait_for(topics.funder_requests_topic("bank-test"), request_id=application_id)
+    return application_id
+
+
+async def _is_available_again(publisher: Publisher, observer: Observer, pool: Pool,
+                              amount: str) -> None:
+    again = await _apply(publisher, observer, pool.pool_id, f"{pool.supplier_id}-again", amount)
+    assert (again["state"], again["available"]) == ("awaiting_buyer", amount)
+
+
+async def test_buyer_declining_refuses_the_application_and_frees_what_it_held(
+        publisher: Publisher, observer: Observer) -> None:
+    pool = await open_pool(publisher, observer, ["100000.00"], facility())
+    held = f"{pool.supplier_id}-declined"
+    assert (await _apply(publisher, observer, pool.pool_id, held, "80000.00"))["state"] == \
+        "awaiting_buyer"
+    await _confirm(publisher, pool.pool_id, held, confirmed=False)
+    [refused] = await observer.wait_for(topics.CREDIT_DECISIONS, application_id=held,
+                                        state="refused")
+    assert refused["reason"] == "rejected_by_buyer"
+    assert not observer.find(topics.CREDIT_LOAN_REQUESTS, request_id=held)
+    await _is_available_again(publisher, observer, pool, "80000.00")  # no longer in flight
+
+
+async def test_funder_rejecting_refuses_the_application_and_opens_no_loan(
+        publisher: Publisher, observer: Observer, db: asyncpg.Connection) -> None:
+    pool = await open_pool(publisher, observer, ["100000.00"], facility())
+    app_id = await _up_to_the_funder(publisher, observer, pool.pool_id,
+                                     f"{pool.supplier_id}-bank-says-no", "50000.00")
+    await _answer(publisher, pool.pool_id, app_id, "rejected", reason="credit committee")
+    [refused] = await observer.wait_for(topics.CREDIT_DECISIONS, application_id=app_id,
+                                        state="refused")
+    assert refused["reason"] == "rejected_by_funder"
+    assert await db.fetchval("SELECT count(*) FROM credit.loans WHERE pool_id = $1",
+                             pool.pool_id) == 0
+    await _is_available_again(publisher, observer, pool, "80000.00")
+
+
+async def test_investor_platform_approves_first_and_the_loan_opens_only_on_disbursal(
+        publisher: Publisher, observer: Observer, db: asyncpg.Connection) -> None:
+    pool = await open_pool(publisher, observer, ["100000.00"], facility())
+    app_id = await _up_to_the_funder(publisher, observer, pool.pool_id,
+                                     f"{pool.supplier_id}-platform", "60000.00")
+    await _answer(publisher, pool.pool_id, app_id, "approved")
+    await observer.wait_for(topics.FUNDING_RESULTS, request_id=app_id, decision="approved")
+    assert not observer.find(topics.CREDIT_DECISIONS, type="LoanOpened", loan_id=app_id)
+    await _answer(publisher, pool.pool_id, app_id, "disbursed", amount="60000.00",
+                  value_date="2026-08-03")
+    [opened] = await observer.wait_for(topics.CREDIT_DECISIONS, type="LoanOpened",
+                                       loan_id=app_id)
+    assert (opened["principal"], opened["disbursed_on"]) == ("60000.00", "2026-08-03")
+    assert await db.fetchval("SELECT outstanding FROM credit.loans WHERE loan_id = $1",
+                             app_id) == Decimal("60000.00")
