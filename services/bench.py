@@ -22,6 +22,30 @@ from services.stack import Stack
 from shared.contracts import topics
 
 
+def cpu_seconds(stack: Stack) -> dict[str, float]:
+    """CPU time (user + system) used so far by each part of the stack, PostgreSQL's backends
+    included; the difference of two snapshots says where a phase spent its time."""
+    def used(process: psutil.Process) -> float:
+        try:
+            times = process.cpu_times()
+            return float(times.user + times.system)
+        except psutil.NoSuchProcess:
+            return 0.0
+
+    parts = {name: used(psutil.Process(p.pid)) for name, p in stack.processes.items()}
+    if stack.kafka is not None and stack.kafka.pid is not None:
+        parts["kafka (tansu)"] = used(psutil.Process(stack.kafka.pid))
+    if stack.postgres is not None:
+        data_dir = str(stack.postgres.data_dir)
+        for process in psutil.process_iter(["name", "cmdline"]):
+            if process.info["name"] == "postgres" and data_dir in " ".join(
+                    process.info["cmdline"] or []):
+                parts["postgresql"] = used(process) + sum(
+                    used(child) for child in process.children(recursive=True))
+                break
+    return parts
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -54,6 +78,7 @@ async def _drive(stack: Stack, payments: int, pools: int, rate: float) -> dict[s
         print(f"  slips in the pools after {slips_seconds:.1f}s; pushing {payments} payments "
               f"{pace} …", flush=True)
         sent_at: dict[str, float] = {}
+        cpu_before = cpu_seconds(stack)
         started = time.monotonic()
         for n, (pool_id, receivable_id) in enumerate(receivables):
             if rate > 0 and (wait := started + n / rate - time.monotonic()) > 0:
@@ -69,6 +94,7 @@ async def _drive(stack: Stack, payments: int, pools: int, rate: float) -> dict[s
             if time.monotonic() > deadline:
                 raise TimeoutError("not all payments settled within 600s")
             await asyncio.sleep(0.05)
+        cpu_after = cpu_seconds(stack)
         released_at = {}
         for topic, body, seen in observer.messages:
             if topic == topics.SETTLEMENT_RESULTS:
@@ -78,7 +104,10 @@ async def _drive(stack: Stack, payments: int, pools: int, rate: float) -> dict[s
         return {"slips_per_s": payments / slips_seconds,
                 "settlements_per_s": payments / (finished - started),
                 "p50_ms": _percentile(latencies, 0.50), "p99_ms": _percentile(latencies, 0.99),
-                "max_ms": max(latencies), "mean_ms": statistics.fmean(latencies)}
+                "max_ms": max(latencies), "mean_ms": statistics.fmean(latencies),
+                **{f"cpu_ms_per_settlement:{part}":
+                   (cpu_after[part] - cpu_before.get(part, 0.0)) * 1000 / payments
+                   for part in cpu_after}}
 
 
 def run_bench(payments: int, pools: int, rate: float = 0) -> dict[str, float]:
@@ -96,4 +125,8 @@ def run_bench(payments: int, pools: int, rate: float = 0) -> dict[str, float]:
           f"(max {figures['max_ms']:.0f} ms)"
           + ("" if rate > 0 else "; all sent at once, so this is queueing (try --rate)"))
     print("  service memory (RSS): " + ", ".join(f"{n} {v:.0f} MiB" for n, v in rss.items()))
+    cpu = {key.split(":", 1)[1]: value for key, value in figures.items()
+           if key.startswith("cpu_ms_per_settlement:")}
+    print(f"  CPU per settlement  : {sum(cpu.values()):.1f} ms in all — " + ", ".join(
+        f"{part} {value:.1f}" for part, value in sorted(cpu.items(), key=lambda kv: -kv[1])))
     return figures

@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import structlog
@@ -64,6 +65,9 @@ class UnitOfWork:
     conn: Connection
     outbox: Outbox
     schema: str
+    # What a handler may remember for the rest of this transaction (e.g. the pools it has
+    # locked): gone with the transaction, so a retried batch starts clean.
+    scratch: dict[Any, Any] = field(default_factory=dict)
 
     def emit(self, topic: str, message: Message) -> None:
         self.outbox.emit(topic, message)

@@ -37,7 +37,7 @@ def make_handler(fee_bps: int) -> Handler:
 
 
 async def on_payment(uow: UnitOfWork, payment: m.ReceivablesSettled, fee_bps: int) -> None:
-    account = await repo.lock_account(uow.conn, payment.pool_id)
+    head = await repo.lock_account(uow.conn, payment.pool_id, uow.scratch)
     existing = await repo.settlement(uow.conn, payment.payment_id)
     if existing is not None and existing["state"] != "instructed":
         raise Rejected(m.Reason.DUPLICATE_PAYMENT,
@@ -47,20 +47,19 @@ async def on_payment(uow: UnitOfWork, payment: m.ReceivablesSettled, fee_bps: in
     if instruction is not None and instruction.amount != payment.amount:
         raise Rejected(m.Reason.AMOUNT_MISMATCH,
                        f"instruction is for {instruction.amount}, payment is {payment.amount}")
-    head: dict[str, Any] = {}
-    await _freeze(uow.conn, account, payment, head)
+    await _freeze(uow.conn, head, payment)
     if instruction is None:
         await repo.save_settlement(uow.conn, payment.payment_id, payment.pool_id,
                                    payment.amount, "frozen",
                                    payment=payment.model_dump(mode="json"))
         return
-    await _split(uow, account, payment.payment_id, instruction, fee_bps, head,
+    await _split(uow, head, payment.payment_id, instruction, fee_bps,
                  payment=payment.model_dump(mode="json"))
 
 
 async def on_instruction(uow: UnitOfWork, instruction: m.RepaymentInstruction,
                          fee_bps: int) -> None:
-    account = await repo.lock_account(uow.conn, instruction.pool_id)
+    head = await repo.lock_account(uow.conn, instruction.pool_id, uow.scratch)
     existing = await repo.settlement(uow.conn, instruction.payment_id)
     if existing is None:
         # The instruction overtook the payment: keep it; no money moves (invariant 3).
@@ -75,30 +74,29 @@ async def on_instruction(uow: UnitOfWork, instruction: m.RepaymentInstruction,
         raise Rejected(m.Reason.AMOUNT_MISMATCH,
                        f"instruction is for {instruction.amount}, "
                        f"{existing['amount']} is frozen")
-    await _split(uow, account, instruction.payment_id, instruction, fee_bps, {})
+    await _split(uow, head, instruction.payment_id, instruction, fee_bps)
 
 
-async def _freeze(conn: asyncpg.Connection, account: asyncpg.Record,
-                  payment: m.ReceivablesSettled, head: dict[str, Any]) -> None:
+async def _freeze(conn: asyncpg.Connection, head: dict[str, Any],
+                  payment: m.ReceivablesSettled) -> None:
     await repo.post(
-        conn, account, pool_id=payment.pool_id, payment_id=payment.payment_id, kind="freeze",
+        conn, head, pool_id=payment.pool_id, payment_id=payment.payment_id, kind="freeze",
         entries=[(buyer_account(payment.core_enterprise_id), -payment.amount),
                  (frozen_account(payment.pool_id), payment.amount)],
         inputs={"event_id": payment.event_id, "receivable_ids": payment.receivable_ids,
                 "written_off": money_text(payment.written_off),
-                "paid_on": payment.paid_on.isoformat()},
-        head=head)
+                "paid_on": payment.paid_on.isoformat()})
 
 
-async def _split(uow: UnitOfWork, account: asyncpg.Record, payment_id: str,
-                 instruction: m.RepaymentInstruction, fee_bps: int, head: dict[str, Any],
+async def _split(uow: UnitOfWork, head: dict[str, Any], payment_id: str,
+                 instruction: m.RepaymentInstruction, fee_bps: int,
                  payment: dict[str, Any] | None = None) -> None:
     split = split_payment(instruction.amount,
                           ((r.funder_id, r.principal, r.interest)
                            for r in instruction.repayments), fee_bps)
     pool_id = instruction.pool_id
     digest = await repo.post(
-        uow.conn, account, pool_id=pool_id, payment_id=payment_id, kind="split",
+        uow.conn, head, pool_id=pool_id, payment_id=payment_id, kind="split",
         entries=split.entries(pool_id),
         # What decided this split, so an auditor can replay why (invariant 7).
         inputs={"instruction_event_id": instruction.event_id,
@@ -108,8 +106,7 @@ async def _split(uow: UnitOfWork, account: asyncpg.Record, payment_id: str,
                 "loan_balance_before": money_text(instruction.loan_balance_before),
                 "loan_balance_after": money_text(instruction.loan_balance_after),
                 "repayments": [r.model_dump(mode="json") for r in instruction.repayments],
-                "rule_version": split.rule_version},
-        head=head)
+                "rule_version": split.rule_version})
     await repo.save_settlement(uow.conn, payment_id, pool_id, instruction.amount, "released",
                                payment=payment, instruction=instruction.model_dump(mode="json"),
                                released=split.released)

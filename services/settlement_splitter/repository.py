@@ -11,15 +11,22 @@ import asyncpg
 from services.settlement_splitter.domain import GENESIS, PostedTransaction, transaction_hash
 
 
-async def lock_account(conn: asyncpg.Connection, pool_id: str) -> asyncpg.Record:
-    await conn.execute(
-        "INSERT INTO controlled_accounts(pool_id, head_hash) VALUES ($1, $2)"
-        " ON CONFLICT DO NOTHING", pool_id, GENESIS)
-    row = await conn.fetchrow(
-        "SELECT last_seq, head_hash FROM controlled_accounts WHERE pool_id = $1 FOR UPDATE",
-        pool_id)
-    assert row is not None
-    return row
+async def lock_account(conn: asyncpg.Connection, pool_id: str,
+                       locked: dict[Any, Any]) -> dict[str, Any]:
+    """Lock the pool's controlled account for the rest of the transaction and return its chain
+    head ({"seq", "hash"}), which `post` advances. `locked` remembers the pools this
+    transaction holds, so a batch locks each pool once."""
+    key = ("controlled_account", pool_id)
+    if key not in locked:
+        # One round trip: create the account if new, lock its row, read the head.
+        row = await conn.fetchrow(
+            "INSERT INTO controlled_accounts(pool_id, head_hash) VALUES ($1, $2)"
+            " ON CONFLICT (pool_id) DO UPDATE SET pool_id = EXCLUDED.pool_id"
+            " RETURNING last_seq, head_hash", pool_id, GENESIS)
+        assert row is not None
+        locked[key] = {"seq": row["last_seq"], "hash": row["head_hash"]}
+    head: dict[str, Any] = locked[key]
+    return head
 
 
 async def settlement(conn: asyncpg.Connection, payment_id: str) -> asyncpg.Record | None:
@@ -40,29 +47,30 @@ async def save_settlement(conn: asyncpg.Connection, payment_id: str, pool_id: st
         payment_id, pool_id, amount, state, payment, instruction, released)
 
 
-async def post(conn: asyncpg.Connection, account: asyncpg.Record, *, pool_id: str,
+async def post(conn: asyncpg.Connection, head: dict[str, Any], *, pool_id: str,
                payment_id: str, kind: str, entries: Sequence[tuple[str, Decimal]],
-               inputs: Mapping[str, Any], head: dict[str, Any]) -> str:
-    """Append one balanced transaction to the pool's chain; returns its hash.
-
-    `head` carries the chain head across several posts in one transaction."""
+               inputs: Mapping[str, Any]) -> str:
+    """Append one balanced transaction to the pool's chain after `head` (from `lock_account`),
+    advance the head and return the new hash. One statement: the transaction, its entries
+    and the account's head move together."""
     if sum(amount for _, amount in entries) != 0:
         raise ValueError(f"unbalanced ledger transaction for {payment_id}: {entries}")
-    seq = head.get("seq", account["last_seq"]) + 1
-    prev = head.get("hash", account["head_hash"])
+    seq = head["seq"] + 1
+    prev = head["hash"]
     digest = transaction_hash(prev, pool_id=pool_id, seq=seq, payment_id=payment_id, kind=kind,
                               entries=entries, inputs=inputs)
-    tx_id = await conn.fetchval(
-        "INSERT INTO ledger_transactions(pool_id, seq, payment_id, kind, inputs, prev_hash,"
-        " hash) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-        pool_id, seq, payment_id, kind, dict(inputs), prev, digest)
-    await conn.executemany(
-        "INSERT INTO ledger_entries(transaction_id, line, account, amount)"
-        " VALUES ($1, $2, $3, $4)",
-        [(tx_id, line, account, amount) for line, (account, amount) in enumerate(entries)])
     await conn.execute(
-        "UPDATE controlled_accounts SET last_seq = $2, head_hash = $3 WHERE pool_id = $1",
-        pool_id, seq, digest)
+        "WITH tx AS ("
+        "  INSERT INTO ledger_transactions(pool_id, seq, payment_id, kind, inputs, prev_hash,"
+        "  hash) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id),"
+        " entries AS ("
+        "  INSERT INTO ledger_entries(transaction_id, line, account, amount)"
+        "  SELECT tx.id, e.line, e.account, e.amount FROM tx,"
+        "  unnest($8::integer[], $9::text[], $10::numeric[]) AS e(line, account, amount))"
+        " UPDATE controlled_accounts SET last_seq = $2, head_hash = $7 WHERE pool_id = $1",
+        pool_id, seq, payment_id, kind, dict(inputs), prev, digest,
+        list(range(len(entries))), [account for account, _ in entries],
+        [amount for _, amount in entries])
     head.update(seq=seq, hash=digest)
     return digest
 
