@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from services.credit import repository as repo
 from services.credit.domain import (
+    Facility,
     Loan,
     available_to_borrow,
     borrowing_base,
@@ -29,6 +31,7 @@ async def handle(uow: UnitOfWork, event: m.Message) -> None:
         case m.PoolOpened():
             await repo.create_pool(uow.conn, event.pool_id, event.core_enterprise_id,
                                    event.supplier_id)
+            uow.scratch.pop(("pool", event.pool_id), None)
             await emit_position(uow, event, ZERO)
         case m.ReceivableAdded():
             await on_receivable_added(uow, event)
@@ -46,16 +49,46 @@ async def handle(uow: UnitOfWork, event: m.Message) -> None:
             raise Rejected(m.Reason.UNKNOWN_TYPE, f"credit does not handle {event.type}")
 
 
+# A batch's transaction locks each pool once and remembers it (and its facility) in
+# uow.scratch until commit; every write below goes through these helpers, which keep the
+# remembered copy equal to the row.
+
+async def _pool_row(uow: UnitOfWork, pool_id: str) -> dict[str, Any] | None:
+    key = ("pool", pool_id)
+    if key not in uow.scratch:
+        row = await repo.lock_pool(uow.conn, pool_id)
+        if row is None:
+            return None  # not remembered: a PoolOpened later in the batch may create it
+        uow.scratch[key] = dict(row)
+    pool: dict[str, Any] = uow.scratch[key]
+    return pool
+
+
 async def _locked_pool(uow: UnitOfWork, pool_id: str) -> Decimal:
-    pool = await repo.lock_pool(uow.conn, pool_id)
+    pool = await _pool_row(uow, pool_id)
     if pool is None:
         raise Rejected(m.Reason.UNKNOWN_POOL, f"pool {pool_id} is not known to credit")
     return Decimal(pool["water_level"])
 
 
+async def _set_level(uow: UnitOfWork, pool_id: str, level: Decimal) -> None:
+    await repo.set_water_level(uow.conn, pool_id, level)
+    pool = await _pool_row(uow, pool_id)
+    assert pool is not None
+    pool["water_level"] = level
+
+
+async def _facility(uow: UnitOfWork, pool_id: str) -> Facility | None:
+    key = ("facility", pool_id)
+    if key not in uow.scratch:
+        uow.scratch[key] = await repo.facility(uow.conn, pool_id)
+    facility: Facility | None = uow.scratch[key]
+    return facility
+
+
 async def emit_position(uow: UnitOfWork, cause: m.Message, level: Decimal) -> Decimal:
     """Publish the pool's position after a change; returns what is available."""
-    facility = await repo.facility(uow.conn, cause.pool_id)
+    facility = await _facility(uow, cause.pool_id)
     loans, in_flight = await repo.loan_balance_and_in_flight(uow.conn, cause.pool_id)
     available = available_to_borrow(level, facility, loans, in_flight)
     uow.emit(topics.CREDIT_POSITIONS, m.new_event(
@@ -72,14 +105,15 @@ async def on_facility_set(uow: UnitOfWork, event: m.FacilitySet) -> None:
     if event.annual_interest_rate > 1:
         raise Rejected(m.Reason.INVALID_FACILITY,
                        f"annual_interest_rate {event.annual_interest_rate} must be at most 1")
-    pool = await repo.lock_pool(uow.conn, event.pool_id)
+    pool = await _pool_row(uow, event.pool_id)
     await repo.upsert_facility(uow.conn, event)
+    uow.scratch.pop(("facility", event.pool_id), None)
     await emit_position(uow, event, Decimal(pool["water_level"]) if pool else ZERO)
 
 
 async def on_receivable_added(uow: UnitOfWork, event: m.ReceivableAdded) -> None:
     level = await _locked_pool(uow, event.pool_id) + event.amount
-    await repo.set_water_level(uow.conn, event.pool_id, level)
+    await _set_level(uow, event.pool_id, level)
     await emit_position(uow, event, level)
 
 
@@ -89,7 +123,7 @@ async def on_receivables_settled(uow: UnitOfWork, event: m.ReceivablesSettled) -
         raise Rejected(m.Reason.DUPLICATE_PAYMENT,
                        f"payment {event.payment_id} was already decided")
     level = max(ZERO, level_before - event.written_off)
-    facility = await repo.facility(uow.conn, event.pool_id)
+    facility = await _facility(uow, event.pool_id)
     loans = await repo.lock_open_loans(uow.conn, event.pool_id)
     plan = repayment_plan(event.amount, level, facility, loans, event.paid_on)
     balance_before = sum((loan.outstanding for loan in loans), ZERO)
@@ -104,7 +138,7 @@ async def on_receivables_settled(uow: UnitOfWork, event: m.ReceivablesSettled) -
         discount_rate=facility.discount_rate if facility else Decimal(0),
         credit_line=facility.credit_line if facility else ZERO,
         loan_balance_before=balance_before, loan_balance_after=balance_before - repaid)
-    await repo.set_water_level(uow.conn, event.pool_id, level)
+    await _set_level(uow, event.pool_id, level)
     await repo.reserve_repayment(uow.conn, event.pool_id, event.payment_id, event.amount, plan,
                                  instruction.model_dump(mode="json"))
     uow.emit(topics.CREDIT_REPAYMENT_INSTRUCTIONS, instruction)
@@ -116,7 +150,7 @@ async def on_financing_applied(uow: UnitOfWork, event: m.FinancingApplied) -> No
     if await repo.application(uow.conn, event.application_id) is not None:
         raise Rejected(m.Reason.DUPLICATE_APPLICATION,
                        f"application {event.application_id} already exists")
-    facility = await repo.facility(uow.conn, event.pool_id)
+    facility = await _facility(uow, event.pool_id)
     loans, in_flight = await repo.loan_balance_and_in_flight(uow.conn, event.pool_id)
     available = available_to_borrow(level, facility, loans, in_flight)
     reason = refusal_of(event.amount, facility, available)
@@ -147,7 +181,7 @@ async def on_buyer_confirmation(uow: UnitOfWork, event: m.BuyerConfirmedFinancin
     level = await _locked_pool(uow, event.pool_id)
     amount = await _pending_application(uow, event.application_id,
                                         m.ApplicationState.AWAITING_BUYER)
-    facility = await repo.facility(uow.conn, event.pool_id)
+    facility = await _facility(uow, event.pool_id)
     loans, in_flight = await repo.loan_balance_and_in_flight(uow.conn, event.pool_id)
     # The level may have dropped since the application: check again, without counting the
     # application's own reservation (invariant 4 at the moment the request leaves).
@@ -163,7 +197,7 @@ async def on_buyer_confirmation(uow: UnitOfWork, event: m.BuyerConfirmedFinancin
         reason=reason))
     if reason is None:
         assert facility is not None
-        pool = await repo.lock_pool(uow.conn, event.pool_id)
+        pool = await _pool_row(uow, event.pool_id)
         assert pool is not None
         uow.emit(topics.CREDIT_LOAN_REQUESTS, m.new_event(
             m.LoanRequested, source=SOURCE, pool_id=event.pool_id, cause=event,
@@ -192,7 +226,7 @@ async def on_funding_result(uow: UnitOfWork, event: m.FundingResult) -> None:
     if event.amount != amount:
         raise Rejected(m.Reason.AMOUNT_MISMATCH,
                        f"funder disbursed {event.amount}, the request was for {amount}")
-    facility = await repo.facility(uow.conn, event.pool_id)
+    facility = await _facility(uow, event.pool_id)
     assert facility is not None
     disbursed_on = event.value_date or event.occurred_at.date()
     loan = Loan(loan_id=event.request_id, funder_id=event.funder_id, outstanding=amount,
