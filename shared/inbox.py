@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -91,6 +92,8 @@ class BatchConsumer:
         self.stats = {"effects": 0, "duplicates": 0, "dead_letters": 0, "batches": 0}
 
     async def process(self, records: Sequence[Inbound]) -> None:
+        started = time.perf_counter()
+        before = dict(self.stats)
         items = [self._decode(record) for record in records]
         # Group by pool (stable: order within a pool is kept) so locks are taken in one order.
         items.sort(key=lambda item: item[1].pool_id if item[1] is not None else "")
@@ -113,6 +116,11 @@ class BatchConsumer:
                     reason = Rejected(Reason.PROCESSING_ERROR, f"{type(exc).__name__}: {exc}")
                     await self._in_transaction([(record, message, reason)], skip_handler=True)
         self.stats["batches"] += 1
+        # One line per batch at INFO (each message is a DEBUG line): what an operator watches.
+        log.info("batch committed", service=self.service, records=len(records),
+                 **{name: self.stats[name] - before[name]
+                    for name in ("effects", "duplicates", "dead_letters")},
+                 ms=round((time.perf_counter() - started) * 1000, 1))
         if self._after_commit is not None:
             self._after_commit()
 
@@ -154,7 +162,7 @@ class BatchConsumer:
                     prior = seen.get(message.event_id)
                     if prior == digest:
                         self.stats["duplicates"] += 1
-                        log.info("duplicate skipped", type=message.type)
+                        log.debug("duplicate skipped", type=message.type)
                         continue
                     if prior is not None:
                         refusal = Rejected(Reason.EVENT_ID_CONFLICT,
@@ -167,7 +175,7 @@ class BatchConsumer:
                             try:
                                 await self._handle(uow, message)
                                 self.stats["effects"] += 1
-                                log.info("processed", type=message.type)
+                                log.debug("processed", type=message.type)
                                 continue
                             except Rejected as domain_refusal:
                                 refusal = domain_refusal
