@@ -34,11 +34,16 @@ async def handle(uow: UnitOfWork, event: m.Message) -> None:
 
 
 async def _known_pool(uow: UnitOfWork, pool_id: str) -> str:
-    pool = await repo.lock_pool(uow.conn, pool_id)
-    if pool is None:
-        raise Rejected(m.Reason.UNKNOWN_POOL,
-                       f"pool {pool_id} is not known: onboard the supplier first")
-    return str(pool["core_enterprise_id"])
+    """Lock the pool (once per batch transaction) and return its core enterprise."""
+    key = ("pool", pool_id)
+    if key not in uow.scratch:
+        pool = await repo.lock_pool(uow.conn, pool_id)
+        if pool is None:
+            raise Rejected(m.Reason.UNKNOWN_POOL,
+                           f"pool {pool_id} is not known: onboard the supplier first")
+        uow.scratch[key] = str(pool["core_enterprise_id"])
+    core: str = uow.scratch[key]
+    return core
 
 
 async def on_supplier_onboarded(uow: UnitOfWork, event: m.SupplierOnboarded) -> None:
