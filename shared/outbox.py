@@ -8,6 +8,7 @@ consumer's inbox drops the repeat (exactly-once effect, at-least-once delivery).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import asyncpg
@@ -38,15 +39,35 @@ class Outbox:
             self.rows = []
 
 
+class KnownTopics:
+    """Topics this process knows exist; `ensure` creates the others (once each) before the
+    relay publishes to them. A topic named by data, such as a new funder's request topic, must
+    not stall the relay, and everything queued behind it, on a broker that does not
+    auto-create topics."""
+
+    def __init__(self, create: Callable[[list[str]], Awaitable[None]],
+                 known: Iterable[str] = ()) -> None:
+        self._create = create
+        self.known = set(known)
+
+    async def ensure(self, topics: Iterable[str]) -> None:
+        missing = sorted(set(topics) - self.known)
+        if missing:
+            log.info("creating topics first seen in the outbox", topics=missing)
+            await self._create(missing)
+            self.known.update(missing)
+
+
 class OutboxRelay:
     """Publishes a service's outbox. Woken right after each commit, and polls as a fallback."""
 
     def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer, *, batch: int = 1000,
-                 poll_s: float = 0.2) -> None:
+                 poll_s: float = 0.2, topics: KnownTopics | None = None) -> None:
         self._pool = pool
         self._producer = producer
         self._batch = batch
         self._poll_s = poll_s
+        self._topics = topics
         self._wakeup = asyncio.Event()
         self.published = 0
 
@@ -60,6 +81,8 @@ class OutboxRelay:
                 "FOR UPDATE SKIP LOCKED", self._batch)
             if not rows:
                 return 0
+            if self._topics is not None:
+                await self._topics.ensure(row["topic"] for row in rows)
             pending: list[asyncio.Future[Any]] = []
             for row in rows:
                 pending.append(await self._producer.send(row["topic"], row["value"],

@@ -25,7 +25,7 @@ from faststream.message import StreamMessage
 
 from shared.db import create_pool, migrate
 from shared.inbox import BatchConsumer, BatchHook, Handler, Inbound, backoff
-from shared.outbox import OutboxRelay
+from shared.outbox import KnownTopics, OutboxRelay
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -99,8 +99,11 @@ async def ensure_topics(bootstrap: str, topics: Sequence[str], partitions: int) 
         existing = set(await admin.list_topics())
         missing = [NewTopic(t, partitions, 1) for t in topics if t not in existing]
         if missing:
-            with contextlib.suppress(Exception):
+            try:
                 await admin.create_topics(missing)
+            except Exception as exc:  # e.g. created meanwhile by another service: say so
+                log.warning("could not create every topic", topics=[t.name for t in missing],
+                            error=repr(exc))
     finally:
         await admin.close()
 
@@ -119,7 +122,10 @@ async def run_service(spec: ServiceSpec, settings: Settings,
                                 acks="all")
     await producer.start()
     relay = OutboxRelay(pool, producer, batch=settings.outbox_batch,
-                        poll_s=settings.outbox_poll_ms / 1000)
+                        poll_s=settings.outbox_poll_ms / 1000,
+                        topics=KnownTopics(lambda names: ensure_topics(
+                            settings.kafka_bootstrap, names, settings.topic_partitions),
+                            known=ALL_STATIC_TOPICS))
     consumer = BatchConsumer(service=spec.name, schema=spec.schema, pool=pool,
                              handle=spec.handle, dead_letter_topic=spec.dead_letter_topic,
                              on_batch=spec.on_batch, after_commit=relay.wake)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 
 import asyncpg
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from services.clients import Observer, Publisher, erp_event
 from services.demo import EXPECTED_LEVELS, run_demo
@@ -216,3 +218,22 @@ async def test_investor_platform_approves_first_and_the_loan_opens_only_on_disbu
     assert (opened["principal"], opened["disbursed_on"]) == ("60000.00", "2026-08-03")
     assert await db.fetchval("SELECT outstanding FROM credit.loans WHERE loan_id = $1",
                              app_id) == Decimal("60000.00")
+
+
+async def test_a_new_funders_request_topic_is_created_before_its_first_request(
+        stack: Stack, publisher: Publisher, observer: Observer) -> None:
+    funder = f"bank-new-{uuid.uuid4().hex[:8]}"
+    topic = topics.funder_requests_topic(funder)
+    pool = await open_pool(publisher, observer, ["100000.00"], facility(funder=funder))
+    app_id = f"{pool.supplier_id}-first-for-{funder}"
+    await _apply(publisher, observer, pool.pool_id, app_id, "10000.00")
+    await _confirm(publisher, pool.pool_id, app_id, confirmed=True)
+    async with Observer(stack.bootstrap, [topic]) as funder_side:
+        [request] = await funder_side.wait_for(topic, request_id=app_id)
+    assert (request["funder_id"], request["amount"]) == (funder, "10000.00")
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
+    await admin.start()
+    try:
+        assert topic in await admin.list_topics()
+    finally:
+        await admin.close()
