@@ -87,6 +87,8 @@ def up() -> None:
         state_file(settings.data_dir).write_text(json.dumps(state, indent=2))
         typer.echo(f"kafka bootstrap : {stack.bootstrap}")
         typer.echo(f"database url    : {stack.database_url}")
+        typer.echo(f"credit http     : {stack.http_url}  (GET /pools/<pool_id>, "
+                   "POST /pools/<pool_id>/applications)")
         for name, pid in dict(state["services"]).items():  # type: ignore[call-overload]
             typer.echo(f"service         : {name} (pid {pid}, log {work_dir / (name + '.log')})")
         typer.echo("topics          : " + ", ".join(state["topics"]))  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -32,6 +33,8 @@ class Stack:
     bootstrap: str = ""
     database_url: str = ""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # credit's HTTP front (pool positions, applications), on a free local port.
+    http_port: int = field(default_factory=lambda: free_port())
 
     def start(self, services: tuple[str, ...] = tuple(SERVICES), timeout: float = 60) -> Stack:
         """Start what is missing: with `bootstrap` and `database_url` given (Apache Kafka and
@@ -50,12 +53,20 @@ class Stack:
         self.wait_ready(services, timeout)
         return self
 
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
     def service_env(self, name: str) -> dict[str, str]:
-        return {**os.environ, **self.env,
-                "POOLFIN_KAFKA_BOOTSTRAP": self.bootstrap,
-                "POOLFIN_DATABASE_URL": self.database_url,
-                "POOLFIN_READY_FILE": str(self._ready_file(name)),
-                "POOLFIN_LOG_JSON": "true"}
+        env = {**os.environ, **self.env,
+               "POOLFIN_KAFKA_BOOTSTRAP": self.bootstrap,
+               "POOLFIN_DATABASE_URL": self.database_url,
+               "POOLFIN_READY_FILE": str(self._ready_file(name)),
+               "POOLFIN_LOG_JSON": "true"}
+        env.pop("POOLFIN_HTTP_PORT", None)
+        if name == "credit":
+            env["POOLFIN_HTTP_PORT"] = str(self.http_port)
+        return env
 
     def _ready_file(self, name: str) -> Path:
         return self.work_dir / f"{name}.ready"
@@ -104,6 +115,7 @@ class Stack:
 
     def describe(self) -> dict[str, object]:
         return {"kafka_bootstrap": self.bootstrap, "database_url": self.database_url,
+                "http": self.http_url,
                 "services": {n: p.pid for n, p in self.processes.items()},
                 "topics": list(ALL_STATIC_TOPICS)}
 
@@ -112,6 +124,13 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def state_file(data_dir: str) -> Path:

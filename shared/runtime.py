@@ -10,18 +10,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import structlog
+import uvicorn
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
+from starlette.types import ASGIApp
 
 from shared.db import create_pool, migrate
 from shared.inbox import BatchConsumer, BatchHook, Handler, Inbound, backoff
@@ -42,8 +45,18 @@ class ServiceSpec:
     migrations: Path
     handle: Handler
     on_batch: BatchHook | None = None
+    # An HTTP front, served when POOLFIN_HTTP_PORT is set: (database pool, producer) → ASGI app.
+    http: Callable[[asyncpg.Pool, AIOKafkaProducer], ASGIApp] | None = None
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _ServiceHttpServer(uvicorn.Server):
+    """uvicorn inside a service process: the service owns SIGINT/SIGTERM, not uvicorn."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def keep_bytes(msg: StreamMessage[Any]) -> Any:
@@ -131,8 +144,22 @@ async def run_service(spec: ServiceSpec, settings: Settings,
                              on_batch=spec.on_batch, after_commit=relay.wake)
     broker = build_broker(spec, settings, consumer)
     relay_task = asyncio.create_task(relay.run(), name=f"{spec.name}-relay")
+    http: _ServiceHttpServer | None = None
+    http_task: asyncio.Task[None] | None = None
     try:
         await broker.start()
+        if spec.http is not None and settings.http_port is not None:
+            http = _ServiceHttpServer(uvicorn.Config(
+                spec.http(pool, producer), host=settings.http_host, port=settings.http_port,
+                log_config=None, access_log=False, lifespan="off"))
+            http_task = asyncio.create_task(http.serve(), name=f"{spec.name}-http")
+            while not http.started:
+                if http_task.done():
+                    await http_task  # raises why it could not start (e.g. port taken)
+                    raise RuntimeError(f"HTTP front of {spec.name} stopped at start")
+                await asyncio.sleep(0.02)
+            log.info("http front listening", service=spec.name,
+                     url=f"http://{settings.http_host}:{settings.http_port}")
         log.info("service started", service=spec.name, topics=list(spec.topics),
                  bootstrap=settings.kafka_bootstrap)
         if ready is not None:
@@ -142,6 +169,10 @@ async def run_service(spec: ServiceSpec, settings: Settings,
         await (stop.wait() if stop is not None else asyncio.Event().wait())
     finally:
         log.info("service stopping", service=spec.name, **consumer.stats)
+        if http is not None and http_task is not None:
+            http.should_exit = True
+            with contextlib.suppress(Exception):
+                await http_task
         await broker.stop()
         relay_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
                                   description="JSON logs; default: JSON unless on a TTY.")
     ready_file: str | None = Field(default=None, description="Touched once the service "
                                                                 "consumes (used by `poolfin up`).")
+    http_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Port of a service's HTTP front (credit: pool "
+        "positions and applications); unset means no HTTP.")
+    http_host: str = Field(default="127.0.0.1", description="Address the HTTP front binds.")
     data_dir: str = Field(default=".poolfin", description="Where `poolfin up` keeps its state.")
 
     @property

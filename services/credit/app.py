@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from services.credit.handlers import handle
+from services.credit.http import make_app
 from shared.contracts import topics
 from shared.runtime import ServiceSpec
 from shared.settings import Settings
@@ -19,5 +20,6 @@ def spec(settings: Settings) -> ServiceSpec:
         dead_letter_topic=topics.CREDIT_REJECTED,
         migrations=Path(__file__).parent / "migrations",
         handle=handle,
+        http=make_app,
         description="Pool positions, financing decisions, loans and repayment instructions.",
     )

@@ -10,7 +10,7 @@ import asyncpg
 
 from services.credit.domain import Facility, Loan, Repayment
 from shared.contracts.messages import DayCount, FacilitySet
-from shared.money import ZERO
+from shared.money import FEN, ZERO
 
 
 async def create_pool(conn: asyncpg.Connection, pool_id: str, core: str, supplier: str) -> None:
@@ -66,7 +66,7 @@ async def loan_balance_and_in_flight(conn: asyncpg.Connection,
         " (SELECT coalesce(sum(amount), 0) FROM applications WHERE pool_id = $1"
         "   AND state IN ('awaiting_buyer', 'requested')) AS in_flight", pool_id)
     assert row is not None
-    return Decimal(row["loans"]), Decimal(row["in_flight"])
+    return Decimal(row["loans"]).quantize(FEN), Decimal(row["in_flight"]).quantize(FEN)
 
 
 async def application(conn: asyncpg.Connection, application_id: str) -> asyncpg.Record | None:

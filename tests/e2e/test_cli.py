@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,9 @@ def test_poolfin_up_serves_the_cli_restarts_a_dead_service_and_stops_cleanly_on_
                 break
         assert set(pids) == {"intake", "credit", "funding-gateway", "settlement-splitter"}
         assert "erp.payments.v1" in printed["topics"]
+        http = printed["credit http"].split()[0]
+        with urllib.request.urlopen(f"{http}/health", timeout=10) as health:
+            assert json.loads(health.read())["status"] == "ok"
         db_env = {**env, "POOLFIN_KAFKA_BOOTSTRAP": printed["kafka bootstrap"],
                   "POOLFIN_DATABASE_URL": printed["database url"]}
 

@@ -1,0 +1,159 @@
+"""credit's small HTTP front, for suppliers and buyers checking a pool online.
+
+    GET  /health                                      is the service up
+    GET  /pools/{pool_id}                             the pool's position, facility and loans
+    POST /pools/{pool_id}/applications                apply to borrow: {"amount": "50000.00"}
+    GET  /pools/{pool_id}/applications/{application}  where an application stands
+
+Reads come from credit's own schema in one snapshot. An application is not decided here: it is
+published on supplier.financing-applications.v1 like any other (202 Accepted once the broker
+has it), and credit decides it in order with everything else of the pool. Pool ids contain a
+slash (``CE-1/SUP-1``); they go into the path as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from services.credit import repository as repo
+from services.credit.domain import available_to_borrow, borrowing_base
+from shared.contracts import messages as m
+from shared.contracts import topics
+from shared.contracts.codec import Rejected, decode
+from shared.money import money_text
+
+SOURCE = "credit-http"
+MAX_BODY = 16 * 1024
+ID = re.compile(r"^[A-Za-z0-9._:/-]{1,128}$")
+
+
+def _text(value: Any) -> str:
+    """Amounts as exact decimal strings (as on the topics), dates and times in ISO 8601."""
+    if isinstance(value, Decimal):
+        return money_text(value)
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _json(data: Mapping[str, Any], status: int = 200) -> Response:
+    return Response(json.dumps(data, default=_text), status_code=status,
+                    media_type="application/json")
+
+
+def _error(status: int, reason: str, detail: str) -> JSONResponse:
+    return JSONResponse({"error": reason, "detail": detail}, status_code=status)
+
+
+async def _position(conn: asyncpg.Connection, pool_id: str) -> dict[str, Any] | None:
+    pool = await conn.fetchrow(
+        "SELECT core_enterprise_id, supplier_id, water_level FROM pools WHERE pool_id = $1",
+        pool_id)
+    if pool is None:
+        return None
+    facility = await repo.facility(conn, pool_id)
+    loans, in_flight = await repo.loan_balance_and_in_flight(conn, pool_id)
+    level = Decimal(pool["water_level"])
+    open_loans = await conn.fetch(
+        "SELECT loan_id, funder_id, principal, outstanding, annual_interest_rate, disbursed_on,"
+        " maturity_on FROM loans WHERE pool_id = $1 AND outstanding > 0"
+        " ORDER BY disbursed_on, loan_id", pool_id)
+    return {
+        "pool_id": pool_id, "core_enterprise_id": pool["core_enterprise_id"],
+        "supplier_id": pool["supplier_id"], "currency": "CNY",
+        "water_level": level, "borrowing_base": borrowing_base(level, facility),
+        "loan_balance": loans, "in_flight": in_flight,
+        "available": available_to_borrow(level, facility, loans, in_flight),
+        "facility": None if facility is None else {
+            "credit_line": facility.credit_line, "discount_rate": facility.discount_rate,
+            "annual_interest_rate": facility.annual_interest_rate,
+            "funder_id": facility.funder_id, "day_count": facility.day_count.value,
+            "tenor_days": facility.tenor_days},
+        "loans": [dict(row) for row in open_loans],
+    }
+
+
+def make_app(pool: asyncpg.Pool, producer: AIOKafkaProducer) -> Starlette:
+    async def health(_: Request) -> Response:
+        async with pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+        return _json({"service": "credit", "status": "ok"})
+
+    async def position(request: Request) -> Response:
+        pool_id = request.path_params["pool_id"]
+        async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
+                                                            readonly=True):
+            found = await _position(conn, pool_id)
+        if found is None:
+            return _error(404, m.Reason.UNKNOWN_POOL.value, f"pool {pool_id} is not known")
+        return _json(found)
+
+    async def application(request: Request) -> Response:
+        pool_id, application_id = (request.path_params["pool_id"],
+                                   request.path_params["application_id"])
+        async with pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT application_id, pool_id, amount, state, reason, funder_id, updated_at"
+                " FROM applications WHERE application_id = $1 AND pool_id = $2",
+                application_id, pool_id)
+        if row is None:
+            return _error(404, m.Reason.UNKNOWN_APPLICATION.value,
+                          f"application {application_id} of pool {pool_id} is not known "
+                          "(yet: a new one is decided within moments)")
+        return _json(dict(row))
+
+    async def apply(request: Request) -> Response:
+        pool_id = request.path_params["pool_id"]
+        if not ID.fullmatch(pool_id):
+            return _error(400, m.Reason.INVALID_MESSAGE.value, f"{pool_id!r} is not a pool id")
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            return _error(413, m.Reason.INVALID_MESSAGE.value, "body over 16 KiB")
+        try:
+            fields = json.loads(body)
+        except (ValueError, RecursionError):
+            return _error(400, m.Reason.NOT_JSON.value,
+                          'body must be JSON such as {"amount": "50000.00"}')
+        if not isinstance(fields, dict):
+            return _error(400, m.Reason.INVALID_MESSAGE.value, "body must be a JSON object")
+        async with pool.acquire() as conn:
+            known = await conn.fetchval("SELECT true FROM pools WHERE pool_id = $1", pool_id)
+        if not known:
+            return _error(404, m.Reason.UNKNOWN_POOL.value, f"pool {pool_id} is not known")
+        application_id = fields.get("application_id") or f"A-{uuid.uuid4().hex[:16]}"
+        event = {"event_id": str(uuid.uuid4()), "type": "FinancingApplied",
+                 "occurred_at": datetime.now(UTC).isoformat(), "source": SOURCE, "pool_id": pool_id,
+                 "application_id": application_id, "amount": fields.get("amount"),
+                 "currency": fields.get("currency", "CNY")}
+        raw = json.dumps(event).encode()
+        try:  # the very check credit applies to the topic, so the answers agree
+            decode(topics.SUPPLIER_FINANCING_APPLICATIONS, raw)
+        except Rejected as refusal:
+            return _error(422, refusal.reason.value, refusal.detail)
+        await producer.send_and_wait(topics.SUPPLIER_FINANCING_APPLICATIONS, raw,
+                                     key=pool_id.encode())
+        status_url = f"/pools/{pool_id}/applications/{application_id}"
+        return JSONResponse({"application_id": application_id, "event_id": event["event_id"],
+                             "status": "submitted", "status_url": status_url},
+                            status_code=202, headers={"Location": status_url})
+
+    return Starlette(routes=[
+        Route("/health", health, methods=["GET"]),
+        Route("/pools/{pool_id:path}/applications/{application_id}", application,
+              methods=["GET"]),
+        Route("/pools/{pool_id:path}/applications", apply, methods=["POST"]),
+        Route("/pools/{pool_id:path}", position, methods=["GET"]),
+    ])
