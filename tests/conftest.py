@@ -21,10 +21,11 @@ WATCHED.append(topics.funder_requests_topic(TEST_FUNDER))
 
 
 def _docker_stack(work_dir: object) -> Iterator[Stack]:
-    from testcontainers.kafka import KafkaContainer
     from testcontainers.postgres import PostgresContainer
 
-    with KafkaContainer("apache/kafka:3.8.0").with_kraft() as kafka, \
+    from tests.containers import ApacheKafkaContainer
+
+    with ApacheKafkaContainer() as kafka, \
             PostgresContainer("postgres:16", driver=None) as postgres:
         stack = Stack(work_dir, bootstrap=kafka.get_bootstrap_server(),  # type: ignore[arg-type]
                       database_url=postgres.get_connection_url())
