@@ -119,9 +119,6 @@ async def on_receivable_added(uow: UnitOfWork, event: m.ReceivableAdded) -> None
 
 async def on_receivables_settled(uow: UnitOfWork, event: m.ReceivablesSettled) -> None:
     level_before = await _locked_pool(uow, event.pool_id)
-    if await repo.repayment_exists(uow.conn, event.payment_id):
-        raise Rejected(m.Reason.DUPLICATE_PAYMENT,
-                       f"payment {event.payment_id} was already decided")
     level = max(ZERO, level_before - event.written_off)
     facility = await _facility(uow, event.pool_id)
     loans = await repo.lock_open_loans(uow.conn, event.pool_id)
@@ -138,9 +135,14 @@ async def on_receivables_settled(uow: UnitOfWork, event: m.ReceivablesSettled) -
         discount_rate=facility.discount_rate if facility else Decimal(0),
         credit_line=facility.credit_line if facility else ZERO,
         loan_balance_before=balance_before, loan_balance_after=balance_before - repaid)
-    await _set_level(uow, event.pool_id, level)
-    await repo.reserve_repayment(uow.conn, event.pool_id, event.payment_id, event.amount, plan,
-                                 instruction.model_dump(mode="json"))
+    if not await repo.reserve_repayment(uow.conn, event.pool_id, event.payment_id,
+                                        event.amount, plan, level,
+                                        instruction.model_dump(mode="json")):
+        raise Rejected(m.Reason.DUPLICATE_PAYMENT,
+                       f"payment {event.payment_id} was already decided")
+    pool = await _pool_row(uow, event.pool_id)
+    assert pool is not None
+    pool["water_level"] = level  # the statement above set it
     uow.emit(topics.CREDIT_REPAYMENT_INSTRUCTIONS, instruction)
     await emit_position(uow, event, level)
 

@@ -100,23 +100,27 @@ async def open_loan(conn: asyncpg.Connection, loan: Loan, pool_id: str) -> None:
 
 
 async def reserve_repayment(conn: asyncpg.Connection, pool_id: str, payment_id: str,
-                            amount: Decimal, plan: Sequence[Repayment],
-                            instruction: dict[str, Any]) -> None:
-    """Reduce the loans at once, so the next payment sees the reduced balance (step 4)."""
-    if plan:
-        await conn.executemany(
-            "UPDATE loans SET outstanding = outstanding - $2 WHERE loan_id = $1",
-            [(r.loan_id, r.principal) for r in plan])
-    await conn.execute(
-        "INSERT INTO repayments(payment_id, pool_id, amount, principal, interest, state,"
-        " instruction) VALUES ($1, $2, $3, $4, $5, 'reserved', $6)",
+                            amount: Decimal, plan: Sequence[Repayment], level_after: Decimal,
+                            instruction: dict[str, Any]) -> bool:
+    """Record the repayment decided for a payment, reduce the loans at once (so the next
+    payment sees the reduced balance, step 4) and set the pool's level after the write-off:
+    one statement, and nothing at all when the payment was already decided (returns False)."""
+    reserved = await conn.fetchval(
+        "WITH reserved AS ("
+        "  INSERT INTO repayments(payment_id, pool_id, amount, principal, interest, state,"
+        "  instruction) VALUES ($1, $2, $3, $4, $5, 'reserved', $6)"
+        "  ON CONFLICT (payment_id) DO NOTHING RETURNING payment_id),"
+        " repaid AS ("
+        "  UPDATE loans SET outstanding = outstanding - r.principal"
+        "  FROM unnest($7::text[], $8::numeric[]) AS r(loan_id, principal), reserved"
+        "  WHERE loans.loan_id = r.loan_id),"
+        " level AS ("
+        "  UPDATE pools SET water_level = $9 FROM reserved WHERE pools.pool_id = $2)"
+        " SELECT count(*) FROM reserved",
         payment_id, pool_id, amount, sum((r.principal for r in plan), ZERO),
-        sum((r.interest for r in plan), ZERO), instruction)
-
-
-async def repayment_exists(conn: asyncpg.Connection, payment_id: str) -> bool:
-    return bool(await conn.fetchval("SELECT true FROM repayments WHERE payment_id = $1",
-                                    payment_id))
+        sum((r.interest for r in plan), ZERO), instruction,
+        [r.loan_id for r in plan], [r.principal for r in plan], level_after)
+    return bool(reserved)
 
 
 async def confirm_repayment(conn: asyncpg.Connection, payment_id: str) -> bool:

@@ -237,3 +237,31 @@ async def test_a_new_funders_request_topic_is_created_before_its_first_request(
         assert topic in await admin.list_topics()
     finally:
         await admin.close()
+
+
+async def test_a_payment_decided_twice_under_new_event_ids_moves_money_once(
+        publisher: Publisher, observer: Observer, db: asyncpg.Connection) -> None:
+    """Defence in depth behind intake: the same payment reaching credit and the splitter
+    again as a *new* event (another event_id) is refused by each, and nothing moves twice."""
+    pool = await open_pool(publisher, observer, ["100000.00"], facility())
+    await borrow(publisher, observer, pool, "80000.00", "bank-test")
+    settled = erp_event("ReceivablesSettled", pool.pool_id, source="intake",
+                        payment_id=f"P-twice-{uuid.uuid4().hex[:8]}", amount="10000.00",
+                        written_off="10000.00", receivable_ids=list(pool.slips),
+                        paid_on="2026-08-03", core_enterprise_id="CE-TEST")
+    await publisher.send(topics.POOL_EVENTS, settled)
+    await observer.wait_for(topics.SETTLEMENT_RESULTS, payment_id=settled["payment_id"])
+    again = {**settled, "event_id": str(uuid.uuid4())}
+    await publisher.send(topics.POOL_EVENTS, again)
+    letters = await observer.wait_for(topics.CREDIT_REJECTED, event_id=again["event_id"])
+    assert letters[0]["reason"] == "duplicate_payment"
+    [split_letter] = await observer.wait_for(topics.SETTLEMENT_REJECTED,
+                                             event_id=again["event_id"])
+    assert split_letter["reason"] == "duplicate_payment"
+    assert await db.fetchval("SELECT outstanding FROM credit.loans WHERE pool_id = $1",
+                             pool.pool_id) == Decimal("72000.00")
+    assert await db.fetchval("SELECT water_level FROM credit.pools WHERE pool_id = $1",
+                             pool.pool_id) == Decimal("90000.00")
+    assert await db.fetchval(
+        "SELECT count(*) FROM settlement.ledger_transactions WHERE payment_id = $1",
+        settled["payment_id"]) == 2
