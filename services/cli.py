@@ -184,6 +184,20 @@ def facility_set(
     typer.echo(f"facility for {pool} published (event {event['event_id']})")
 
 
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False
+           ) -> None:
+    """Per service: consumer lag, outbox backlog and dead letters (latest reason)."""
+    from services.status import render
+    from services.status import status as gather
+
+    settings = Settings()
+    with _unreachable_is_an_error("Kafka or PostgreSQL", settings.kafka_bootstrap,
+                                  "POOLFIN_KAFKA_BOOTSTRAP and POOLFIN_DATABASE_URL"):
+        rows = asyncio.run(gather(settings))
+    typer.echo(json.dumps(rows, indent=2) if as_json else render(rows))
+
+
 @ledger_app.command("verify")
 def ledger_verify() -> None:
     """Walk every pool's hash chain and the balances; exit 1 on any problem."""

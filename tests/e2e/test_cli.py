@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import select
@@ -14,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from services.clients import Publisher
 from services.stack import Stack
+from shared.contracts import topics
 
 POOLFIN = [sys.executable, "-m", "services.cli"]
 
@@ -155,3 +158,43 @@ def test_facility_with_a_bad_amount_is_refused_before_it_is_published(tmp_path: 
         env=_user_env(tmp_path, POOLFIN_KAFKA_BOOTSTRAP="127.0.0.1:1"))
     assert done.returncode == 2
     assert "facility not published (invalid_amount): credit_line" in done.stderr
+
+
+@pytest.mark.integration
+def test_poolfin_status_shows_lag_while_a_service_is_down_then_its_dead_letters(
+        tmp_path: Path) -> None:
+    with Stack(tmp_path / "stack") as own:
+        env = _user_env(tmp_path, POOLFIN_KAFKA_BOOTSTRAP=own.bootstrap,
+                        POOLFIN_DATABASE_URL=own.database_url)
+
+        def status() -> dict[str, dict[str, object]]:
+            done = subprocess.run([*POOLFIN, "status", "--json"], capture_output=True,
+                                  text=True, timeout=60, env=env)
+            assert done.returncode == 0, done.stderr[-2000:]
+            return {row["service"]: row for row in json.loads(done.stdout)}
+
+        own.stop_service("settlement-splitter")
+        poison = [b"not json %d" % n for n in range(5)]
+
+        async def publish() -> None:
+            async with Publisher(own.bootstrap) as publisher:
+                for payload in poison:
+                    await publisher.send(topics.CREDIT_REPAYMENT_INSTRUCTIONS, payload,
+                                         key="CE-1/SUP-1")
+                await publisher.flush()
+
+        asyncio.run(publish())
+        down = status()["settlement-splitter"]
+        assert (down["lag"], down["dead_letters"]) == (5, 0)
+        assert status()["credit"]["lag"] == 0
+
+        own.start_service("settlement-splitter")
+        own.wait_ready(("settlement-splitter",))
+        deadline = time.monotonic() + 60
+        while (row := status()["settlement-splitter"])["lag"] != 0:
+            assert time.monotonic() < deadline, row
+            time.sleep(0.5)
+        assert (row["dead_letters"], row["last_reason"], row["outbox"]) == (5, "not_json", 0)
+        table = subprocess.run([*POOLFIN, "status"], capture_output=True, text=True,
+                               timeout=60, env=env).stdout
+        assert "poolfin.settlement-splitter" in table and "not_json" in table
