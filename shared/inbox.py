@@ -116,7 +116,7 @@ class BatchConsumer:
                     reason = Rejected(Reason.PROCESSING_ERROR, f"{type(exc).__name__}: {exc}")
                     await self._in_transaction([(record, message, reason)], skip_handler=True)
         self.stats["batches"] += 1
-        # One line per batch at INFO (each message is a DEBUG line): what an operator watches.
+        # One summary line per message (above) and one per batch: what an operator watches.
         log.info("batch committed", service=self.service, records=len(records),
                  **{name: self.stats[name] - before[name]
                     for name in ("effects", "duplicates", "dead_letters")},
@@ -137,6 +137,10 @@ class BatchConsumer:
 
     async def _in_transaction(self, items: list[tuple[Inbound, Message | None, Rejected | None]],
                               skip_handler: bool = False) -> None:
+        # What happened to each record is told (stats, one log line each) only once the
+        # transaction has committed: a batch that rolls back and is retried one record at a
+        # time must not be reported twice.
+        outcomes: list[tuple[str, dict[str, Any]]] = []
         async with self._pool.acquire() as conn, conn.transaction():
             uow = UnitOfWork(conn=conn, outbox=Outbox(), schema=self.schema)
             if self._on_batch is not None:
@@ -150,19 +154,18 @@ class BatchConsumer:
             } if event_ids else {}
             new_rows: list[tuple[str, str, str]] = []
             for record, message, refusal in items:
+                context = {"service": self.service, "topic": record.topic,
+                           "partition": record.partition, "offset": record.offset,
+                           "event_id": message.event_id if message else None,
+                           "correlation_id": message.correlation_id if message else None,
+                           "pool_id": message.pool_id if message else None}
                 structlog.contextvars.clear_contextvars()
-                structlog.contextvars.bind_contextvars(
-                    service=self.service, topic=record.topic, partition=record.partition,
-                    offset=record.offset,
-                    event_id=message.event_id if message else None,
-                    correlation_id=message.correlation_id if message else None,
-                    pool_id=message.pool_id if message else None)
+                structlog.contextvars.bind_contextvars(**context)  # for the handler's own logs
                 if message is not None and refusal is None:
                     digest = payload_digest(record.value)
                     prior = seen.get(message.event_id)
                     if prior == digest:
-                        self.stats["duplicates"] += 1
-                        log.debug("duplicate skipped", type=message.type)
+                        outcomes.append(("duplicates", {**context, "type": message.type}))
                         continue
                     if prior is not None:
                         refusal = Rejected(Reason.EVENT_ID_CONFLICT,
@@ -174,8 +177,7 @@ class BatchConsumer:
                         if not skip_handler:
                             try:
                                 await self._handle(uow, message)
-                                self.stats["effects"] += 1
-                                log.debug("processed", type=message.type)
+                                outcomes.append(("effects", {**context, "type": message.type}))
                                 continue
                             except Rejected as domain_refusal:
                                 refusal = domain_refusal
@@ -185,16 +187,25 @@ class BatchConsumer:
                     seen[message.event_id] = payload_digest(record.value)
                     new_rows.append((self.service, message.event_id, seen[message.event_id]))
                 assert refusal is not None
-                await self._dead_letter(uow, record, message, refusal)
+                if await self._dead_letter(uow, record, message, refusal):
+                    outcomes.append(("dead_letters", {**context, "reason": refusal.reason.value,
+                                                      "detail": refusal.detail}))
             structlog.contextvars.clear_contextvars()
             if new_rows:
                 await conn.executemany(
                     "INSERT INTO processed(consumer, event_id, payload_hash) VALUES ($1, $2, $3)",
                     new_rows)
             await uow.outbox.write(conn, self.schema)
+        for outcome, fields in outcomes:  # committed: now it is true
+            self.stats[outcome] += 1
+            if outcome == "dead_letters":
+                log.warning("dead-lettered", **fields)
+            else:
+                log.info("processed" if outcome == "effects" else "duplicate skipped", **fields)
 
     async def _dead_letter(self, uow: UnitOfWork, record: Inbound, message: Message | None,
-                           refusal: Rejected) -> None:
+                           refusal: Rejected) -> bool:
+        """Record and emit the dead letter; False when this record was dead-lettered before."""
         pool_id = message.pool_id if message else None
         event_id = message.event_id if message else None
         inserted = await uow.conn.fetchval(
@@ -205,13 +216,12 @@ class BatchConsumer:
             record.topic, record.partition, record.offset, event_id, pool_id,
             refusal.reason.value, refusal.detail, record.value)
         if inserted is None:
-            return
-        self.stats["dead_letters"] += 1
-        log.warning("dead-lettered", reason=refusal.reason.value, detail=refusal.detail)
+            return False
         letter = dead_letter_for(self.service, record, refusal, event_id=event_id,
                                  pool_id=pool_id)
         key = pool_id or (record.key.decode(errors="replace") if record.key else None)
         uow.outbox.emit(self._dead_letter_topic, letter, key=key)
+        return True
 
 
 # A dead letter must fit in one Kafka record (1 MiB by default) whatever it carries: above these
