@@ -19,6 +19,7 @@ up: $(BIN)/poolfin
 
 lint: $(BIN)/poolfin
 	$(BIN)/ruff check shared services tests
+	$(BIN)/ruff format --check shared services tests
 	$(BIN)/mypy
 
 test: $(BIN)/poolfin lint

@@ -17,8 +17,11 @@ import typer
 
 from shared.settings import Settings
 
-app = typer.Typer(help="poolfin: receivables-pool financing and settlement splitting.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="poolfin: receivables-pool financing and settlement splitting.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 facility_app = typer.Typer(help="Credit facilities.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The settlement ledger.", no_args_is_help=True)
 contracts_app = typer.Typer(help="Message contracts for integrators.", no_args_is_help=True)
@@ -44,21 +47,26 @@ def _unreachable_is_an_error(what: str, where: str, variable: str) -> Iterator[N
         yield
     except (KafkaConnectionError, OSError) as exc:
         shown = re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", where)  # never print a password
-        typer.echo(f"error: cannot reach {what} at {shown} ({exc}). Set {variable}; "
-                   "`poolfin up` prints the value to use.", err=True)
+        typer.echo(
+            f"error: cannot reach {what} at {shown} ({exc}). Set {variable}; "
+            "`poolfin up` prints the value to use.",
+            err=True,
+        )
         raise typer.Exit(1) from exc
 
 
 @app.command()
-def run(service: Annotated[str, typer.Argument(help="intake | credit | funding-gateway | "
-                                                    "settlement-splitter")]) -> None:
+def run(
+    service: Annotated[
+        str, typer.Argument(help="intake | credit | funding-gateway | settlement-splitter")
+    ],
+) -> None:
     """Run one service until SIGINT/SIGTERM (settings from POOLFIN_* variables)."""
     from services.registry import SERVICES
     from shared.runtime import run_service
 
     if service not in SERVICES:
-        typer.echo(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}",
-                   err=True)
+        typer.echo(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}", err=True)
         raise typer.Exit(2)
     settings = _settings()
 
@@ -87,8 +95,10 @@ def up() -> None:
         state_file(settings.data_dir).write_text(json.dumps(state, indent=2))
         typer.echo(f"kafka bootstrap : {stack.bootstrap}")
         typer.echo(f"database url    : {stack.database_url}")
-        typer.echo(f"credit http     : {stack.http_url}  (GET /pools/<pool_id>, "
-                   "POST /pools/<pool_id>/applications)")
+        typer.echo(
+            f"credit http     : {stack.http_url}  (GET /pools/<pool_id>, "
+            "POST /pools/<pool_id>/applications)"
+        )
         for name, pid in dict(state["services"]).items():  # type: ignore[call-overload]
             typer.echo(f"service         : {name} (pid {pid}, log {work_dir / (name + '.log')})")
         typer.echo("topics          : " + ", ".join(state["topics"]))  # type: ignore[arg-type]
@@ -104,8 +114,9 @@ def up() -> None:
         while not stopping:
             for name, process in stack.processes.items():
                 if process.poll() is not None:
-                    typer.echo(f"service {name} exited ({process.returncode}); restarting",
-                               err=True)
+                    typer.echo(
+                        f"service {name} exited ({process.returncode}); restarting", err=True
+                    )
                     stack.start_service(name)
             time.sleep(0.5)
     finally:
@@ -116,8 +127,9 @@ def up() -> None:
 
 
 @app.command()
-def demo(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False
-         ) -> None:
+def demo(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
     """Reproduce the seed paper's worked examples against the running stack (starting one if
     none is up). Exits non-zero if any figure differs."""
     from services.demo import run_demo
@@ -164,15 +176,24 @@ def facility_set(
     from shared.contracts.codec import Rejected
 
     settings = Settings()
-    event = erp_event("FacilitySet", pool, source="operator-cli", credit_line=credit_line,
-                      discount_rate=discount_rate, annual_interest_rate=annual_interest_rate,
-                      funder_id=funder, day_count=day_count, tenor_days=tenor_days)
+    event = erp_event(
+        "FacilitySet",
+        pool,
+        source="operator-cli",
+        credit_line=credit_line,
+        discount_rate=discount_rate,
+        annual_interest_rate=annual_interest_rate,
+        funder_id=funder,
+        day_count=day_count,
+        tenor_days=tenor_days,
+    )
     raw = json.dumps(event).encode()
     try:
         decode(topics.ADMIN_FACILITIES, raw)  # refuse here what credit would dead-letter
     except Rejected as refusal:
-        typer.echo(f"error: facility not published ({refusal.reason.value}): {refusal.detail}",
-                   err=True)
+        typer.echo(
+            f"error: facility not published ({refusal.reason.value}): {refusal.detail}", err=True
+        )
         raise typer.Exit(2) from refusal
 
     async def send() -> None:
@@ -185,15 +206,17 @@ def facility_set(
 
 
 @app.command()
-def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False
-           ) -> None:
+def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Per service: consumer lag, outbox backlog and dead letters (latest reason)."""
     from services.status import render
     from services.status import status as gather
 
     settings = Settings()
-    with _unreachable_is_an_error("Kafka or PostgreSQL", settings.kafka_bootstrap,
-                                  "POOLFIN_KAFKA_BOOTSTRAP and POOLFIN_DATABASE_URL"):
+    with _unreachable_is_an_error(
+        "Kafka or PostgreSQL",
+        settings.kafka_bootstrap,
+        "POOLFIN_KAFKA_BOOTSTRAP and POOLFIN_DATABASE_URL",
+    ):
         rows = asyncio.run(gather(settings))
     typer.echo(json.dumps(rows, indent=2) if as_json else render(rows))
 
@@ -228,8 +251,9 @@ def contracts_export(
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
     if stale:
-        typer.echo("out of date: " + ", ".join(stale) + " (run `poolfin contracts export`)",
-                   err=True)
+        typer.echo(
+            "out of date: " + ", ".join(stale) + " (run `poolfin contracts export`)", err=True
+        )
         raise typer.Exit(1)
     typer.echo("contracts are current." if check else f"contracts written to {out}")
 
@@ -238,8 +262,9 @@ def contracts_export(
 def bench(
     payments: Annotated[int, typer.Option(help="payments to push")] = 2000,
     pools: Annotated[int, typer.Option(help="pools to spread them over")] = 20,
-    rate: Annotated[float, typer.Option(
-        min=0, help="payments per second to offer; 0 sends them all at once")] = 0,
+    rate: Annotated[
+        float, typer.Option(min=0, help="payments per second to offer; 0 sends them all at once")
+    ] = 0,
 ) -> None:
     """Push N payments through a fresh embedded stack; print settlements/s and latencies."""
     from services.bench import run_bench

@@ -19,9 +19,15 @@ from shared.runtime import ensure_topics
 
 def erp_event(type_: str, pool_id: str, source: str = "erp-demo", **fields: Any) -> dict[str, Any]:
     """A raw ERP event as JSON-ready dict, amounts already strings."""
-    return {"event_id": fields.pop("event_id", str(uuid.uuid4())), "type": type_,
-            "occurred_at": datetime.now(UTC).isoformat(), "source": source,
-            "pool_id": pool_id, "schema_version": 1, **fields}
+    return {
+        "event_id": fields.pop("event_id", str(uuid.uuid4())),
+        "type": type_,
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "source": source,
+        "pool_id": pool_id,
+        "schema_version": 1,
+        **fields,
+    }
 
 
 class Publisher:
@@ -39,16 +45,25 @@ class Publisher:
     async def stop(self) -> None:
         await self._producer.stop()
 
-    async def send(self, topic: str, event: dict[str, Any] | bytes, key: str | None = None,
-                   headers: dict[str, str] | None = None) -> float:
+    async def send(
+        self,
+        topic: str,
+        event: dict[str, Any] | bytes,
+        key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> float:
         """Publish raw bytes (or a dict as JSON); returns the monotonic time it was sent."""
         value = event if isinstance(event, bytes) else json.dumps(event).encode()
-        pool_id = key if key is not None else (
-            event.get("pool_id") if isinstance(event, dict) else None)
+        pool_id = (
+            key if key is not None else (event.get("pool_id") if isinstance(event, dict) else None)
+        )
         sent_at = time.monotonic()
         await self._producer.send(
-            topic, value, key=pool_id.encode() if pool_id else None,
-            headers=[(name, text.encode()) for name, text in (headers or {}).items()] or None)
+            topic,
+            value,
+            key=pool_id.encode() if pool_id else None,
+            headers=[(name, text.encode()) for name, text in (headers or {}).items()] or None,
+        )
         return sent_at
 
     async def flush(self) -> None:
@@ -64,8 +79,12 @@ class Publisher:
 class Observer:
     """Reads topics from the beginning into memory; `wait_for` polls with a deadline."""
 
-    def __init__(self, bootstrap: str, topics: Iterable[str],
-                 accept: Callable[[dict[str, Any]], bool] | None = None) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Iterable[str],
+        accept: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> None:
         self.bootstrap = bootstrap
         self.topics = list(topics)
         self.accept = accept or (lambda _: True)
@@ -75,9 +94,13 @@ class Observer:
 
     async def start(self) -> Observer:
         await ensure_topics(self.bootstrap, self.topics, 3)
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap,
-                                          enable_auto_commit=False, group_id=None,
-                                          auto_offset_reset="earliest", fetch_max_wait_ms=20)
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=20,
+        )
         await self._consumer.start()
         partitions = []
         for topic in self.topics:
@@ -108,18 +131,30 @@ class Observer:
                         self.messages.append((tp.topic, body, now))
 
     def find(self, topic: str | None = None, **match: Any) -> list[dict[str, Any]]:
-        return [body for t, body, _ in self.messages
-                if (topic is None or t == topic)
-                and all(body.get(k) == v for k, v in match.items())]
+        return [
+            body
+            for t, body, _ in self.messages
+            if (topic is None or t == topic) and all(body.get(k) == v for k, v in match.items())
+        ]
 
-    def find_where(self, topic: str | None,
-                   predicate: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
-        return [body for t, body, _ in self.messages
-                if (topic is None or t == topic) and predicate(body)]
+    def find_where(
+        self, topic: str | None, predicate: Callable[[dict[str, Any]], bool]
+    ) -> list[dict[str, Any]]:
+        return [
+            body
+            for t, body, _ in self.messages
+            if (topic is None or t == topic) and predicate(body)
+        ]
 
-    async def wait_for(self, topic: str | None = None, *, count: int = 1, timeout: float = 30,
-                       where: Callable[[dict[str, Any]], bool] | None = None,
-                       **match: Any) -> list[dict[str, Any]]:
+    async def wait_for(
+        self,
+        topic: str | None = None,
+        *,
+        count: int = 1,
+        timeout: float = 30,
+        where: Callable[[dict[str, Any]], bool] | None = None,
+        **match: Any,
+    ) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         while True:
             found = self.find(topic, **match)
@@ -128,8 +163,10 @@ class Observer:
             if len(found) >= count:
                 return found
             if time.monotonic() > deadline:
-                raise TimeoutError(f"waited {timeout}s for {count} message(s) on {topic} "
-                                   f"matching {match}; saw {len(found)}")
+                raise TimeoutError(
+                    f"waited {timeout}s for {count} message(s) on {topic} "
+                    f"matching {match}; saw {len(found)}"
+                )
             await asyncio.sleep(0.05)
 
     async def stop(self) -> None:

@@ -32,8 +32,7 @@ DELIVERIES: dict[str, list[tuple[date, int]]] = {
 # Payment term a little over two months, paid at the start of the third ten days (下旬初).
 PAYS_IN = {"2026-04": "2026-06", "2026-05": "2026-07"}
 PAID_ON = {"2026-06": date(2026, 6, 21), "2026-07": date(2026, 7, 21)}
-EXPECTED_LEVELS = [Decimal(102) * WAN, Decimal(209) * WAN, Decimal(210) * WAN,
-                   Decimal(207) * WAN]
+EXPECTED_LEVELS = [Decimal(102) * WAN, Decimal(209) * WAN, Decimal(210) * WAN, Decimal(207) * WAN]
 EXPECTED_REPAID = Decimal(8) * WAN
 EXPECTED_RELEASED = Decimal(2) * WAN
 
@@ -68,25 +67,34 @@ class DemoResult:
         return found
 
     def as_json(self) -> dict[str, Any]:
-        return {"month_end_levels": [money_text(v) for v in self.month_end_levels],
-                "repaid": money_text(self.repaid), "interest": money_text(self.interest),
-                "released": money_text(self.released),
-                "loan_balance_after": money_text(self.loan_balance_after),
-                "water_level_after": money_text(self.water_level_after),
-                "ledger_hash": self.ledger_hash, "ok": not self.problems(),
-                "problems": self.problems()}
+        return {
+            "month_end_levels": [money_text(v) for v in self.month_end_levels],
+            "repaid": money_text(self.repaid),
+            "interest": money_text(self.interest),
+            "released": money_text(self.released),
+            "loan_balance_after": money_text(self.loan_balance_after),
+            "water_level_after": money_text(self.water_level_after),
+            "ledger_hash": self.ledger_hash,
+            "ok": not self.problems(),
+            "problems": self.problems(),
+        }
 
 
-async def _onboard(publisher: Publisher, observer: Observer, pool_id: str,
-                   supplier: str) -> None:
-    event = erp_event("SupplierOnboarded", pool_id, core_enterprise_id=CORE,
-                      supplier_id=supplier, supplier_name=f"Supplier {supplier}")
+async def _onboard(publisher: Publisher, observer: Observer, pool_id: str, supplier: str) -> None:
+    event = erp_event(
+        "SupplierOnboarded",
+        pool_id,
+        core_enterprise_id=CORE,
+        supplier_id=supplier,
+        supplier_name=f"Supplier {supplier}",
+    )
     await publisher.send(topics.ERP_SUPPLIERS, event)
     await observer.wait_for(topics.CREDIT_POSITIONS, correlation_id=event["event_id"])
 
 
-async def water_levels(publisher: Publisher, observer: Observer, run: str,
-                       say: Any = print) -> list[Decimal]:
+async def water_levels(
+    publisher: Publisher, observer: Observer, run: str, say: Any = print
+) -> list[Decimal]:
     pool_id = f"{CORE}/SUP-A-{run}"
     await _onboard(publisher, observer, pool_id, f"SUP-A-{run}")
     slips: dict[str, list[str]] = {}
@@ -96,16 +104,26 @@ async def water_levels(publisher: Publisher, observer: Observer, run: str,
         for index, (day, wan) in enumerate(deliveries, start=1):
             receivable_id = f"SS-{run}-{month}-{index}"
             slips.setdefault(month, []).append(receivable_id)
-            event = erp_event("SettlementSlipIssued", pool_id, receivable_id=receivable_id,
-                              amount=cny(wan), issued_on=day.isoformat())
+            event = erp_event(
+                "SettlementSlipIssued",
+                pool_id,
+                receivable_id=receivable_id,
+                amount=cny(wan),
+                issued_on=day.isoformat(),
+            )
             await publisher.send(topics.ERP_SETTLEMENT_SLIPS, event)
             sent.append(event["event_id"])
         for delivered, paid in PAYS_IN.items():
             if paid == month:
                 total = sum(w for _, w in DELIVERIES[delivered])
-                event = erp_event("PaymentReceived", pool_id, payment_id=f"PAY-{run}-{month}",
-                                  amount=cny(total), receivable_ids=slips[delivered],
-                                  paid_on=PAID_ON[month].isoformat())
+                event = erp_event(
+                    "PaymentReceived",
+                    pool_id,
+                    payment_id=f"PAY-{run}-{month}",
+                    amount=cny(total),
+                    receivable_ids=slips[delivered],
+                    paid_on=PAID_ON[month].isoformat(),
+                )
                 await publisher.send(topics.ERP_PAYMENTS, event)
                 sent.append(event["event_id"])
         await publisher.flush()
@@ -113,24 +131,39 @@ async def water_levels(publisher: Publisher, observer: Observer, run: str,
             await observer.wait_for(topics.CREDIT_POSITIONS, correlation_id=event_id)
         last = observer.find(topics.CREDIT_POSITIONS, pool_id=pool_id)[-1]
         levels.append(Decimal(last["water_level"]))
-        say(f"  {month}  delivered {sum(w for _, w in deliveries):>4}万   "
-            f"month-end water level {in_wan(Decimal(last['water_level'])):>9}")
+        say(
+            f"  {month}  delivered {sum(w for _, w in deliveries):>4}万   "
+            f"month-end water level {in_wan(Decimal(last['water_level'])):>9}"
+        )
     return levels
 
 
-async def settlement(publisher: Publisher, observer: Observer, run: str, result: DemoResult,
-                     say: Any = print) -> None:
+async def settlement(
+    publisher: Publisher, observer: Observer, run: str, result: DemoResult, say: Any = print
+) -> None:
     supplier = f"SUP-B-{run}"
     pool_id = f"{CORE}/{supplier}"
     value_date = date(2026, 8, 3)
     await _onboard(publisher, observer, pool_id, supplier)
-    facility = erp_event("FacilitySet", pool_id, source="operator", credit_line=cny(100),
-                         discount_rate="0.8", annual_interest_rate="0.0435", funder_id=BANK)
+    facility = erp_event(
+        "FacilitySet",
+        pool_id,
+        source="operator",
+        credit_line=cny(100),
+        discount_rate="0.8",
+        annual_interest_rate="0.0435",
+        funder_id=BANK,
+    )
     await publisher.send(topics.ADMIN_FACILITIES, facility)
     slip_ids = []
     for index, wan in enumerate((60, 30, 10), start=1):
-        slip = erp_event("SettlementSlipIssued", pool_id, receivable_id=f"SS-{run}-B{index}",
-                         amount=cny(wan), issued_on="2026-07-01")
+        slip = erp_event(
+            "SettlementSlipIssued",
+            pool_id,
+            receivable_id=f"SS-{run}-B{index}",
+            amount=cny(wan),
+            issued_on="2026-07-01",
+        )
         await publisher.send(topics.ERP_SETTLEMENT_SLIPS, slip)
         slip_ids.append(slip["event_id"])
     for event_id in [facility["event_id"], *slip_ids]:
@@ -138,26 +171,54 @@ async def settlement(publisher: Publisher, observer: Observer, run: str, result:
     say(f"  pool {pool_id}: 100万 in slips, rate 0.8, line 100万, funder {BANK}")
 
     application_id = f"APP-{run}"
-    await publisher.send(topics.SUPPLIER_FINANCING_APPLICATIONS, erp_event(
-        "FinancingApplied", pool_id, source=supplier, application_id=application_id,
-        amount=cny(80)))
-    await observer.wait_for(topics.CREDIT_DECISIONS, application_id=application_id,
-                            state="awaiting_buyer")
-    await publisher.send(topics.ERP_FINANCING_CONFIRMATIONS, erp_event(
-        "FinancingConfirmation", pool_id, application_id=application_id, confirmed=True))
-    request = (await observer.wait_for(topics.funder_requests_topic(BANK),
-                                       request_id=application_id))[0]
-    await publisher.send(topics.FUNDING_RESPONSES, erp_event(
-        "FunderResponse", pool_id, source=BANK, request_id=request["request_id"],
-        funder_id=BANK, decision="disbursed", amount=request["amount"],
-        value_date=value_date.isoformat()))
+    await publisher.send(
+        topics.SUPPLIER_FINANCING_APPLICATIONS,
+        erp_event(
+            "FinancingApplied",
+            pool_id,
+            source=supplier,
+            application_id=application_id,
+            amount=cny(80),
+        ),
+    )
+    await observer.wait_for(
+        topics.CREDIT_DECISIONS, application_id=application_id, state="awaiting_buyer"
+    )
+    await publisher.send(
+        topics.ERP_FINANCING_CONFIRMATIONS,
+        erp_event("FinancingConfirmation", pool_id, application_id=application_id, confirmed=True),
+    )
+    request = (
+        await observer.wait_for(topics.funder_requests_topic(BANK), request_id=application_id)
+    )[0]
+    await publisher.send(
+        topics.FUNDING_RESPONSES,
+        erp_event(
+            "FunderResponse",
+            pool_id,
+            source=BANK,
+            request_id=request["request_id"],
+            funder_id=BANK,
+            decision="disbursed",
+            amount=request["amount"],
+            value_date=value_date.isoformat(),
+        ),
+    )
     await observer.wait_for(topics.CREDIT_DECISIONS, type="LoanOpened", loan_id=application_id)
     say("  supplier borrowed 80万: applied, confirmed by the buyer, disbursed by the bank")
 
     payment_id = f"PAY-{run}-B"
-    await publisher.send(topics.ERP_PAYMENTS, erp_event(
-        "PaymentReceived", pool_id, payment_id=payment_id, amount=cny(10),
-        receivable_ids=[f"SS-{run}-B3"], paid_on=value_date.isoformat()))
+    await publisher.send(
+        topics.ERP_PAYMENTS,
+        erp_event(
+            "PaymentReceived",
+            pool_id,
+            payment_id=payment_id,
+            amount=cny(10),
+            receivable_ids=[f"SS-{run}-B3"],
+            paid_on=value_date.isoformat(),
+        ),
+    )
     released = (await observer.wait_for(topics.SETTLEMENT_RESULTS, payment_id=payment_id))[0]
     instruction = observer.find(topics.CREDIT_REPAYMENT_INSTRUCTIONS, payment_id=payment_id)
     result.repaid = Decimal(released["repaid_principal"])
@@ -167,22 +228,33 @@ async def settlement(publisher: Publisher, observer: Observer, run: str, result:
     if instruction:
         result.loan_balance_after = Decimal(instruction[0]["loan_balance_after"])
         result.water_level_after = Decimal(instruction[0]["water_level_after"])
-    say(f"  buyer paid 10万 → frozen; pool now {in_wan(result.water_level_after)}, cap "
-        f"{in_wan(result.water_level_after * Decimal('0.8'))}")
-    say(f"  repaid {in_wan(result.repaid)} principal + {result.interest} CNY interest "
+    say(
+        f"  buyer paid 10万 → frozen; pool now {in_wan(result.water_level_after)}, cap "
+        f"{in_wan(result.water_level_after * Decimal('0.8'))}"
+    )
+    say(
+        f"  repaid {in_wan(result.repaid)} principal + {result.interest} CNY interest "
         f"(same-day repayment), released {in_wan(result.released)}; "
-        f"loan now {in_wan(result.loan_balance_after)}")
+        f"loan now {in_wan(result.loan_balance_after)}"
+    )
 
 
 async def run_demo(bootstrap: str, say: Any = print) -> DemoResult:
     run = uuid.uuid4().hex[:8]
-    watched = [topics.CREDIT_POSITIONS, topics.CREDIT_DECISIONS,
-               topics.CREDIT_REPAYMENT_INSTRUCTIONS, topics.SETTLEMENT_RESULTS,
-               topics.funder_requests_topic(BANK)]
+    watched = [
+        topics.CREDIT_POSITIONS,
+        topics.CREDIT_DECISIONS,
+        topics.CREDIT_REPAYMENT_INSTRUCTIONS,
+        topics.SETTLEMENT_RESULTS,
+        topics.funder_requests_topic(BANK),
+    ]
     result = DemoResult()
-    async with Publisher(bootstrap) as publisher, Observer(
+    async with (
+        Publisher(bootstrap) as publisher,
+        Observer(
             bootstrap, watched, accept=lambda body: run in str(body.get("pool_id", ""))
-    ) as observer:
+        ) as observer,
+    ):
         say("Receivables pool water level (seed paper, 应收账款池):")
         result.month_end_levels = await water_levels(publisher, observer, run, say)
         say("Settlement of a buyer payment (freeze → repay → split → release):")

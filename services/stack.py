@@ -58,11 +58,14 @@ class Stack:
         return f"http://127.0.0.1:{self.http_port}"
 
     def service_env(self, name: str) -> dict[str, str]:
-        env = {**os.environ, **self.env,
-               "POOLFIN_KAFKA_BOOTSTRAP": self.bootstrap,
-               "POOLFIN_DATABASE_URL": self.database_url,
-               "POOLFIN_READY_FILE": str(self._ready_file(name)),
-               "POOLFIN_LOG_JSON": "true"}
+        env = {
+            **os.environ,
+            **self.env,
+            "POOLFIN_KAFKA_BOOTSTRAP": self.bootstrap,
+            "POOLFIN_DATABASE_URL": self.database_url,
+            "POOLFIN_READY_FILE": str(self._ready_file(name)),
+            "POOLFIN_LOG_JSON": "true",
+        }
         env.pop("POOLFIN_HTTP_PORT", None)
         if name == "credit":
             env["POOLFIN_HTTP_PORT"] = str(self.http_port)
@@ -75,8 +78,12 @@ class Stack:
         self._ready_file(name).unlink(missing_ok=True)
         log = open(self.work_dir / f"{name}.log", "ab")
         self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "run", name], env=self.service_env(name),
-            stdout=log, stderr=log, start_new_session=True)
+            [sys.executable, "-m", "services.cli", "run", name],
+            env=self.service_env(name),
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
 
     def wait_ready(self, services: tuple[str, ...], timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -84,8 +91,10 @@ class Stack:
             while not self._ready_file(name).exists():
                 process = self.processes[name]
                 if process.poll() is not None:
-                    raise RuntimeError(f"service {name} exited with {process.returncode}; "
-                                       f"see {self.work_dir / (name + '.log')}")
+                    raise RuntimeError(
+                        f"service {name} exited with {process.returncode}; "
+                        f"see {self.work_dir / (name + '.log')}"
+                    )
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"service {name} not ready after {timeout}s")
                 time.sleep(0.1)
@@ -114,10 +123,13 @@ class Stack:
             self.postgres.stop()
 
     def describe(self) -> dict[str, object]:
-        return {"kafka_bootstrap": self.bootstrap, "database_url": self.database_url,
-                "http": self.http_url,
-                "services": {n: p.pid for n, p in self.processes.items()},
-                "topics": list(ALL_STATIC_TOPICS)}
+        return {
+            "kafka_bootstrap": self.bootstrap,
+            "database_url": self.database_url,
+            "http": self.http_url,
+            "services": {n: p.pid for n, p in self.processes.items()},
+            "topics": list(ALL_STATIC_TOPICS),
+        }
 
     def __enter__(self) -> Stack:
         return self.start()

@@ -18,9 +18,13 @@ SHARED_MIGRATIONS = Path(__file__).parent / "migrations"
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     # JSON columns come back as Python objects; Decimals go in as exact text.
-    await conn.set_type_codec("jsonb", schema="pg_catalog", format="text",
-                              encoder=lambda v: json.dumps(v, default=_json_default),
-                              decoder=json.loads)
+    await conn.set_type_codec(
+        "jsonb",
+        schema="pg_catalog",
+        format="text",
+        encoder=lambda v: json.dumps(v, default=_json_default),
+        decoder=json.loads,
+    )
 
 
 def _json_default(value: object) -> str:
@@ -32,7 +36,10 @@ def _json_default(value: object) -> str:
 async def create_pool(dsn: str, schema: str, size: int = 5) -> asyncpg.Pool:
     """A pool whose connections see only `schema` (then public) by default."""
     pool = await asyncpg.create_pool(
-        dsn, min_size=1, max_size=size, init=_init_connection,
+        dsn,
+        min_size=1,
+        max_size=size,
+        init=_init_connection,
         server_settings={"search_path": f"{schema},public", "application_name": schema},
     )
     assert pool is not None
@@ -60,9 +67,12 @@ async def migrate(dsn: str, schema: str, service_migrations: Path) -> list[str]:
             await conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
                 " name text PRIMARY KEY, checksum text NOT NULL,"
-                " applied_at timestamptz NOT NULL DEFAULT now())")
-            done = {r["name"]: r["checksum"]
-                    for r in await conn.fetch("SELECT name, checksum FROM schema_migrations")}
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {
+                r["name"]: r["checksum"]
+                for r in await conn.fetch("SELECT name, checksum FROM schema_migrations")
+            }
             files = [("shared/" + p.name, p) for p in migration_files(SHARED_MIGRATIONS)]
             files += [(f"{schema}/" + p.name, p) for p in migration_files(service_migrations)]
             for name, path in files:
@@ -76,7 +86,9 @@ async def migrate(dsn: str, schema: str, service_migrations: Path) -> list[str]:
                     await conn.execute(sql)
                     await conn.execute(
                         "INSERT INTO schema_migrations(name, checksum) VALUES ($1, $2)",
-                        name, checksum)
+                        name,
+                        checksum,
+                    )
                 applied.append(name)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", lock_key)

@@ -79,9 +79,17 @@ BatchHook = Callable[[UnitOfWork, Sequence[Inbound]], Awaitable[None]]
 
 
 class BatchConsumer:
-    def __init__(self, *, service: str, schema: str, pool: asyncpg.Pool, handle: Handler,
-                 dead_letter_topic: str, on_batch: BatchHook | None = None,
-                 after_commit: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        service: str,
+        schema: str,
+        pool: asyncpg.Pool,
+        handle: Handler,
+        dead_letter_topic: str,
+        on_batch: BatchHook | None = None,
+        after_commit: Callable[[], None] | None = None,
+    ) -> None:
         self.service = service
         self.schema = schema
         self._pool = pool
@@ -102,8 +110,11 @@ class BatchConsumer:
         except TRANSIENT_ERRORS:
             raise
         except Exception:
-            log.exception("batch failed; retrying it one message at a time",
-                          service=self.service, size=len(items))
+            log.exception(
+                "batch failed; retrying it one message at a time",
+                service=self.service,
+                size=len(items),
+            )
             for item in items:
                 try:
                     await self._in_transaction([item])
@@ -111,16 +122,26 @@ class BatchConsumer:
                     raise
                 except Exception as exc:
                     record, message, _ = item
-                    log.exception("message failed; dead-lettering it", service=self.service,
-                                  topic=record.topic, offset=record.offset)
+                    log.exception(
+                        "message failed; dead-lettering it",
+                        service=self.service,
+                        topic=record.topic,
+                        offset=record.offset,
+                    )
                     reason = Rejected(Reason.PROCESSING_ERROR, f"{type(exc).__name__}: {exc}")
                     await self._in_transaction([(record, message, reason)], skip_handler=True)
         self.stats["batches"] += 1
         # One summary line per message (above) and one per batch: what an operator watches.
-        log.info("batch committed", service=self.service, records=len(records),
-                 **{name: self.stats[name] - before[name]
-                    for name in ("effects", "duplicates", "dead_letters")},
-                 ms=round((time.perf_counter() - started) * 1000, 1))
+        log.info(
+            "batch committed",
+            service=self.service,
+            records=len(records),
+            **{
+                name: self.stats[name] - before[name]
+                for name in ("effects", "duplicates", "dead_letters")
+            },
+            ms=round((time.perf_counter() - started) * 1000, 1),
+        )
         if self._after_commit is not None:
             self._after_commit()
 
@@ -130,13 +151,22 @@ class BatchConsumer:
         except Rejected as refusal:
             return record, None, refusal
         except Exception as exc:  # decode() promises Rejected only; a poison message never blocks
-            log.exception("decoder raised; dead-lettering the message", topic=record.topic,
-                          offset=record.offset)
-            return record, None, Rejected(Reason.INVALID_MESSAGE,
-                                          f"payload could not be decoded: {exc!r}"[:500])
+            log.exception(
+                "decoder raised; dead-lettering the message",
+                topic=record.topic,
+                offset=record.offset,
+            )
+            return (
+                record,
+                None,
+                Rejected(Reason.INVALID_MESSAGE, f"payload could not be decoded: {exc!r}"[:500]),
+            )
 
-    async def _in_transaction(self, items: list[tuple[Inbound, Message | None, Rejected | None]],
-                              skip_handler: bool = False) -> None:
+    async def _in_transaction(
+        self,
+        items: list[tuple[Inbound, Message | None, Rejected | None]],
+        skip_handler: bool = False,
+    ) -> None:
         # What happened to each record is told (stats, one log line each) only once the
         # transaction has committed: a batch that rolls back and is retried one record at a
         # time must not be reported twice.
@@ -146,19 +176,30 @@ class BatchConsumer:
             if self._on_batch is not None:
                 await self._on_batch(uow, [record for record, _, _ in items])
             event_ids = [message.event_id for _, message, _ in items if message is not None]
-            seen: dict[str, str] = {
-                row["event_id"]: row["payload_hash"] for row in await conn.fetch(
-                    "SELECT event_id, payload_hash FROM processed"
-                    " WHERE consumer = $1 AND event_id = ANY($2::text[])",
-                    self.service, event_ids)
-            } if event_ids else {}
+            seen: dict[str, str] = (
+                {
+                    row["event_id"]: row["payload_hash"]
+                    for row in await conn.fetch(
+                        "SELECT event_id, payload_hash FROM processed"
+                        " WHERE consumer = $1 AND event_id = ANY($2::text[])",
+                        self.service,
+                        event_ids,
+                    )
+                }
+                if event_ids
+                else {}
+            )
             new_rows: list[tuple[str, str, str]] = []
             for record, message, refusal in items:
-                context = {"service": self.service, "topic": record.topic,
-                           "partition": record.partition, "offset": record.offset,
-                           "event_id": message.event_id if message else None,
-                           "correlation_id": message.correlation_id if message else None,
-                           "pool_id": message.pool_id if message else None}
+                context = {
+                    "service": self.service,
+                    "topic": record.topic,
+                    "partition": record.partition,
+                    "offset": record.offset,
+                    "event_id": message.event_id if message else None,
+                    "correlation_id": message.correlation_id if message else None,
+                    "pool_id": message.pool_id if message else None,
+                }
                 structlog.contextvars.clear_contextvars()
                 structlog.contextvars.bind_contextvars(**context)  # for the handler's own logs
                 if message is not None and refusal is None:
@@ -168,9 +209,11 @@ class BatchConsumer:
                         outcomes.append(("duplicates", {**context, "type": message.type}))
                         continue
                     if prior is not None:
-                        refusal = Rejected(Reason.EVENT_ID_CONFLICT,
-                                           f"event_id {message.event_id} was already processed "
-                                           "with a different payload")
+                        refusal = Rejected(
+                            Reason.EVENT_ID_CONFLICT,
+                            f"event_id {message.event_id} was already processed "
+                            "with a different payload",
+                        )
                     else:
                         seen[message.event_id] = digest
                         new_rows.append((self.service, message.event_id, digest))
@@ -181,20 +224,24 @@ class BatchConsumer:
                                 continue
                             except Rejected as domain_refusal:
                                 refusal = domain_refusal
-                elif message is not None and refusal is not None and \
-                        message.event_id not in seen:
+                elif message is not None and refusal is not None and message.event_id not in seen:
                     # Forced dead letter of a decodable message: mark it done as well.
                     seen[message.event_id] = payload_digest(record.value)
                     new_rows.append((self.service, message.event_id, seen[message.event_id]))
                 assert refusal is not None
                 if await self._dead_letter(uow, record, message, refusal):
-                    outcomes.append(("dead_letters", {**context, "reason": refusal.reason.value,
-                                                      "detail": refusal.detail}))
+                    outcomes.append(
+                        (
+                            "dead_letters",
+                            {**context, "reason": refusal.reason.value, "detail": refusal.detail},
+                        )
+                    )
             structlog.contextvars.clear_contextvars()
             if new_rows:
                 await conn.executemany(
                     "INSERT INTO processed(consumer, event_id, payload_hash) VALUES ($1, $2, $3)",
-                    new_rows)
+                    new_rows,
+                )
             await uow.outbox.write(conn, self.schema)
         for outcome, fields in outcomes:  # committed: now it is true
             self.stats[outcome] += 1
@@ -203,8 +250,9 @@ class BatchConsumer:
             else:
                 log.info("processed" if outcome == "effects" else "duplicate skipped", **fields)
 
-    async def _dead_letter(self, uow: UnitOfWork, record: Inbound, message: Message | None,
-                           refusal: Rejected) -> bool:
+    async def _dead_letter(
+        self, uow: UnitOfWork, record: Inbound, message: Message | None, refusal: Rejected
+    ) -> bool:
         """Record and emit the dead letter; False when this record was dead-lettered before."""
         pool_id = message.pool_id if message else None
         event_id = message.event_id if message else None
@@ -213,12 +261,18 @@ class BatchConsumer:
             " pool_id, reason, detail, raw_payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
             " ON CONFLICT (source_topic, source_partition, source_offset) DO NOTHING"
             " RETURNING id",
-            record.topic, record.partition, record.offset, event_id, pool_id,
-            refusal.reason.value, refusal.detail, record.value)
+            record.topic,
+            record.partition,
+            record.offset,
+            event_id,
+            pool_id,
+            refusal.reason.value,
+            refusal.detail,
+            record.value,
+        )
         if inserted is None:
             return False
-        letter = dead_letter_for(self.service, record, refusal, event_id=event_id,
-                                 pool_id=pool_id)
+        letter = dead_letter_for(self.service, record, refusal, event_id=event_id, pool_id=pool_id)
         key = pool_id or (record.key.decode(errors="replace") if record.key else None)
         uow.outbox.emit(self._dead_letter_topic, letter, key=key)
         return True
@@ -230,8 +284,14 @@ RAW_TEXT_LIMIT = 64 * 1024
 RAW_PAYLOAD_LIMIT = 384 * 1024
 
 
-def dead_letter_for(service: str, record: Inbound, refusal: Rejected, *,
-                    event_id: str | None = None, pool_id: str | None = None) -> DeadLetter:
+def dead_letter_for(
+    service: str,
+    record: Inbound,
+    refusal: Rejected,
+    *,
+    event_id: str | None = None,
+    pool_id: str | None = None,
+) -> DeadLetter:
     """The DeadLetter event for a refused record: the reason, where it came from, its bytes."""
     raw = record.value
     kept = raw[:RAW_PAYLOAD_LIMIT]
@@ -242,13 +302,21 @@ def dead_letter_for(service: str, record: Inbound, refusal: Rejected, *,
         except UnicodeDecodeError:
             text = None
     return DeadLetter(
-        service=service, reason=refusal.reason, detail=refusal.detail[:2000],
-        source_topic=record.topic, source_partition=record.partition,
+        service=service,
+        reason=refusal.reason,
+        detail=refusal.detail[:2000],
+        source_topic=record.topic,
+        source_partition=record.partition,
         source_offset=record.offset,
         key=record.key.decode(errors="replace") if record.key is not None else None,
-        raw_payload_b64=base64.b64encode(kept).decode(), raw_text=text,
-        raw_size=len(raw), raw_truncated=len(kept) < len(raw),
-        event_id=event_id, pool_id=pool_id, rejected_at=datetime.now(UTC))
+        raw_payload_b64=base64.b64encode(kept).decode(),
+        raw_text=text,
+        raw_size=len(raw),
+        raw_truncated=len(kept) < len(raw),
+        event_id=event_id,
+        pool_id=pool_id,
+        rejected_at=datetime.now(UTC),
+    )
 
 
 async def backoff(seconds: float) -> None:

@@ -27,12 +27,12 @@ _DECIMAL_TEXT = re.compile(r"-?[0-9]{1,30}(\.[0-9]{1,30})?")
 def reject_float(value: Any) -> Any:
     """Refuse floats and JSON numbers: an amount must be written as a decimal string."""
     if isinstance(value, bool) or isinstance(value, float):
-        raise ValueError("amounts must be decimal strings such as \"10.00\", not JSON numbers")
+        raise ValueError('amounts must be decimal strings such as "10.00", not JSON numbers')
     if isinstance(value, int):
-        raise ValueError("amounts must be decimal strings such as \"10.00\", not JSON numbers")
+        raise ValueError('amounts must be decimal strings such as "10.00", not JSON numbers')
     if isinstance(value, str):
         if not _DECIMAL_TEXT.fullmatch(value):
-            raise ValueError(f"{value[:40]!r} is not a plain decimal such as \"10.00\"")
+            raise ValueError(f'{value[:40]!r} is not a plain decimal such as "10.00"')
         try:
             return Decimal(value)
         except InvalidOperation as exc:  # pragma: no cover - the pattern admits only decimals
@@ -56,16 +56,30 @@ _POSITIVE_PATTERN = r"^[0-9]{1,16}(\.[0-9]{1,2})?$"
 
 # An amount of money in CNY: a decimal string with at most two decimals.
 Amount = Annotated[
-    Decimal, *_AMOUNT_RULES,
-    WithJsonSchema({"type": "string", "pattern": _AMOUNT_PATTERN, "examples": ["100000.00"],
-                    "description": "CNY as a decimal string, at most two decimals."}),
+    Decimal,
+    *_AMOUNT_RULES,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": _AMOUNT_PATTERN,
+            "examples": ["100000.00"],
+            "description": "CNY as a decimal string, at most two decimals.",
+        }
+    ),
 ]
 # A strictly positive amount (what an ERP may send as a slip or a payment).
 PositiveAmount = Annotated[
-    Decimal, *_AMOUNT_RULES, Field(gt=0),
-    WithJsonSchema({"type": "string", "pattern": _POSITIVE_PATTERN, "examples": ["100000.00"],
-                    "description": "CNY as a decimal string greater than zero, at most two "
-                                   "decimals."}),
+    Decimal,
+    *_AMOUNT_RULES,
+    Field(gt=0),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": _POSITIVE_PATTERN,
+            "examples": ["100000.00"],
+            "description": "CNY as a decimal string greater than zero, at most two decimals.",
+        }
+    ),
 ]
 # A rate (discount rate, annual interest rate) as a decimal string, e.g. "0.8" or "0.0435".
 Rate = Annotated[
@@ -73,9 +87,14 @@ Rate = Annotated[
     BeforeValidator(reject_float),
     Field(ge=0, max_digits=12, decimal_places=8),
     PlainSerializer(_as_text, return_type=str, when_used="json"),
-    WithJsonSchema({"type": "string", "pattern": r"^[0-9]{1,4}(\.[0-9]{1,8})?$",
-                    "examples": ["0.8", "0.0435"],
-                    "description": "A non-negative decimal string, at most eight decimals."}),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^[0-9]{1,4}(\.[0-9]{1,8})?$",
+            "examples": ["0.8", "0.0435"],
+            "description": "A non-negative decimal string, at most eight decimals.",
+        }
+    ),
 ]
 
 
@@ -94,8 +113,9 @@ def money_text(value: Decimal) -> str:
     return format(value, "f")
 
 
-def largest_remainder_split(total: Decimal, weights: Mapping[K, int] | Sequence[tuple[K, int]]
-                            ) -> dict[K, Decimal]:
+def largest_remainder_split(
+    total: Decimal, weights: Mapping[K, int] | Sequence[tuple[K, int]]
+) -> dict[K, Decimal]:
     """Split `total` (whole fen) by integer weights so the parts sum to `total` exactly.
 
     Each part gets the floor of its share in fen; the fen left over go one each to the parts

@@ -31,11 +31,13 @@ class Outbox:
         pool_id = key if key is not None else getattr(message, "pool_id", None)
         self.rows.append((topic, pool_id.encode() if pool_id else None, encode(message)))
 
-    async def write(self, conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy,
-                    schema: str) -> None:
+    async def write(
+        self, conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy, schema: str
+    ) -> None:
         if self.rows:
-            await conn.copy_records_to_table("outbox", schema_name=schema, records=self.rows,
-                                             columns=["topic", "key", "value"])
+            await conn.copy_records_to_table(
+                "outbox", schema_name=schema, records=self.rows, columns=["topic", "key", "value"]
+            )
             self.rows = []
 
 
@@ -45,8 +47,9 @@ class KnownTopics:
     not stall the relay, and everything queued behind it, on a broker that does not
     auto-create topics."""
 
-    def __init__(self, create: Callable[[list[str]], Awaitable[None]],
-                 known: Iterable[str] = ()) -> None:
+    def __init__(
+        self, create: Callable[[list[str]], Awaitable[None]], known: Iterable[str] = ()
+    ) -> None:
         self._create = create
         self.known = set(known)
 
@@ -61,8 +64,15 @@ class KnownTopics:
 class OutboxRelay:
     """Publishes a service's outbox. Woken right after each commit, and polls as a fallback."""
 
-    def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer, *, batch: int = 1000,
-                 poll_s: float = 0.2, topics: KnownTopics | None = None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        producer: AIOKafkaProducer,
+        *,
+        batch: int = 1000,
+        poll_s: float = 0.2,
+        topics: KnownTopics | None = None,
+    ) -> None:
         self._pool = pool
         self._producer = producer
         self._batch = batch
@@ -78,18 +88,22 @@ class OutboxRelay:
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 "SELECT id, topic, key, value FROM outbox ORDER BY id LIMIT $1 "
-                "FOR UPDATE SKIP LOCKED", self._batch)
+                "FOR UPDATE SKIP LOCKED",
+                self._batch,
+            )
             if not rows:
                 return 0
             if self._topics is not None:
                 await self._topics.ensure(row["topic"] for row in rows)
             pending: list[asyncio.Future[Any]] = []
             for row in rows:
-                pending.append(await self._producer.send(row["topic"], row["value"],
-                                                         key=row["key"]))
+                pending.append(
+                    await self._producer.send(row["topic"], row["value"], key=row["key"])
+                )
             await asyncio.gather(*pending)
-            await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])",
-                               [row["id"] for row in rows])
+            await conn.execute(
+                "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [row["id"] for row in rows]
+            )
         self.published += len(rows)
         return len(rows)
 

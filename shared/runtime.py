@@ -66,10 +66,10 @@ def keep_bytes(msg: StreamMessage[Any]) -> Any:
     return msg.body
 
 
-def build_broker(spec: ServiceSpec, settings: Settings,
-                 consumer: BatchConsumer | None) -> KafkaBroker:
-    broker = KafkaBroker(settings.kafka_bootstrap, logger=None,
-                         client_id=f"poolfin-{spec.name}")
+def build_broker(
+    spec: ServiceSpec, settings: Settings, consumer: BatchConsumer | None
+) -> KafkaBroker:
+    broker = KafkaBroker(settings.kafka_bootstrap, logger=None, client_id=f"poolfin-{spec.name}")
 
     @broker.subscriber(
         *spec.topics,
@@ -90,8 +90,7 @@ def build_broker(spec: ServiceSpec, settings: Settings,
     async def on_batch(body: Any, msg: KafkaMessage) -> None:
         raw = msg.raw_message
         records = raw if isinstance(raw, tuple) else (raw,)
-        inbound = [Inbound(r.topic, r.partition, r.offset, r.key, r.value or b"")
-                   for r in records]
+        inbound = [Inbound(r.topic, r.partition, r.offset, r.key, r.value or b"") for r in records]
         if consumer is None:
             return
         try:
@@ -115,33 +114,53 @@ async def ensure_topics(bootstrap: str, topics: Sequence[str], partitions: int) 
             try:
                 await admin.create_topics(missing)
             except Exception as exc:  # e.g. created meanwhile by another service: say so
-                log.warning("could not create every topic", topics=[t.name for t in missing],
-                            error=repr(exc))
+                log.warning(
+                    "could not create every topic",
+                    topics=[t.name for t in missing],
+                    error=repr(exc),
+                )
     finally:
         await admin.close()
 
 
-async def run_service(spec: ServiceSpec, settings: Settings,
-                      stop: asyncio.Event | None = None,
-                      ready: asyncio.Event | None = None) -> None:
+async def run_service(
+    spec: ServiceSpec,
+    settings: Settings,
+    stop: asyncio.Event | None = None,
+    ready: asyncio.Event | None = None,
+) -> None:
     """Migrate, connect, consume and relay until `stop` is set (or the task is cancelled)."""
     from shared.contracts.topics import ALL_STATIC_TOPICS
 
     await migrate(settings.database_url, spec.schema, spec.migrations)
     await ensure_topics(settings.kafka_bootstrap, ALL_STATIC_TOPICS, settings.topic_partitions)
     pool = await create_pool(settings.database_url, spec.schema, settings.db_pool_size)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=2,
-                                enable_idempotence=settings.kafka_idempotence,
-                                acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        linger_ms=2,
+        enable_idempotence=settings.kafka_idempotence,
+        acks="all",
+    )
     await producer.start()
-    relay = OutboxRelay(pool, producer, batch=settings.outbox_batch,
-                        poll_s=settings.outbox_poll_ms / 1000,
-                        topics=KnownTopics(lambda names: ensure_topics(
-                            settings.kafka_bootstrap, names, settings.topic_partitions),
-                            known=ALL_STATIC_TOPICS))
-    consumer = BatchConsumer(service=spec.name, schema=spec.schema, pool=pool,
-                             handle=spec.handle, dead_letter_topic=spec.dead_letter_topic,
-                             on_batch=spec.on_batch, after_commit=relay.wake)
+    relay = OutboxRelay(
+        pool,
+        producer,
+        batch=settings.outbox_batch,
+        poll_s=settings.outbox_poll_ms / 1000,
+        topics=KnownTopics(
+            lambda names: ensure_topics(settings.kafka_bootstrap, names, settings.topic_partitions),
+            known=ALL_STATIC_TOPICS,
+        ),
+    )
+    consumer = BatchConsumer(
+        service=spec.name,
+        schema=spec.schema,
+        pool=pool,
+        handle=spec.handle,
+        dead_letter_topic=spec.dead_letter_topic,
+        on_batch=spec.on_batch,
+        after_commit=relay.wake,
+    )
     broker = build_broker(spec, settings, consumer)
     relay_task = asyncio.create_task(relay.run(), name=f"{spec.name}-relay")
     http: _ServiceHttpServer | None = None
@@ -149,19 +168,33 @@ async def run_service(spec: ServiceSpec, settings: Settings,
     try:
         await broker.start()
         if spec.http is not None and settings.http_port is not None:
-            http = _ServiceHttpServer(uvicorn.Config(
-                spec.http(pool, producer), host=settings.http_host, port=settings.http_port,
-                log_config=None, access_log=False, lifespan="off"))
+            http = _ServiceHttpServer(
+                uvicorn.Config(
+                    spec.http(pool, producer),
+                    host=settings.http_host,
+                    port=settings.http_port,
+                    log_config=None,
+                    access_log=False,
+                    lifespan="off",
+                )
+            )
             http_task = asyncio.create_task(http.serve(), name=f"{spec.name}-http")
             while not http.started:
                 if http_task.done():
                     await http_task  # raises why it could not start (e.g. port taken)
                     raise RuntimeError(f"HTTP front of {spec.name} stopped at start")
                 await asyncio.sleep(0.02)
-            log.info("http front listening", service=spec.name,
-                     url=f"http://{settings.http_host}:{settings.http_port}")
-        log.info("service started", service=spec.name, topics=list(spec.topics),
-                 bootstrap=settings.kafka_bootstrap)
+            log.info(
+                "http front listening",
+                service=spec.name,
+                url=f"http://{settings.http_host}:{settings.http_port}",
+            )
+        log.info(
+            "service started",
+            service=spec.name,
+            topics=list(spec.topics),
+            bootstrap=settings.kafka_bootstrap,
+        )
         if ready is not None:
             ready.set()
         if settings.ready_file:

@@ -14,39 +14,58 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="POOLFIN_", env_file=None, extra="ignore")
 
-    kafka_bootstrap: str = Field(default="127.0.0.1:9092",
-                                 description="Kafka bootstrap servers, comma separated.")
-    database_url: str = Field(default="postgresql://postgres@127.0.0.1:5432/poolfin",
-                              description="PostgreSQL DSN; each service uses its own schema.")
+    kafka_bootstrap: str = Field(
+        default="127.0.0.1:9092", description="Kafka bootstrap servers, comma separated."
+    )
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/poolfin",
+        description="PostgreSQL DSN; each service uses its own schema.",
+    )
     group_prefix: str = Field(default="poolfin", description="Consumer group id prefix.")
     topic_partitions: int = Field(default=3, ge=1, description="Partitions of created topics.")
     batch_max_records: int = Field(default=500, ge=1, description="Records per handler batch.")
     batch_timeout_ms: int = Field(default=50, ge=1, description="Max wait to fill a batch.")
     fetch_max_wait_ms: int = Field(
-        default=100, ge=1, description="How long the broker may hold a fetch that has no data; "
-        "bounds the latency each hop adds when a topic is quiet (aiokafka's default is 500).")
+        default=100,
+        ge=1,
+        description="How long the broker may hold a fetch that has no data; "
+        "bounds the latency each hop adds when a topic is quiet (aiokafka's default is 500).",
+    )
     outbox_batch: int = Field(default=1000, ge=1, description="Rows relayed per round.")
-    outbox_poll_ms: int = Field(default=200, ge=10,
-                                description="Relay poll interval when nothing woke it.")
+    outbox_poll_ms: int = Field(
+        default=200, ge=10, description="Relay poll interval when nothing woke it."
+    )
     db_pool_size: int = Field(default=5, ge=1, description="Connections per service.")
     session_timeout_ms: int = Field(default=6000, description="Kafka consumer session timeout.")
     heartbeat_interval_ms: int = Field(default=500, description="Kafka consumer heartbeat.")
     rebalance_timeout_ms: int = Field(default=1000, description="Kafka rebalance timeout.")
-    retry_backoff_s: float = Field(default=1.0, description="Pause before a batch is re-read "
-                                                            "after a transient failure.")
-    settlement_fee_bps: int = Field(default=0, ge=0, le=10000,
-                                    description="Platform fee on the post-repayment remainder, "
-                                                "in basis points (settlement split rule).")
-    kafka_idempotence: bool = Field(default=False,
-                                    description="Idempotent producer (Apache Kafka only).")
+    retry_backoff_s: float = Field(
+        default=1.0, description="Pause before a batch is re-read after a transient failure."
+    )
+    settlement_fee_bps: int = Field(
+        default=0,
+        ge=0,
+        le=10000,
+        description="Platform fee on the post-repayment remainder, "
+        "in basis points (settlement split rule).",
+    )
+    kafka_idempotence: bool = Field(
+        default=False, description="Idempotent producer (Apache Kafka only)."
+    )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING, ERROR.")
-    log_json: bool | None = Field(default=None,
-                                  description="JSON logs; default: JSON unless on a TTY.")
-    ready_file: str | None = Field(default=None, description="Touched once the service "
-                                                                "consumes (used by `poolfin up`).")
+    log_json: bool | None = Field(
+        default=None, description="JSON logs; default: JSON unless on a TTY."
+    )
+    ready_file: str | None = Field(
+        default=None, description="Touched once the service consumes (used by `poolfin up`)."
+    )
     http_port: int | None = Field(
-        default=None, ge=0, le=65535, description="Port of a service's HTTP front (credit: pool "
-        "positions and applications); unset means no HTTP.")
+        default=None,
+        ge=0,
+        le=65535,
+        description="Port of a service's HTTP front (credit: pool "
+        "positions and applications); unset means no HTTP.",
+    )
     http_host: str = Field(default="127.0.0.1", description="Address the HTTP front binds.")
     data_dir: str = Field(default=".poolfin", description="Where `poolfin up` keeps its state.")
 

@@ -25,10 +25,12 @@ def _docker_stack(work_dir: object) -> Iterator[Stack]:
 
     from tests.containers import ApacheKafkaContainer
 
-    with ApacheKafkaContainer() as kafka, \
-            PostgresContainer("postgres:16", driver=None) as postgres:
-        stack = Stack(work_dir, bootstrap=kafka.get_bootstrap_server(),  # type: ignore[arg-type]
-                      database_url=postgres.get_connection_url())
+    with ApacheKafkaContainer() as kafka, PostgresContainer("postgres:16", driver=None) as postgres:
+        stack = Stack(
+            work_dir,
+            bootstrap=kafka.get_bootstrap_server(),  # type: ignore[arg-type]
+            database_url=postgres.get_connection_url(),
+        )
         stack.start()
         try:
             yield stack

@@ -45,8 +45,7 @@ class ApacheKafkaContainer(DockerContainer):
             KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS="0",
             KAFKA_NUM_PARTITIONS="3",
         )
-        self.waiting_for(
-            LogMessageWaitStrategy("Kafka Server started").with_startup_timeout(120))
+        self.waiting_for(LogMessageWaitStrategy("Kafka Server started").with_startup_timeout(120))
 
     def get_bootstrap_server(self) -> str:
         return f"{self.host}:{self.port}"

@@ -15,8 +15,13 @@ def spec(settings: Settings) -> ServiceSpec:
     return ServiceSpec(
         name="credit",
         schema="credit",
-        topics=(topics.ADMIN_FACILITIES, topics.SUPPLIER_FINANCING_APPLICATIONS, topics.POOL_EVENTS,
-                topics.FUNDING_RESULTS, topics.SETTLEMENT_RESULTS),
+        topics=(
+            topics.ADMIN_FACILITIES,
+            topics.SUPPLIER_FINANCING_APPLICATIONS,
+            topics.POOL_EVENTS,
+            topics.FUNDING_RESULTS,
+            topics.SETTLEMENT_RESULTS,
+        ),
         dead_letter_topic=topics.CREDIT_REJECTED,
         migrations=Path(__file__).parent / "migrations",
         handle=handle,

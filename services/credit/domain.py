@@ -55,8 +55,9 @@ def borrowing_base(water_level: Decimal, facility: Facility | None) -> Decimal:
     return min(fen_down(water_level * facility.discount_rate), facility.credit_line)
 
 
-def available_to_borrow(water_level: Decimal, facility: Facility | None, loan_balance: Decimal,
-                        in_flight: Decimal) -> Decimal:
+def available_to_borrow(
+    water_level: Decimal, facility: Facility | None, loan_balance: Decimal, in_flight: Decimal
+) -> Decimal:
     """What may still be requested: base − loans − requests not yet decided (invariant 4)."""
     return max(ZERO, borrowing_base(water_level, facility) - loan_balance - in_flight)
 
@@ -69,8 +70,9 @@ def refusal_of(amount: Decimal, facility: Facility | None, available: Decimal) -
     return None
 
 
-def interest(principal: Decimal, annual_rate: Decimal, days: int,
-             day_count: DayCount = DayCount.ACT_360) -> Decimal:
+def interest(
+    principal: Decimal, annual_rate: Decimal, days: int, day_count: DayCount = DayCount.ACT_360
+) -> Decimal:
     """Simple daily interest on `principal` for `days` days, to the fen (half up)."""
     if days <= 0 or principal <= 0:
         return ZERO
@@ -93,8 +95,13 @@ def _largest_principal(cash: Decimal, loan: Loan, days: int) -> tuple[Decimal, D
     return principal, due if principal > 0 else ZERO
 
 
-def repayment_plan(amount: Decimal, water_level_after: Decimal, facility: Facility | None,
-                   loans: Sequence[Loan], paid_on: date) -> list[Repayment]:
+def repayment_plan(
+    amount: Decimal,
+    water_level_after: Decimal,
+    facility: Facility | None,
+    loans: Sequence[Loan],
+    paid_on: date,
+) -> list[Repayment]:
     """How much of a payment of `amount` repays which loan (DESIGN step 4).
 
     Principal due = max(loan balance − borrowing base after the write-off, matured principal);
@@ -105,8 +112,9 @@ def repayment_plan(amount: Decimal, water_level_after: Decimal, facility: Facili
     balance = sum((loan.outstanding for loan in loans), ZERO)
     matured = sum((loan.outstanding for loan in loans if loan.maturity_on <= paid_on), ZERO)
     principal_due = max(ZERO, balance - borrowing_base(water_level_after, facility), matured)
-    order = sorted(loans, key=lambda loan: (loan.maturity_on > paid_on, loan.disbursed_on,
-                                            loan.loan_id))
+    order = sorted(
+        loans, key=lambda loan: (loan.maturity_on > paid_on, loan.disbursed_on, loan.loan_id)
+    )
     cash = amount
     plan: list[Repayment] = []
     for loan in order:

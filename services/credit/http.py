@@ -50,8 +50,9 @@ def _text(value: Any) -> str:
 
 
 def _json(data: Mapping[str, Any], status: int = 200) -> Response:
-    return Response(json.dumps(data, default=_text), status_code=status,
-                    media_type="application/json")
+    return Response(
+        json.dumps(data, default=_text), status_code=status, media_type="application/json"
+    )
 
 
 def _error(status: int, reason: str, detail: str) -> JSONResponse:
@@ -60,8 +61,8 @@ def _error(status: int, reason: str, detail: str) -> JSONResponse:
 
 async def _position(conn: asyncpg.Connection, pool_id: str) -> dict[str, Any] | None:
     pool = await conn.fetchrow(
-        "SELECT core_enterprise_id, supplier_id, water_level FROM pools WHERE pool_id = $1",
-        pool_id)
+        "SELECT core_enterprise_id, supplier_id, water_level FROM pools WHERE pool_id = $1", pool_id
+    )
     if pool is None:
         return None
     facility = await repo.facility(conn, pool_id)
@@ -70,18 +71,29 @@ async def _position(conn: asyncpg.Connection, pool_id: str) -> dict[str, Any] | 
     open_loans = await conn.fetch(
         "SELECT loan_id, funder_id, principal, outstanding, annual_interest_rate, disbursed_on,"
         " maturity_on FROM loans WHERE pool_id = $1 AND outstanding > 0"
-        " ORDER BY disbursed_on, loan_id", pool_id)
+        " ORDER BY disbursed_on, loan_id",
+        pool_id,
+    )
     return {
-        "pool_id": pool_id, "core_enterprise_id": pool["core_enterprise_id"],
-        "supplier_id": pool["supplier_id"], "currency": "CNY",
-        "water_level": level, "borrowing_base": borrowing_base(level, facility),
-        "loan_balance": loans, "in_flight": in_flight,
+        "pool_id": pool_id,
+        "core_enterprise_id": pool["core_enterprise_id"],
+        "supplier_id": pool["supplier_id"],
+        "currency": "CNY",
+        "water_level": level,
+        "borrowing_base": borrowing_base(level, facility),
+        "loan_balance": loans,
+        "in_flight": in_flight,
         "available": available_to_borrow(level, facility, loans, in_flight),
-        "facility": None if facility is None else {
-            "credit_line": facility.credit_line, "discount_rate": facility.discount_rate,
+        "facility": None
+        if facility is None
+        else {
+            "credit_line": facility.credit_line,
+            "discount_rate": facility.discount_rate,
             "annual_interest_rate": facility.annual_interest_rate,
-            "funder_id": facility.funder_id, "day_count": facility.day_count.value,
-            "tenor_days": facility.tenor_days},
+            "funder_id": facility.funder_id,
+            "day_count": facility.day_count.value,
+            "tenor_days": facility.tenor_days,
+        },
         "loans": [dict(row) for row in open_loans],
     }
 
@@ -94,25 +106,34 @@ def make_app(pool: asyncpg.Pool, producer: AIOKafkaProducer) -> Starlette:
 
     async def position(request: Request) -> Response:
         pool_id = request.path_params["pool_id"]
-        async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
-                                                            readonly=True):
+        async with (
+            pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
             found = await _position(conn, pool_id)
         if found is None:
             return _error(404, m.Reason.UNKNOWN_POOL.value, f"pool {pool_id} is not known")
         return _json(found)
 
     async def application(request: Request) -> Response:
-        pool_id, application_id = (request.path_params["pool_id"],
-                                   request.path_params["application_id"])
+        pool_id, application_id = (
+            request.path_params["pool_id"],
+            request.path_params["application_id"],
+        )
         async with pool.acquire() as conn:
             row = await conn.fetchrow(
                 "SELECT application_id, pool_id, amount, state, reason, funder_id, updated_at"
                 " FROM applications WHERE application_id = $1 AND pool_id = $2",
-                application_id, pool_id)
+                application_id,
+                pool_id,
+            )
         if row is None:
-            return _error(404, m.Reason.UNKNOWN_APPLICATION.value,
-                          f"application {application_id} of pool {pool_id} is not known "
-                          "(yet: a new one is decided within moments)")
+            return _error(
+                404,
+                m.Reason.UNKNOWN_APPLICATION.value,
+                f"application {application_id} of pool {pool_id} is not known "
+                "(yet: a new one is decided within moments)",
+            )
         return _json(dict(row))
 
     async def apply(request: Request) -> Response:
@@ -125,8 +146,9 @@ def make_app(pool: asyncpg.Pool, producer: AIOKafkaProducer) -> Starlette:
         try:
             fields = json.loads(body)
         except (ValueError, RecursionError):
-            return _error(400, m.Reason.NOT_JSON.value,
-                          'body must be JSON such as {"amount": "50000.00"}')
+            return _error(
+                400, m.Reason.NOT_JSON.value, 'body must be JSON such as {"amount": "50000.00"}'
+            )
         if not isinstance(fields, dict):
             return _error(400, m.Reason.INVALID_MESSAGE.value, "body must be a JSON object")
         async with pool.acquire() as conn:
@@ -134,26 +156,43 @@ def make_app(pool: asyncpg.Pool, producer: AIOKafkaProducer) -> Starlette:
         if not known:
             return _error(404, m.Reason.UNKNOWN_POOL.value, f"pool {pool_id} is not known")
         application_id = fields.get("application_id") or f"A-{uuid.uuid4().hex[:16]}"
-        event = {"event_id": str(uuid.uuid4()), "type": "FinancingApplied",
-                 "occurred_at": datetime.now(UTC).isoformat(), "source": SOURCE, "pool_id": pool_id,
-                 "application_id": application_id, "amount": fields.get("amount"),
-                 "currency": fields.get("currency", "CNY")}
+        event = {
+            "event_id": str(uuid.uuid4()),
+            "type": "FinancingApplied",
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "source": SOURCE,
+            "pool_id": pool_id,
+            "application_id": application_id,
+            "amount": fields.get("amount"),
+            "currency": fields.get("currency", "CNY"),
+        }
         raw = json.dumps(event).encode()
         try:  # the very check credit applies to the topic, so the answers agree
             decode(topics.SUPPLIER_FINANCING_APPLICATIONS, raw)
         except Rejected as refusal:
             return _error(422, refusal.reason.value, refusal.detail)
-        await producer.send_and_wait(topics.SUPPLIER_FINANCING_APPLICATIONS, raw,
-                                     key=pool_id.encode())
+        await producer.send_and_wait(
+            topics.SUPPLIER_FINANCING_APPLICATIONS, raw, key=pool_id.encode()
+        )
         status_url = f"/pools/{pool_id}/applications/{application_id}"
-        return JSONResponse({"application_id": application_id, "event_id": event["event_id"],
-                             "status": "submitted", "status_url": status_url},
-                            status_code=202, headers={"Location": status_url})
+        return JSONResponse(
+            {
+                "application_id": application_id,
+                "event_id": event["event_id"],
+                "status": "submitted",
+                "status_url": status_url,
+            },
+            status_code=202,
+            headers={"Location": status_url},
+        )
 
-    return Starlette(routes=[
-        Route("/health", health, methods=["GET"]),
-        Route("/pools/{pool_id:path}/applications/{application_id}", application,
-              methods=["GET"]),
-        Route("/pools/{pool_id:path}/applications", apply, methods=["POST"]),
-        Route("/pools/{pool_id:path}", position, methods=["GET"]),
-    ])
+    return Starlette(
+        routes=[
+            Route("/health", health, methods=["GET"]),
+            Route(
+                "/pools/{pool_id:path}/applications/{application_id}", application, methods=["GET"]
+            ),
+            Route("/pools/{pool_id:path}/applications", apply, methods=["POST"]),
+            Route("/pools/{pool_id:path}", position, methods=["GET"]),
+        ]
+    )

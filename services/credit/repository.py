@@ -17,13 +17,16 @@ async def create_pool(conn: asyncpg.Connection, pool_id: str, core: str, supplie
     await conn.execute(
         "INSERT INTO pools(pool_id, core_enterprise_id, supplier_id) VALUES ($1, $2, $3)"
         " ON CONFLICT (pool_id) DO UPDATE SET core_enterprise_id = $2, supplier_id = $3",
-        pool_id, core, supplier)
+        pool_id,
+        core,
+        supplier,
+    )
 
 
 async def lock_pool(conn: asyncpg.Connection, pool_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        "SELECT pool_id, supplier_id, water_level FROM pools WHERE pool_id = $1 FOR UPDATE",
-        pool_id)
+        "SELECT pool_id, supplier_id, water_level FROM pools WHERE pool_id = $1 FOR UPDATE", pool_id
+    )
 
 
 async def set_water_level(conn: asyncpg.Connection, pool_id: str, level: Decimal) -> None:
@@ -38,56 +41,102 @@ async def upsert_facility(conn: asyncpg.Connection, event: FacilitySet) -> None:
         " ON CONFLICT (pool_id) DO UPDATE SET credit_line = $2, discount_rate = $3,"
         " annual_interest_rate = $4, funder_id = $5, funder_kind = $6, day_count = $7,"
         " tenor_days = $8, set_by_event = $9, updated_at = now()",
-        event.pool_id, event.credit_line, event.discount_rate, event.annual_interest_rate,
-        event.funder_id, event.funder_kind, event.day_count.value, event.tenor_days,
-        event.event_id)
+        event.pool_id,
+        event.credit_line,
+        event.discount_rate,
+        event.annual_interest_rate,
+        event.funder_id,
+        event.funder_kind,
+        event.day_count.value,
+        event.tenor_days,
+        event.event_id,
+    )
 
 
 async def facility(conn: asyncpg.Connection, pool_id: str) -> Facility | None:
     row = await conn.fetchrow("SELECT * FROM facilities WHERE pool_id = $1", pool_id)
     if row is None:
         return None
-    return Facility(row["credit_line"], row["discount_rate"], row["annual_interest_rate"],
-                    row["funder_id"], DayCount(row["day_count"]), row["tenor_days"])
+    return Facility(
+        row["credit_line"],
+        row["discount_rate"],
+        row["annual_interest_rate"],
+        row["funder_id"],
+        DayCount(row["day_count"]),
+        row["tenor_days"],
+    )
 
 
 async def lock_open_loans(conn: asyncpg.Connection, pool_id: str) -> list[Loan]:
     rows = await conn.fetch(
         "SELECT * FROM loans WHERE pool_id = $1 AND outstanding > 0"
-        " ORDER BY disbursed_on, loan_id FOR UPDATE", pool_id)
-    return [Loan(r["loan_id"], r["funder_id"], r["outstanding"], r["annual_interest_rate"],
-                 r["disbursed_on"], r["maturity_on"], DayCount(r["day_count"])) for r in rows]
+        " ORDER BY disbursed_on, loan_id FOR UPDATE",
+        pool_id,
+    )
+    return [
+        Loan(
+            r["loan_id"],
+            r["funder_id"],
+            r["outstanding"],
+            r["annual_interest_rate"],
+            r["disbursed_on"],
+            r["maturity_on"],
+            DayCount(r["day_count"]),
+        )
+        for r in rows
+    ]
 
 
-async def loan_balance_and_in_flight(conn: asyncpg.Connection,
-                                     pool_id: str) -> tuple[Decimal, Decimal]:
+async def loan_balance_and_in_flight(
+    conn: asyncpg.Connection, pool_id: str
+) -> tuple[Decimal, Decimal]:
     row = await conn.fetchrow(
         "SELECT (SELECT coalesce(sum(outstanding), 0) FROM loans WHERE pool_id = $1) AS loans,"
         " (SELECT coalesce(sum(amount), 0) FROM applications WHERE pool_id = $1"
-        "   AND state IN ('awaiting_buyer', 'requested')) AS in_flight", pool_id)
+        "   AND state IN ('awaiting_buyer', 'requested')) AS in_flight",
+        pool_id,
+    )
     assert row is not None
     return Decimal(row["loans"]).quantize(FEN), Decimal(row["in_flight"]).quantize(FEN)
 
 
 async def application(conn: asyncpg.Connection, application_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM applications WHERE application_id = $1 FOR UPDATE",
-                               application_id)
+    return await conn.fetchrow(
+        "SELECT * FROM applications WHERE application_id = $1 FOR UPDATE", application_id
+    )
 
 
-async def insert_application(conn: asyncpg.Connection, application_id: str, pool_id: str,
-                             amount: Decimal, state: str, reason: str | None,
-                             funder_id: str | None) -> None:
+async def insert_application(
+    conn: asyncpg.Connection,
+    application_id: str,
+    pool_id: str,
+    amount: Decimal,
+    state: str,
+    reason: str | None,
+    funder_id: str | None,
+) -> None:
     await conn.execute(
         "INSERT INTO applications(application_id, pool_id, amount, state, reason, funder_id)"
         " VALUES ($1, $2, $3, $4, $5, $6)",
-        application_id, pool_id, amount, state, reason, funder_id)
+        application_id,
+        pool_id,
+        amount,
+        state,
+        reason,
+        funder_id,
+    )
 
 
-async def set_application_state(conn: asyncpg.Connection, application_id: str, state: str,
-                                reason: str | None = None) -> None:
+async def set_application_state(
+    conn: asyncpg.Connection, application_id: str, state: str, reason: str | None = None
+) -> None:
     await conn.execute(
         "UPDATE applications SET state = $2, reason = $3, updated_at = now()"
-        " WHERE application_id = $1", application_id, state, reason)
+        " WHERE application_id = $1",
+        application_id,
+        state,
+        reason,
+    )
 
 
 async def open_loan(conn: asyncpg.Connection, loan: Loan, pool_id: str) -> None:
@@ -95,13 +144,26 @@ async def open_loan(conn: asyncpg.Connection, loan: Loan, pool_id: str) -> None:
         "INSERT INTO loans(loan_id, pool_id, funder_id, principal, outstanding,"
         " annual_interest_rate, day_count, disbursed_on, maturity_on)"
         " VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8)",
-        loan.loan_id, pool_id, loan.funder_id, loan.outstanding, loan.annual_interest_rate,
-        loan.day_count.value, loan.disbursed_on, loan.maturity_on)
+        loan.loan_id,
+        pool_id,
+        loan.funder_id,
+        loan.outstanding,
+        loan.annual_interest_rate,
+        loan.day_count.value,
+        loan.disbursed_on,
+        loan.maturity_on,
+    )
 
 
-async def reserve_repayment(conn: asyncpg.Connection, pool_id: str, payment_id: str,
-                            amount: Decimal, plan: Sequence[Repayment], level_after: Decimal,
-                            instruction: dict[str, Any]) -> bool:
+async def reserve_repayment(
+    conn: asyncpg.Connection,
+    pool_id: str,
+    payment_id: str,
+    amount: Decimal,
+    plan: Sequence[Repayment],
+    level_after: Decimal,
+    instruction: dict[str, Any],
+) -> bool:
     """Record the repayment decided for a payment, reduce the loans at once (so the next
     payment sees the reduced balance, step 4) and set the pool's level after the write-off:
     one statement, and nothing at all when the payment was already decided (returns False)."""
@@ -117,13 +179,21 @@ async def reserve_repayment(conn: asyncpg.Connection, pool_id: str, payment_id: 
         " level AS ("
         "  UPDATE pools SET water_level = $9 FROM reserved WHERE pools.pool_id = $2)"
         " SELECT count(*) FROM reserved",
-        payment_id, pool_id, amount, sum((r.principal for r in plan), ZERO),
-        sum((r.interest for r in plan), ZERO), instruction,
-        [r.loan_id for r in plan], [r.principal for r in plan], level_after)
+        payment_id,
+        pool_id,
+        amount,
+        sum((r.principal for r in plan), ZERO),
+        sum((r.interest for r in plan), ZERO),
+        instruction,
+        [r.loan_id for r in plan],
+        [r.principal for r in plan],
+        level_after,
+    )
     return bool(reserved)
 
 
 async def confirm_repayment(conn: asyncpg.Connection, payment_id: str) -> bool:
     status = await conn.execute(
-        "UPDATE repayments SET state = 'confirmed' WHERE payment_id = $1", payment_id)
+        "UPDATE repayments SET state = 'confirmed' WHERE payment_id = $1", payment_id
+    )
     return bool(status.endswith(" 1"))

@@ -25,13 +25,22 @@ async def handle(uow: UnitOfWork, event: m.Message) -> None:
 
 async def on_loan_requested(uow: UnitOfWork, request: m.LoanRequested) -> None:
     if not await repo.insert_request(uow.conn, request):
-        raise Rejected(m.Reason.INVALID_MESSAGE,
-                       f"request {request.request_id} was already sent")
-    uow.emit(topics.funder_requests_topic(request.funder_id), m.new_event(
-        m.FundingRequest, source=SOURCE, pool_id=request.pool_id, cause=request,
-        request_id=request.request_id, funder_id=request.funder_id,
-        supplier_id=request.supplier_id, amount=request.amount,
-        annual_interest_rate=request.annual_interest_rate, tenor_days=request.tenor_days))
+        raise Rejected(m.Reason.INVALID_MESSAGE, f"request {request.request_id} was already sent")
+    uow.emit(
+        topics.funder_requests_topic(request.funder_id),
+        m.new_event(
+            m.FundingRequest,
+            source=SOURCE,
+            pool_id=request.pool_id,
+            cause=request,
+            request_id=request.request_id,
+            funder_id=request.funder_id,
+            supplier_id=request.supplier_id,
+            amount=request.amount,
+            annual_interest_rate=request.annual_interest_rate,
+            tenor_days=request.tenor_days,
+        ),
+    )
 
 
 async def on_funder_response(uow: UnitOfWork, response: m.FunderResponse) -> None:
@@ -39,14 +48,27 @@ async def on_funder_response(uow: UnitOfWork, response: m.FunderResponse) -> Non
     if request is None:
         raise Rejected(m.Reason.UNKNOWN_REQUEST, f"request {response.request_id} unknown")
     if request["funder_id"] != response.funder_id or request["pool_id"] != response.pool_id:
-        raise Rejected(m.Reason.UNKNOWN_REQUEST,
-                       f"request {response.request_id} was not sent to {response.funder_id} "
-                       f"for pool {response.pool_id}")
-    amount = accept_response(request["state"], response.decision, Decimal(request["amount"]),
-                             response.amount)
+        raise Rejected(
+            m.Reason.UNKNOWN_REQUEST,
+            f"request {response.request_id} was not sent to {response.funder_id} "
+            f"for pool {response.pool_id}",
+        )
+    amount = accept_response(
+        request["state"], response.decision, Decimal(request["amount"]), response.amount
+    )
     await repo.record_response(uow.conn, response)
-    uow.emit(topics.FUNDING_RESULTS, m.new_event(
-        m.FundingResult, source=SOURCE, pool_id=response.pool_id, cause=response,
-        request_id=response.request_id, funder_id=response.funder_id,
-        decision=response.decision, amount=amount, value_date=response.value_date,
-        reason=response.reason))
+    uow.emit(
+        topics.FUNDING_RESULTS,
+        m.new_event(
+            m.FundingResult,
+            source=SOURCE,
+            pool_id=response.pool_id,
+            cause=response,
+            request_id=response.request_id,
+            funder_id=response.funder_id,
+            decision=response.decision,
+            amount=amount,
+            value_date=response.value_date,
+            reason=response.reason,
+        ),
+    )

@@ -18,8 +18,9 @@ class Receivable:
     state: str  # 'open' | 'paid'
 
 
-def check_payment(pool_id: str, amount: Decimal, receivable_ids: Sequence[str],
-                  known: Mapping[str, Receivable]) -> Decimal:
+def check_payment(
+    pool_id: str, amount: Decimal, receivable_ids: Sequence[str], known: Mapping[str, Receivable]
+) -> Decimal:
     """Return the amount written off by a payment, or refuse it with the first problem found.
 
     The payment must name receivables that exist, belong to this pool and are open, each once,
@@ -31,17 +32,20 @@ def check_payment(pool_id: str, amount: Decimal, receivable_ids: Sequence[str],
     for receivable_id in receivable_ids:
         receivable = known.get(receivable_id)
         if receivable is None:
-            raise Rejected(Reason.UNKNOWN_RECEIVABLE,
-                           f"receivable {receivable_id} is not known")
+            raise Rejected(Reason.UNKNOWN_RECEIVABLE, f"receivable {receivable_id} is not known")
         if receivable.pool_id != pool_id:
-            raise Rejected(Reason.RECEIVABLE_NOT_IN_POOL,
-                           f"receivable {receivable_id} belongs to pool {receivable.pool_id}, "
-                           f"not {pool_id}")
+            raise Rejected(
+                Reason.RECEIVABLE_NOT_IN_POOL,
+                f"receivable {receivable_id} belongs to pool {receivable.pool_id}, not {pool_id}",
+            )
         if receivable.state != "open":
-            raise Rejected(Reason.RECEIVABLE_ALREADY_PAID,
-                           f"receivable {receivable_id} is already paid")
+            raise Rejected(
+                Reason.RECEIVABLE_ALREADY_PAID, f"receivable {receivable_id} is already paid"
+            )
         written_off += receivable.amount
     if amount > written_off:
-        raise Rejected(Reason.PAYMENT_EXCEEDS_RECEIVABLES,
-                       f"payment {amount} exceeds the {written_off} it writes off")
+        raise Rejected(
+            Reason.PAYMENT_EXCEEDS_RECEIVABLES,
+            f"payment {amount} exceeds the {written_off} it writes off",
+        )
     return written_off

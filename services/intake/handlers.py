@@ -39,8 +39,9 @@ async def _known_pool(uow: UnitOfWork, pool_id: str) -> str:
     if key not in uow.scratch:
         pool = await repo.lock_pool(uow.conn, pool_id)
         if pool is None:
-            raise Rejected(m.Reason.UNKNOWN_POOL,
-                           f"pool {pool_id} is not known: onboard the supplier first")
+            raise Rejected(
+                m.Reason.UNKNOWN_POOL, f"pool {pool_id} is not known: onboard the supplier first"
+            )
         uow.scratch[key] = str(pool["core_enterprise_id"])
     core: str = uow.scratch[key]
     return core
@@ -49,50 +50,92 @@ async def _known_pool(uow: UnitOfWork, pool_id: str) -> str:
 async def on_supplier_onboarded(uow: UnitOfWork, event: m.SupplierOnboarded) -> None:
     existing = await repo.find_pool_of(uow.conn, event.core_enterprise_id, event.supplier_id)
     if existing is not None and existing != event.pool_id:
-        raise Rejected(m.Reason.POOL_EXISTS,
-                       f"supplier {event.supplier_id} of {event.core_enterprise_id} already "
-                       f"has pool {existing}")
+        raise Rejected(
+            m.Reason.POOL_EXISTS,
+            f"supplier {event.supplier_id} of {event.core_enterprise_id} already "
+            f"has pool {existing}",
+        )
     if not await repo.open_pool(uow.conn, event):
         pool = await repo.lock_pool(uow.conn, event.pool_id)
         assert pool is not None
         if (pool["core_enterprise_id"], pool["supplier_id"]) != (
-                event.core_enterprise_id, event.supplier_id):
-            raise Rejected(m.Reason.POOL_EXISTS,
-                           f"pool {event.pool_id} belongs to another supplier")
+            event.core_enterprise_id,
+            event.supplier_id,
+        ):
+            raise Rejected(
+                m.Reason.POOL_EXISTS, f"pool {event.pool_id} belongs to another supplier"
+            )
         return  # the same onboarding again: nothing changes
-    uow.emit(topics.POOL_EVENTS, m.new_event(
-        m.PoolOpened, source=SOURCE, pool_id=event.pool_id, cause=event,
-        core_enterprise_id=event.core_enterprise_id, supplier_id=event.supplier_id))
+    uow.emit(
+        topics.POOL_EVENTS,
+        m.new_event(
+            m.PoolOpened,
+            source=SOURCE,
+            pool_id=event.pool_id,
+            cause=event,
+            core_enterprise_id=event.core_enterprise_id,
+            supplier_id=event.supplier_id,
+        ),
+    )
 
 
 async def on_settlement_slip(uow: UnitOfWork, slip: m.SettlementSlipIssued) -> None:
     core = await _known_pool(uow, slip.pool_id)
     if await repo.receivable_exists(uow.conn, core, slip.receivable_id):
-        raise Rejected(m.Reason.DUPLICATE_RECEIVABLE,
-                       f"receivable {slip.receivable_id} is already registered")
+        raise Rejected(
+            m.Reason.DUPLICATE_RECEIVABLE, f"receivable {slip.receivable_id} is already registered"
+        )
     await repo.add_receivable(uow.conn, core, slip)
-    uow.emit(topics.POOL_EVENTS, m.new_event(
-        m.ReceivableAdded, source=SOURCE, pool_id=slip.pool_id, cause=slip,
-        receivable_id=slip.receivable_id, amount=slip.amount, due_on=slip.due_on))
+    uow.emit(
+        topics.POOL_EVENTS,
+        m.new_event(
+            m.ReceivableAdded,
+            source=SOURCE,
+            pool_id=slip.pool_id,
+            cause=slip,
+            receivable_id=slip.receivable_id,
+            amount=slip.amount,
+            due_on=slip.due_on,
+        ),
+    )
 
 
 async def on_payment(uow: UnitOfWork, payment: m.PaymentReceived) -> None:
     core = await _known_pool(uow, payment.pool_id)
     if await repo.payment_exists(uow.conn, payment.payment_id):
-        raise Rejected(m.Reason.DUPLICATE_PAYMENT,
-                       f"payment {payment.payment_id} was already received")
+        raise Rejected(
+            m.Reason.DUPLICATE_PAYMENT, f"payment {payment.payment_id} was already received"
+        )
     known = await repo.lock_receivables(uow.conn, core, payment.receivable_ids)
     written_off = check_payment(payment.pool_id, payment.amount, payment.receivable_ids, known)
     await repo.record_payment(uow.conn, core, payment, written_off)
-    uow.emit(topics.POOL_EVENTS, m.new_event(
-        m.ReceivablesSettled, source=SOURCE, pool_id=payment.pool_id, cause=payment,
-        payment_id=payment.payment_id, amount=payment.amount, written_off=written_off,
-        receivable_ids=payment.receivable_ids, paid_on=payment.paid_on,
-        core_enterprise_id=core))
+    uow.emit(
+        topics.POOL_EVENTS,
+        m.new_event(
+            m.ReceivablesSettled,
+            source=SOURCE,
+            pool_id=payment.pool_id,
+            cause=payment,
+            payment_id=payment.payment_id,
+            amount=payment.amount,
+            written_off=written_off,
+            receivable_ids=payment.receivable_ids,
+            paid_on=payment.paid_on,
+            core_enterprise_id=core,
+        ),
+    )
 
 
 async def on_financing_confirmation(uow: UnitOfWork, event: m.FinancingConfirmation) -> None:
     await _known_pool(uow, event.pool_id)
-    uow.emit(topics.POOL_EVENTS, m.new_event(
-        m.BuyerConfirmedFinancing, source=SOURCE, pool_id=event.pool_id, cause=event,
-        application_id=event.application_id, confirmed=event.confirmed))
+    uow.emit(
+        topics.POOL_EVENTS,
+        m.new_event(
+            m.BuyerConfirmedFinancing,
+            source=SOURCE,
+            pool_id=event.pool_id,
+            cause=event,
+            application_id=event.application_id,
+            confirmed=event.confirmed,
+        ),
+    )

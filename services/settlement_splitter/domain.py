@@ -61,8 +61,9 @@ class Split:
         return lines
 
 
-def split_payment(amount: Decimal, repayments: Iterable[tuple[str, Decimal, Decimal]],
-                  fee_bps: int = 0) -> Split:
+def split_payment(
+    amount: Decimal, repayments: Iterable[tuple[str, Decimal, Decimal]], fee_bps: int = 0
+) -> Split:
     """Split a frozen payment: funders first (principal + interest, as instructed), then the
     remainder by the rule's shares (platform fee in basis points, the rest to the supplier),
     by largest remainder so that the parts sum to the cent."""
@@ -75,27 +76,54 @@ def split_payment(amount: Decimal, repayments: Iterable[tuple[str, Decimal, Deci
     remainder = amount - principal - interest
     if remainder < 0:
         raise ValueError(f"instructed repayment {principal + interest} exceeds payment {amount}")
-    shares = largest_remainder_split(remainder, [("fees", fee_bps),
-                                                 ("released", FULL_BPS - fee_bps)])
-    return Split(amount, to_funders, principal, interest, shares["fees"], shares["released"],
-                 rule_version=f"split-v1/fee-bps={fee_bps}")
+    shares = largest_remainder_split(
+        remainder, [("fees", fee_bps), ("released", FULL_BPS - fee_bps)]
+    )
+    return Split(
+        amount,
+        to_funders,
+        principal,
+        interest,
+        shares["fees"],
+        shares["released"],
+        rule_version=f"split-v1/fee-bps={fee_bps}",
+    )
 
 
 def canonical(value: Any) -> str:
     """JSON with sorted keys and amounts as their exact decimal text (never a float)."""
+
     def default(obj: object) -> str:
         if isinstance(obj, Decimal):
             return money_text(obj)
         raise TypeError(f"{type(obj).__name__} cannot enter a ledger hash")
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=default,
-                      ensure_ascii=False)
+
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), default=default, ensure_ascii=False
+    )
 
 
-def transaction_hash(prev_hash: str, *, pool_id: str, seq: int, payment_id: str, kind: str,
-                     entries: Sequence[tuple[str, Decimal]], inputs: Mapping[str, Any]) -> str:
-    body = canonical({"pool_id": pool_id, "seq": seq, "payment_id": payment_id, "kind": kind,
-                      "entries": [[account, money_text(amount)] for account, amount in entries],
-                      "inputs": inputs, "prev": prev_hash})
+def transaction_hash(
+    prev_hash: str,
+    *,
+    pool_id: str,
+    seq: int,
+    payment_id: str,
+    kind: str,
+    entries: Sequence[tuple[str, Decimal]],
+    inputs: Mapping[str, Any],
+) -> str:
+    body = canonical(
+        {
+            "pool_id": pool_id,
+            "seq": seq,
+            "payment_id": payment_id,
+            "kind": kind,
+            "entries": [[account, money_text(amount)] for account, amount in entries],
+            "inputs": inputs,
+            "prev": prev_hash,
+        }
+    )
     return hashlib.sha256(body.encode()).hexdigest()
 
 
@@ -110,9 +138,22 @@ class PostedTransaction:
     prev_hash: str
     hash: str
 
+    def recomputed_hash(self) -> str:
+        """The hash its content and link call for; differs from `hash` once anything is edited."""
+        return transaction_hash(
+            self.prev_hash,
+            pool_id=self.pool_id,
+            seq=self.seq,
+            payment_id=self.payment_id,
+            kind=self.kind,
+            entries=self.entries,
+            inputs=self.inputs,
+        )
 
-def verify_chain(transactions: Sequence[PostedTransaction],
-                 head: tuple[int, str] | None = None) -> list[str]:
+
+def verify_chain(
+    transactions: Sequence[PostedTransaction], head: tuple[int, str] | None = None
+) -> list[str]:
     """Problems found in one pool's chain (ordered by seq); empty when it is intact.
 
     `head` is the (seq, hash) the account recorded as its latest: without it, deleting the
@@ -129,16 +170,15 @@ def verify_chain(transactions: Sequence[PostedTransaction],
         total = sum((amount for _, amount in tx.entries), ZERO)
         if total != 0:
             problems.append(f"{where}: entries sum to {total}, not zero")
-        recomputed = transaction_hash(tx.prev_hash, pool_id=tx.pool_id, seq=tx.seq,
-                                      payment_id=tx.payment_id, kind=tx.kind,
-                                      entries=tx.entries, inputs=tx.inputs)
-        if recomputed != tx.hash:
+        if tx.recomputed_hash() != tx.hash:
             problems.append(f"{where}: hash mismatch, the transaction was altered")
         prev = tx.hash
     if head is not None:
         last_seq = transactions[-1].seq if transactions else 0
         if (last_seq, prev) != head:
-            problems.append(f"pool {transactions[0].pool_id if transactions else '?'}: chain ends"
-                            f" at seq {last_seq} but the account's head is seq {head[0]};"
-                            " transactions were removed or the head was altered")
+            problems.append(
+                f"pool {transactions[0].pool_id if transactions else '?'}: chain ends"
+                f" at seq {last_seq} but the account's head is seq {head[0]};"
+                " transactions were removed or the head was altered"
+            )
     return problems

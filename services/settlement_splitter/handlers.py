@@ -33,6 +33,7 @@ def make_handler(fee_bps: int) -> Handler:
             return  # pool events that move no money
         else:  # pragma: no cover
             raise Rejected(m.Reason.UNKNOWN_TYPE, f"settlement does not handle {event.type}")
+
     return handle
 
 
@@ -40,87 +41,169 @@ async def on_payment(uow: UnitOfWork, payment: m.ReceivablesSettled, fee_bps: in
     head = await repo.lock_account(uow.conn, payment.pool_id, uow.scratch)
     existing = await repo.settlement(uow.conn, payment.payment_id)
     if existing is not None and existing["state"] != "instructed":
-        raise Rejected(m.Reason.DUPLICATE_PAYMENT,
-                       f"payment {payment.payment_id} is already {existing['state']}")
-    instruction = (m.RepaymentInstruction.model_validate(existing["instruction"])
-                   if existing is not None else None)
+        raise Rejected(
+            m.Reason.DUPLICATE_PAYMENT,
+            f"payment {payment.payment_id} is already {existing['state']}",
+        )
+    instruction = (
+        m.RepaymentInstruction.model_validate(existing["instruction"])
+        if existing is not None
+        else None
+    )
     if instruction is not None and instruction.amount != payment.amount:
-        raise Rejected(m.Reason.AMOUNT_MISMATCH,
-                       f"instruction is for {instruction.amount}, payment is {payment.amount}")
+        raise Rejected(
+            m.Reason.AMOUNT_MISMATCH,
+            f"instruction is for {instruction.amount}, payment is {payment.amount}",
+        )
     await _freeze(uow.conn, head, payment)
     if instruction is None:
-        await repo.save_settlement(uow.conn, payment.payment_id, payment.pool_id,
-                                   payment.amount, "frozen",
-                                   payment=payment.model_dump(mode="json"))
+        await repo.save_settlement(
+            uow.conn,
+            payment.payment_id,
+            payment.pool_id,
+            payment.amount,
+            "frozen",
+            payment=payment.model_dump(mode="json"),
+        )
         return
-    await _split(uow, head, payment.payment_id, instruction, fee_bps,
-                 payment=payment.model_dump(mode="json"))
+    await _split(
+        uow, head, payment.payment_id, instruction, fee_bps, payment=payment.model_dump(mode="json")
+    )
 
 
-async def on_instruction(uow: UnitOfWork, instruction: m.RepaymentInstruction,
-                         fee_bps: int) -> None:
+async def on_instruction(
+    uow: UnitOfWork, instruction: m.RepaymentInstruction, fee_bps: int
+) -> None:
     head = await repo.lock_account(uow.conn, instruction.pool_id, uow.scratch)
     existing = await repo.settlement(uow.conn, instruction.payment_id)
     if existing is None:
         # The instruction overtook the payment: keep it; no money moves (invariant 3).
-        await repo.save_settlement(uow.conn, instruction.payment_id, instruction.pool_id,
-                                   instruction.amount, "instructed",
-                                   instruction=instruction.model_dump(mode="json"))
+        await repo.save_settlement(
+            uow.conn,
+            instruction.payment_id,
+            instruction.pool_id,
+            instruction.amount,
+            "instructed",
+            instruction=instruction.model_dump(mode="json"),
+        )
         return
     if existing["state"] != "frozen":
-        raise Rejected(m.Reason.DUPLICATE_PAYMENT,
-                       f"payment {instruction.payment_id} is already {existing['state']}")
+        raise Rejected(
+            m.Reason.DUPLICATE_PAYMENT,
+            f"payment {instruction.payment_id} is already {existing['state']}",
+        )
     if Decimal(existing["amount"]) != instruction.amount:
-        raise Rejected(m.Reason.AMOUNT_MISMATCH,
-                       f"instruction is for {instruction.amount}, "
-                       f"{existing['amount']} is frozen")
+        raise Rejected(
+            m.Reason.AMOUNT_MISMATCH,
+            f"instruction is for {instruction.amount}, {existing['amount']} is frozen",
+        )
     await _split(uow, head, instruction.payment_id, instruction, fee_bps)
 
 
-async def _freeze(conn: asyncpg.Connection, head: dict[str, Any],
-                  payment: m.ReceivablesSettled) -> None:
+async def _freeze(
+    conn: asyncpg.Connection, head: dict[str, Any], payment: m.ReceivablesSettled
+) -> None:
     await repo.post(
-        conn, head, pool_id=payment.pool_id, payment_id=payment.payment_id, kind="freeze",
-        entries=[(buyer_account(payment.core_enterprise_id), -payment.amount),
-                 (frozen_account(payment.pool_id), payment.amount)],
-        inputs={"event_id": payment.event_id, "receivable_ids": payment.receivable_ids,
-                "written_off": money_text(payment.written_off),
-                "paid_on": payment.paid_on.isoformat()})
+        conn,
+        head,
+        pool_id=payment.pool_id,
+        payment_id=payment.payment_id,
+        kind="freeze",
+        entries=[
+            (buyer_account(payment.core_enterprise_id), -payment.amount),
+            (frozen_account(payment.pool_id), payment.amount),
+        ],
+        inputs={
+            "event_id": payment.event_id,
+            "receivable_ids": payment.receivable_ids,
+            "written_off": money_text(payment.written_off),
+            "paid_on": payment.paid_on.isoformat(),
+        },
+    )
 
 
-async def _split(uow: UnitOfWork, head: dict[str, Any], payment_id: str,
-                 instruction: m.RepaymentInstruction, fee_bps: int,
-                 payment: dict[str, Any] | None = None) -> None:
-    split = split_payment(instruction.amount,
-                          ((r.funder_id, r.principal, r.interest)
-                           for r in instruction.repayments), fee_bps)
+async def _split(
+    uow: UnitOfWork,
+    head: dict[str, Any],
+    payment_id: str,
+    instruction: m.RepaymentInstruction,
+    fee_bps: int,
+    payment: dict[str, Any] | None = None,
+) -> None:
+    split = split_payment(
+        instruction.amount,
+        ((r.funder_id, r.principal, r.interest) for r in instruction.repayments),
+        fee_bps,
+    )
     pool_id = instruction.pool_id
     digest = await repo.post(
-        uow.conn, head, pool_id=pool_id, payment_id=payment_id, kind="split",
+        uow.conn,
+        head,
+        pool_id=pool_id,
+        payment_id=payment_id,
+        kind="split",
         entries=split.entries(pool_id),
         # What decided this split, so an auditor can replay why (invariant 7).
-        inputs={"instruction_event_id": instruction.event_id,
-                "water_level_after": money_text(instruction.water_level_after),
-                "discount_rate": str(instruction.discount_rate),
-                "credit_line": money_text(instruction.credit_line),
-                "loan_balance_before": money_text(instruction.loan_balance_before),
-                "loan_balance_after": money_text(instruction.loan_balance_after),
-                "repayments": [r.model_dump(mode="json") for r in instruction.repayments],
-                "rule_version": split.rule_version})
-    await repo.save_settlement(uow.conn, payment_id, pool_id, instruction.amount, "released",
-                               payment=payment, instruction=instruction.model_dump(mode="json"),
-                               released=split.released)
-    uow.emit(topics.SETTLEMENT_RESULTS, m.new_event(
-        m.SettlementReleased, source=SOURCE, pool_id=pool_id, cause=instruction,
-        payment_id=payment_id, amount=instruction.amount, repaid_principal=split.principal,
-        repaid_interest=split.interest, fees=split.fees, released=split.released,
-        ledger_hash=digest))
+        inputs={
+            "instruction_event_id": instruction.event_id,
+            "water_level_after": money_text(instruction.water_level_after),
+            "discount_rate": str(instruction.discount_rate),
+            "credit_line": money_text(instruction.credit_line),
+            "loan_balance_before": money_text(instruction.loan_balance_before),
+            "loan_balance_after": money_text(instruction.loan_balance_after),
+            "repayments": [r.model_dump(mode="json") for r in instruction.repayments],
+            "rule_version": split.rule_version,
+        },
+    )
+    await repo.save_settlement(
+        uow.conn,
+        payment_id,
+        pool_id,
+        instruction.amount,
+        "released",
+        payment=payment,
+        instruction=instruction.model_dump(mode="json"),
+        released=split.released,
+    )
+    uow.emit(
+        topics.SETTLEMENT_RESULTS,
+        m.new_event(
+            m.SettlementReleased,
+            source=SOURCE,
+            pool_id=pool_id,
+            cause=instruction,
+            payment_id=payment_id,
+            amount=instruction.amount,
+            repaid_principal=split.principal,
+            repaid_interest=split.interest,
+            fees=split.fees,
+            released=split.released,
+            ledger_hash=digest,
+        ),
+    )
     for funder_id, total in sorted(split.to_funders.items()):
         if total > 0:
-            uow.emit(topics.SETTLEMENT_FUNDER_REPAYMENTS, m.new_event(
-                m.FunderRepaymentNotice, source=SOURCE, pool_id=pool_id, cause=instruction,
-                payment_id=payment_id, funder_id=funder_id, total=total,
-                repayments=[r for r in instruction.repayments if r.funder_id == funder_id]))
-    uow.emit(topics.SETTLEMENT_RELEASES, m.new_event(
-        m.SupplierFundsReleased, source=SOURCE, pool_id=pool_id, cause=instruction,
-        payment_id=payment_id, released=split.released))
+            uow.emit(
+                topics.SETTLEMENT_FUNDER_REPAYMENTS,
+                m.new_event(
+                    m.FunderRepaymentNotice,
+                    source=SOURCE,
+                    pool_id=pool_id,
+                    cause=instruction,
+                    payment_id=payment_id,
+                    funder_id=funder_id,
+                    total=total,
+                    repayments=[r for r in instruction.repayments if r.funder_id == funder_id],
+                ),
+            )
+    uow.emit(
+        topics.SETTLEMENT_RELEASES,
+        m.new_event(
+            m.SupplierFundsReleased,
+            source=SOURCE,
+            pool_id=pool_id,
+            cause=instruction,
+            payment_id=payment_id,
+            released=split.released,
+        ),
+    )

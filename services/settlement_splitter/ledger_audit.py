@@ -24,7 +24,11 @@ async def audit(database_url: str) -> dict[str, Any]:
             total = sum(balances.values(), Decimal("0.00"))
             if total != 0:
                 problems.append(f"account balances sum to {total}, not zero")
-            return {"transactions": transactions, "balances": balances,
-                    "sum_of_balances": total, "problems": problems}
+            return {
+                "transactions": transactions,
+                "balances": balances,
+                "sum_of_balances": total,
+                "problems": problems,
+            }
     finally:
         await pool.close()

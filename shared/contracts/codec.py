@@ -21,8 +21,12 @@ TOPIC_MODELS: dict[str, tuple[type[m.Message], ...]] = {
     t.ERP_FINANCING_CONFIRMATIONS: (m.FinancingConfirmation,),
     t.ADMIN_FACILITIES: (m.FacilitySet,),
     t.SUPPLIER_FINANCING_APPLICATIONS: (m.FinancingApplied,),
-    t.POOL_EVENTS: (m.PoolOpened, m.ReceivableAdded, m.ReceivablesSettled,
-                    m.BuyerConfirmedFinancing),
+    t.POOL_EVENTS: (
+        m.PoolOpened,
+        m.ReceivableAdded,
+        m.ReceivablesSettled,
+        m.BuyerConfirmedFinancing,
+    ),
     t.CREDIT_DECISIONS: (m.FinancingDecision, m.LoanOpened),
     t.CREDIT_POSITIONS: (m.PoolPosition,),
     t.CREDIT_LOAN_REQUESTS: (m.LoanRequested,),
@@ -54,8 +58,10 @@ def _adapter(models: tuple[type[m.Message], ...]) -> TypeAdapter[Any]:
 
 
 _ADAPTERS = {topic: _adapter(models) for topic, models in TOPIC_MODELS.items()}
-_TYPES = {topic: {model.model_fields["type"].default for model in models}
-          for topic, models in TOPIC_MODELS.items()}
+_TYPES = {
+    topic: {model.model_fields["type"].default for model in models}
+    for topic, models in TOPIC_MODELS.items()
+}
 
 
 def models_for(topic: str) -> tuple[type[m.Message], ...]:
@@ -85,9 +91,10 @@ def decode(topic: str, raw: bytes) -> m.Message:
     allowed = _TYPES.get(topic, {"FundingRequest"})
     kind = document.get("type")
     if not isinstance(kind, str) or kind not in allowed:
-        raise Rejected(m.Reason.UNKNOWN_TYPE,
-                       f"type {kind!r} is not accepted on {topic}; expected one of "
-                       f"{sorted(allowed)}")
+        raise Rejected(
+            m.Reason.UNKNOWN_TYPE,
+            f"type {kind!r} is not accepted on {topic}; expected one of {sorted(allowed)}",
+        )
     try:
         message: m.Message = adapter.validate_python(document)
     except ValidationError as exc:
@@ -111,8 +118,12 @@ def encode(message: BaseModel) -> bytes:
 def payload_digest(raw: bytes) -> str:
     """Digest of a message's meaning: the same JSON with other key order or spacing is equal."""
     try:
-        canonical = json.dumps(json.loads(raw, parse_float=str), sort_keys=True,
-                               separators=(",", ":"), ensure_ascii=False)
+        canonical = json.dumps(
+            json.loads(raw, parse_float=str),
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
     except (UnicodeDecodeError, ValueError, RecursionError):  # JSONDecodeError is a ValueError
         return hashlib.sha256(raw).hexdigest()
     return hashlib.sha256(canonical.encode()).hexdigest()

@@ -60,21 +60,31 @@ class Message(BaseModel):
     event_id: Id = Field(description="Unique id of this event; the dedupe key everywhere.")
     type: str = Field(description="The message type; fixed per model.")
     occurred_at: datetime = Field(description="When the event happened at its source (ISO 8601).")
-    source: str = Field(min_length=1, max_length=128,
-                        description="Who produced it: an ERP id, a funder id or a service name.")
-    pool_id: Id = Field(description="The receivables pool (core enterprise + supplier); "
-                                    "also the partition key.")
+    source: str = Field(
+        min_length=1,
+        max_length=128,
+        description="Who produced it: an ERP id, a funder id or a service name.",
+    )
+    pool_id: Id = Field(
+        description="The receivables pool (core enterprise + supplier); also the partition key."
+    )
     schema_version: Literal[1] = Field(default=1, description="Version of this message's schema.")
-    correlation_id: str | None = Field(default=None, max_length=128,
-                                       description="Ties together every event of one business "
-                                                   "flow (e.g. an application or a payment).")
-    causation_id: str | None = Field(default=None, max_length=128,
-                                     description="event_id of the event that caused this one.")
-    signature: str | None = Field(default=None, max_length=4096,
-                                  description="External producers' signature over the payload.")
+    correlation_id: str | None = Field(
+        default=None,
+        max_length=128,
+        description="Ties together every event of one business "
+        "flow (e.g. an application or a payment).",
+    )
+    causation_id: str | None = Field(
+        default=None, max_length=128, description="event_id of the event that caused this one."
+    )
+    signature: str | None = Field(
+        default=None, max_length=4096, description="External producers' signature over the payload."
+    )
 
 
 # ---------------------------------------------------------------- from ERP systems (external)
+
 
 class SupplierOnboarded(Message):
     """ERP onboards a supplier of the core enterprise: this opens the pool `pool_id`."""
@@ -103,8 +113,9 @@ class PaymentReceived(Message):
     payment_id: Id = Field(description="Unique id of the payment.")
     amount: PositiveAmount = Field(description="Money paid into the controlled account, CNY.")
     currency: Currency = Field(default="CNY", description="ISO 4217 currency code.")
-    receivable_ids: list[Id] = Field(min_length=1, max_length=1000,
-                                     description="Receivables this payment writes off.")
+    receivable_ids: list[Id] = Field(
+        min_length=1, max_length=1000, description="Receivables this payment writes off."
+    )
     paid_on: date = Field(description="Value date of the payment; interest runs to this date.")
 
 
@@ -119,6 +130,7 @@ class FinancingConfirmation(Message):
 
 # ---------------------------------------------------------------- operators and suppliers
 
+
 class DayCount(StrEnum):
     ACT_360 = "ACT/360"
     ACT_365 = "ACT/365"
@@ -130,10 +142,11 @@ class FacilitySet(Message):
     type: Literal["FacilitySet"] = "FacilitySet"
     credit_line: PositiveAmount = Field(description="授信额度: hard cap on the borrowing base.")
     discount_rate: Rate = Field(description="打折率: pool × rate is the borrowing base (0–1).")
-    annual_interest_rate: Rate = Field(description="Yearly interest rate, e.g. \"0.0435\".")
+    annual_interest_rate: Rate = Field(description='Yearly interest rate, e.g. "0.0435".')
     funder_id: Id = Field(description="The funder that lends to this pool.")
-    funder_kind: Literal["bank", "platform"] = Field(default="bank",
-                                                     description="How the funder disburses.")
+    funder_kind: Literal["bank", "platform"] = Field(
+        default="bank", description="How the funder disburses."
+    )
     day_count: DayCount = Field(default=DayCount.ACT_360, description="Interest day count.")
     tenor_days: int = Field(default=180, ge=1, le=3650, description="Loan term in days.")
     currency: Currency = Field(default="CNY", description="ISO 4217 currency code.")
@@ -149,6 +162,7 @@ class FinancingApplied(Message):
 
 
 # ---------------------------------------------------------------- intake → canonical pool events
+
 
 class PoolOpened(Message):
     type: Literal["PoolOpened"] = "PoolOpened"
@@ -188,6 +202,7 @@ PoolEvent = Annotated[
 
 
 # ---------------------------------------------------------------- credit
+
 
 class ApplicationState(StrEnum):
     AWAITING_BUYER = "awaiting_buyer"
@@ -264,6 +279,7 @@ class RepaymentInstruction(Message):
 
 # ---------------------------------------------------------------- funding gateway ↔ funders
 
+
 class FundingRequest(Message):
     """What a funder receives on its own topic."""
 
@@ -307,6 +323,7 @@ class FundingResult(Message):
 
 # ---------------------------------------------------------------- settlement splitter
 
+
 class SettlementReleased(Message):
     """A payment fully split: the parts sum exactly to `amount`."""
 
@@ -336,6 +353,7 @@ class SupplierFundsReleased(Message):
 
 # ---------------------------------------------------------------- dead letters
 
+
 class DeadLetter(BaseModel):
     """A message a service could not accept: the raw bytes, where they came from, and why."""
 
@@ -351,11 +369,14 @@ class DeadLetter(BaseModel):
     key: str | None = Field(default=None, description="Record key (UTF-8, replaced if not).")
     raw_payload_b64: str = Field(description="The exact bytes received, base64.")
     raw_text: str | None = Field(
-        default=None, description="The bytes as UTF-8 when they are, up to 64 KiB.")
+        default=None, description="The bytes as UTF-8 when they are, up to 64 KiB."
+    )
     raw_size: int = Field(default=0, description="How many bytes were received.")
     raw_truncated: bool = Field(
-        default=False, description="True when raw_payload_b64 holds only the first 384 KiB; "
-        "the service's dead_letters table keeps every byte.")
+        default=False,
+        description="True when raw_payload_b64 holds only the first 384 KiB; "
+        "the service's dead_letters table keeps every byte.",
+    )
     event_id: str | None = Field(default=None, description="When one could be read.")
     pool_id: str | None = Field(default=None, description="When one could be read.")
     rejected_at: datetime = Field(description="When.")
@@ -364,9 +385,16 @@ class DeadLetter(BaseModel):
 M = TypeVar("M", bound=Message)
 
 
-def new_event(model: type[M], *, source: str, pool_id: str, cause: Message | None = None,
-              event_id: str | None = None, occurred_at: datetime | None = None,
-              **fields: Any) -> M:
+def new_event(
+    model: type[M],
+    *,
+    source: str,
+    pool_id: str,
+    cause: Message | None = None,
+    event_id: str | None = None,
+    occurred_at: datetime | None = None,
+    **fields: Any,
+) -> M:
     """Make an event; `cause` fills causation and correlation ids."""
     return model(
         event_id=event_id or str(uuid.uuid4()),

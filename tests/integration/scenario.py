@@ -19,23 +19,49 @@ class Pool:
     slips: dict[str, str] = field(default_factory=dict)  # receivable_id -> amount
 
 
-async def open_pool(publisher: Publisher, observer: Observer, slips: list[str],
-                    facility: dict[str, Any] | None = None) -> Pool:
+async def open_pool(
+    publisher: Publisher,
+    observer: Observer,
+    slips: list[str],
+    facility: dict[str, Any] | None = None,
+) -> Pool:
     """Onboard a new supplier, optionally set its facility, push its slips; wait for each."""
     run = uuid.uuid4().hex[:10]
     pool = Pool(pool_id=f"{CORE}/S-{run}", supplier_id=f"S-{run}")
-    events = [(topics.ERP_SUPPLIERS, erp_event(
-        "SupplierOnboarded", pool.pool_id, core_enterprise_id=CORE,
-        supplier_id=pool.supplier_id, supplier_name="Test Supplier"))]
+    events = [
+        (
+            topics.ERP_SUPPLIERS,
+            erp_event(
+                "SupplierOnboarded",
+                pool.pool_id,
+                core_enterprise_id=CORE,
+                supplier_id=pool.supplier_id,
+                supplier_name="Test Supplier",
+            ),
+        )
+    ]
     if facility is not None:
-        events.append((topics.ADMIN_FACILITIES, erp_event(
-            "FacilitySet", pool.pool_id, source="operator", **facility)))
+        events.append(
+            (
+                topics.ADMIN_FACILITIES,
+                erp_event("FacilitySet", pool.pool_id, source="operator", **facility),
+            )
+        )
     for index, amount in enumerate(slips, start=1):
         receivable_id = f"R-{run}-{index}"
         pool.slips[receivable_id] = amount
-        events.append((topics.ERP_SETTLEMENT_SLIPS, erp_event(
-            "SettlementSlipIssued", pool.pool_id, receivable_id=receivable_id, amount=amount,
-            issued_on="2026-07-01")))
+        events.append(
+            (
+                topics.ERP_SETTLEMENT_SLIPS,
+                erp_event(
+                    "SettlementSlipIssued",
+                    pool.pool_id,
+                    receivable_id=receivable_id,
+                    amount=amount,
+                    issued_on="2026-07-01",
+                ),
+            )
+        )
     # Onboarding first: the other topics are not ordered against it.
     await publisher.send(*events[0])
     await observer.wait_for(topics.CREDIT_POSITIONS, correlation_id=events[0][1]["event_id"])
@@ -46,33 +72,68 @@ async def open_pool(publisher: Publisher, observer: Observer, slips: list[str],
     return pool
 
 
-def payment(pool: Pool, amount: str, receivable_ids: list[str], paid_on: str = "2026-08-03",
-            **extra: Any) -> dict[str, Any]:
-    return erp_event("PaymentReceived", pool.pool_id,
-                     payment_id=extra.pop("payment_id", f"P-{uuid.uuid4().hex[:10]}"),
-                     amount=amount, receivable_ids=receivable_ids, paid_on=paid_on, **extra)
+def payment(
+    pool: Pool, amount: str, receivable_ids: list[str], paid_on: str = "2026-08-03", **extra: Any
+) -> dict[str, Any]:
+    return erp_event(
+        "PaymentReceived",
+        pool.pool_id,
+        payment_id=extra.pop("payment_id", f"P-{uuid.uuid4().hex[:10]}"),
+        amount=amount,
+        receivable_ids=receivable_ids,
+        paid_on=paid_on,
+        **extra,
+    )
 
 
-async def borrow(publisher: Publisher, observer: Observer, pool: Pool, amount: str,
-                 funder: str, value_date: str = "2026-08-03") -> str:
+async def borrow(
+    publisher: Publisher,
+    observer: Observer,
+    pool: Pool,
+    amount: str,
+    funder: str,
+    value_date: str = "2026-08-03",
+) -> str:
     """Apply, have the buyer confirm and the funder disburse; returns the loan id."""
     application_id = f"A-{uuid.uuid4().hex[:10]}"
-    await publisher.send(topics.SUPPLIER_FINANCING_APPLICATIONS, erp_event(
-        "FinancingApplied", pool.pool_id, application_id=application_id, amount=amount))
-    await observer.wait_for(topics.CREDIT_DECISIONS, application_id=application_id,
-                            state="awaiting_buyer")
-    await publisher.send(topics.ERP_FINANCING_CONFIRMATIONS, erp_event(
-        "FinancingConfirmation", pool.pool_id, application_id=application_id, confirmed=True))
+    await publisher.send(
+        topics.SUPPLIER_FINANCING_APPLICATIONS,
+        erp_event("FinancingApplied", pool.pool_id, application_id=application_id, amount=amount),
+    )
+    await observer.wait_for(
+        topics.CREDIT_DECISIONS, application_id=application_id, state="awaiting_buyer"
+    )
+    await publisher.send(
+        topics.ERP_FINANCING_CONFIRMATIONS,
+        erp_event(
+            "FinancingConfirmation", pool.pool_id, application_id=application_id, confirmed=True
+        ),
+    )
     # Answer what reached the funder's own topic, as a funder does.
     await observer.wait_for(topics.funder_requests_topic(funder), request_id=application_id)
-    await publisher.send(topics.FUNDING_RESPONSES, erp_event(
-        "FunderResponse", pool.pool_id, source=funder, request_id=application_id,
-        funder_id=funder, decision="disbursed", amount=amount, value_date=value_date))
+    await publisher.send(
+        topics.FUNDING_RESPONSES,
+        erp_event(
+            "FunderResponse",
+            pool.pool_id,
+            source=funder,
+            request_id=application_id,
+            funder_id=funder,
+            decision="disbursed",
+            amount=amount,
+            value_date=value_date,
+        ),
+    )
     await observer.wait_for(topics.CREDIT_DECISIONS, type="LoanOpened", loan_id=application_id)
     return application_id
 
 
-def facility(line: str = "1000000.00", rate: str = "0.8", funder: str = "bank-test",
-             interest: str = "0.0435") -> dict[str, Any]:
-    return {"credit_line": line, "discount_rate": rate, "annual_interest_rate": interest,
-            "funder_id": funder}
+def facility(
+    line: str = "1000000.00", rate: str = "0.8", funder: str = "bank-test", interest: str = "0.0435"
+) -> dict[str, Any]:
+    return {
+        "credit_line": line,
+        "discount_rate": rate,
+        "annual_interest_rate": interest,
+        "funder_id": funder,
+    }

@@ -22,9 +22,13 @@ Case = Callable[[Pool, dict[str, Any]], tuple[str, bytes]]
 
 
 def slip(pool: Pool, **overrides: Any) -> dict[str, Any]:
-    event = erp_event("SettlementSlipIssued", pool.pool_id,
-                      receivable_id=f"R-bad-{uuid.uuid4().hex[:8]}", amount="10.00",
-                      issued_on="2026-07-02")
+    event = erp_event(
+        "SettlementSlipIssued",
+        pool.pool_id,
+        receivable_id=f"R-bad-{uuid.uuid4().hex[:8]}",
+        amount="10.00",
+        issued_on="2026-07-02",
+    )
     event.update(overrides)
     return event
 
@@ -38,60 +42,114 @@ def without(event: dict[str, Any], field: str) -> dict[str, Any]:
 
 
 CASES: dict[str, tuple[str, Case]] = {
-    "not_json": ("not_json", lambda pool, _: (
-        topics.ERP_SETTLEMENT_SLIPS, b"\xff\xfe{not json " + uuid.uuid4().hex.encode())),
-    "type_not_a_string": ("unknown_type", lambda pool, _: (
-        topics.ERP_PAYMENTS, raw({**payment(pool, "10.00", list(pool.slips)[:1]),
-                                  "type": ["PaymentReceived"]}))),
-    "nested_too_deep": ("not_json", lambda pool, _: (
-        topics.ERP_PAYMENTS, b"[" * 100_000 + b"]" * 100_000)),
-    "not_json_under_a_json_content_type": ("not_json", lambda pool, _: (
-        topics.ERP_PAYMENTS, b"<payment>" + uuid.uuid4().hex.encode() + b"</payment>")),
-    "amount_in_exponent_form": ("invalid_amount", lambda pool, _: (
-        topics.ERP_PAYMENTS, raw(payment(pool, "1E+1", list(pool.slips)[:1])))),
-    "missing_field": ("invalid_message", lambda pool, _: (
-        topics.ERP_SETTLEMENT_SLIPS, raw(without(slip(pool), "receivable_id")))),
-    "wrong_field_type": ("invalid_message", lambda pool, _: (
-        topics.ERP_SETTLEMENT_SLIPS, raw(slip(pool, issued_on="yesterday")))),
-    "zero_amount": ("invalid_amount", lambda pool, _: (
-        topics.ERP_SETTLEMENT_SLIPS, raw(slip(pool, amount="0.00")))),
-    "negative_amount": ("invalid_amount", lambda pool, _: (
-        topics.ERP_PAYMENTS, raw(payment(pool, "-5.00", list(pool.slips)[:1])))),
-    "three_decimal_amount": ("invalid_amount", lambda pool, _: (
-        topics.ERP_SETTLEMENT_SLIPS, raw(slip(pool, amount="10.005")))),
-    "amount_as_json_number": ("invalid_amount", lambda pool, _: (
-        topics.ERP_SETTLEMENT_SLIPS, raw(slip(pool, amount=10.5)))),
-    "unknown_pool": ("unknown_pool", lambda pool, _: (
-        topics.ERP_SETTLEMENT_SLIPS, raw(slip(pool, pool_id="CE-TEST/nobody")))),
-    "unknown_supplier_confirmation": ("unknown_pool", lambda pool, _: (
-        topics.ERP_FINANCING_CONFIRMATIONS, raw(erp_event(
-            "FinancingConfirmation", "CE-TEST/nobody", application_id="A-1",
-            confirmed=True)))),
-    "unknown_receivable": ("unknown_receivable", lambda pool, _: (
-        topics.ERP_PAYMENTS, raw(payment(pool, "10.00", ["R-never-issued"])))),
-    "receivable_of_another_pool": ("receivable_not_in_pool", lambda pool, other: (
-        topics.ERP_PAYMENTS, raw(payment(pool, "10.00", [other["receivable_id"]])))),
-    "receivable_already_paid": ("receivable_already_paid", lambda pool, other: (
-        topics.ERP_PAYMENTS, raw(payment(pool, "10.00", [pool.paid_id])))),  # type: ignore[attr-defined]
-    "payment_larger_than_receivables": ("payment_exceeds_receivables", lambda pool, _: (
-        topics.ERP_PAYMENTS, raw(payment(pool, "100.01", [list(pool.slips)[0]])))),
+    "not_json": (
+        "not_json",
+        lambda pool, _: (
+            topics.ERP_SETTLEMENT_SLIPS,
+            b"\xff\xfe{not json " + uuid.uuid4().hex.encode(),
+        ),
+    ),
+    "type_not_a_string": (
+        "unknown_type",
+        lambda pool, _: (
+            topics.ERP_PAYMENTS,
+            raw({**payment(pool, "10.00", list(pool.slips)[:1]), "type": ["PaymentReceived"]}),
+        ),
+    ),
+    "nested_too_deep": (
+        "not_json",
+        lambda pool, _: (topics.ERP_PAYMENTS, b"[" * 100_000 + b"]" * 100_000),
+    ),
+    "not_json_under_a_json_content_type": (
+        "not_json",
+        lambda pool, _: (
+            topics.ERP_PAYMENTS,
+            b"<payment>" + uuid.uuid4().hex.encode() + b"</payment>",
+        ),
+    ),
+    "amount_in_exponent_form": (
+        "invalid_amount",
+        lambda pool, _: (topics.ERP_PAYMENTS, raw(payment(pool, "1E+1", list(pool.slips)[:1]))),
+    ),
+    "missing_field": (
+        "invalid_message",
+        lambda pool, _: (topics.ERP_SETTLEMENT_SLIPS, raw(without(slip(pool), "receivable_id"))),
+    ),
+    "wrong_field_type": (
+        "invalid_message",
+        lambda pool, _: (topics.ERP_SETTLEMENT_SLIPS, raw(slip(pool, issued_on="yesterday"))),
+    ),
+    "zero_amount": (
+        "invalid_amount",
+        lambda pool, _: (topics.ERP_SETTLEMENT_SLIPS, raw(slip(pool, amount="0.00"))),
+    ),
+    "negative_amount": (
+        "invalid_amount",
+        lambda pool, _: (topics.ERP_PAYMENTS, raw(payment(pool, "-5.00", list(pool.slips)[:1]))),
+    ),
+    "three_decimal_amount": (
+        "invalid_amount",
+        lambda pool, _: (topics.ERP_SETTLEMENT_SLIPS, raw(slip(pool, amount="10.005"))),
+    ),
+    "amount_as_json_number": (
+        "invalid_amount",
+        lambda pool, _: (topics.ERP_SETTLEMENT_SLIPS, raw(slip(pool, amount=10.5))),
+    ),
+    "unknown_pool": (
+        "unknown_pool",
+        lambda pool, _: (topics.ERP_SETTLEMENT_SLIPS, raw(slip(pool, pool_id="CE-TEST/nobody"))),
+    ),
+    "unknown_supplier_confirmation": (
+        "unknown_pool",
+        lambda pool, _: (
+            topics.ERP_FINANCING_CONFIRMATIONS,
+            raw(
+                erp_event(
+                    "FinancingConfirmation", "CE-TEST/nobody", application_id="A-1", confirmed=True
+                )
+            ),
+        ),
+    ),
+    "unknown_receivable": (
+        "unknown_receivable",
+        lambda pool, _: (topics.ERP_PAYMENTS, raw(payment(pool, "10.00", ["R-never-issued"]))),
+    ),
+    "receivable_of_another_pool": (
+        "receivable_not_in_pool",
+        lambda pool, other: (
+            topics.ERP_PAYMENTS,
+            raw(payment(pool, "10.00", [other["receivable_id"]])),
+        ),
+    ),
+    "receivable_already_paid": (
+        "receivable_already_paid",
+        lambda pool, other: (topics.ERP_PAYMENTS, raw(payment(pool, "10.00", [pool.paid_id]))),
+    ),  # type: ignore[attr-defined]
+    "payment_larger_than_receivables": (
+        "payment_exceeds_receivables",
+        lambda pool, _: (topics.ERP_PAYMENTS, raw(payment(pool, "100.01", [list(pool.slips)[0]]))),
+    ),
 }
 
 
 async def _state(db: asyncpg.Connection, pool: Pool) -> tuple[Any, ...]:
     return (
-        await db.fetchval("SELECT water_level FROM credit.pools WHERE pool_id = $1",
-                          pool.pool_id),
-        await db.fetch("SELECT receivable_id, state FROM intake.receivables WHERE pool_id = $1"
-                       " ORDER BY receivable_id", pool.pool_id),
-        await db.fetchval("SELECT count(*) FROM settlement.ledger_transactions"
-                          " WHERE pool_id = $1", pool.pool_id),
+        await db.fetchval("SELECT water_level FROM credit.pools WHERE pool_id = $1", pool.pool_id),
+        await db.fetch(
+            "SELECT receivable_id, state FROM intake.receivables WHERE pool_id = $1"
+            " ORDER BY receivable_id",
+            pool.pool_id,
+        ),
+        await db.fetchval(
+            "SELECT count(*) FROM settlement.ledger_transactions WHERE pool_id = $1", pool.pool_id
+        ),
     )
 
 
 @pytest.mark.parametrize("case", list(CASES))
 async def test_bad_erp_input_is_dead_lettered_with_reason_and_raw_bytes(
-        case: str, publisher: Publisher, observer: Observer, db: asyncpg.Connection) -> None:
+    case: str, publisher: Publisher, observer: Observer, db: asyncpg.Connection
+) -> None:
     pool = await open_pool(publisher, observer, ["100.00", "50.00", "25.00"])
     other = await open_pool(publisher, observer, ["10.00"])
     paid = payment(pool, "25.00", [list(pool.slips)[2]])
@@ -105,15 +163,22 @@ async def test_bad_erp_input_is_dead_lettered_with_reason_and_raw_bytes(
     headers = {"content-type": "application/json"} if "content_type" in case else None
     await publisher.send(topic, payload, key=pool.pool_id, headers=headers)
     [letter] = await observer.wait_for(
-        topics.INTAKE_REJECTED, where=lambda d: base64.b64decode(d["raw_payload_b64"]) == payload)
+        topics.INTAKE_REJECTED, where=lambda d: base64.b64decode(d["raw_payload_b64"]) == payload
+    )
 
     assert letter["reason"] == reason
     assert letter["detail"]
     assert letter["source_topic"] == topic
-    assert await db.fetchval(
-        'SELECT value FROM intake.raw_events WHERE topic = $1 AND "partition" = $2'
-        ' AND "offset" = $3', topic, letter["source_partition"],
-        letter["source_offset"]) == payload  # the raw input is archived too
+    assert (
+        await db.fetchval(
+            'SELECT value FROM intake.raw_events WHERE topic = $1 AND "partition" = $2'
+            ' AND "offset" = $3',
+            topic,
+            letter["source_partition"],
+            letter["source_offset"],
+        )
+        == payload
+    )  # the raw input is archived too
     # The service keeps consuming: a good event after the bad one takes effect…
     good = payment(pool, "50.00", [list(pool.slips)[1]])
     await publisher.send(topics.ERP_PAYMENTS, good)
@@ -121,13 +186,15 @@ async def test_bad_erp_input_is_dead_lettered_with_reason_and_raw_bytes(
     # …and the bad one changed nothing but its dead letter.
     level, receivables, ledger = await _state(db, pool)
     assert level == before[0] - 50
-    assert [r for r in receivables if r["receivable_id"] != list(pool.slips)[1]] == \
-        [r for r in before[1] if r["receivable_id"] != list(pool.slips)[1]]
+    assert [r for r in receivables if r["receivable_id"] != list(pool.slips)[1]] == [
+        r for r in before[1] if r["receivable_id"] != list(pool.slips)[1]
+    ]
     assert ledger == before[2] + 2
 
 
 async def test_same_event_id_with_another_payload_is_a_conflict_not_an_effect(
-        publisher: Publisher, observer: Observer, db: asyncpg.Connection) -> None:
+    publisher: Publisher, observer: Observer, db: asyncpg.Connection
+) -> None:
     pool = await open_pool(publisher, observer, ["100.00", "50.00"])
     first = payment(pool, "100.00", [list(pool.slips)[0]])
     await publisher.send(topics.ERP_PAYMENTS, first)
@@ -137,13 +204,15 @@ async def test_same_event_id_with_another_payload_is_a_conflict_not_an_effect(
     [letter] = await observer.wait_for(topics.INTAKE_REJECTED, event_id=first["event_id"])
     assert letter["reason"] == "event_id_conflict"
     assert json.loads(base64.b64decode(letter["raw_payload_b64"]))["amount"] == "50.00"
-    state = await db.fetchval("SELECT state FROM intake.receivables WHERE receivable_id = $1",
-                              list(pool.slips)[1])
+    state = await db.fetchval(
+        "SELECT state FROM intake.receivables WHERE receivable_id = $1", list(pool.slips)[1]
+    )
     assert state == "open"
 
 
 async def test_poison_on_every_topic_of_every_service_is_dead_lettered(
-        publisher: Publisher, observer: Observer) -> None:
+    publisher: Publisher, observer: Observer
+) -> None:
     marker = uuid.uuid4().hex.encode()
     expected = {
         topics.ADMIN_FACILITIES: topics.CREDIT_REJECTED,
@@ -155,15 +224,25 @@ async def test_poison_on_every_topic_of_every_service_is_dead_lettered(
         await publisher.send(source, b"poison " + marker, key="CE-TEST/poison")
     for source, dead_letters in expected.items():
         [letter] = await observer.wait_for(
-            dead_letters, source_topic=source,
-            where=lambda d: marker in base64.b64decode(d["raw_payload_b64"]))
+            dead_letters,
+            source_topic=source,
+            where=lambda d: marker in base64.b64decode(d["raw_payload_b64"]),
+        )
         assert letter["reason"] == "not_json"
 
 
 async def test_facility_with_rate_above_one_is_refused(
-        publisher: Publisher, observer: Observer) -> None:
-    event = erp_event("FacilitySet", "CE-TEST/any", source="operator", credit_line="100.00",
-                      discount_rate="1.5", annual_interest_rate="0.04", funder_id="bank-x")
+    publisher: Publisher, observer: Observer
+) -> None:
+    event = erp_event(
+        "FacilitySet",
+        "CE-TEST/any",
+        source="operator",
+        credit_line="100.00",
+        discount_rate="1.5",
+        annual_interest_rate="0.04",
+        funder_id="bank-x",
+    )
     await publisher.send(topics.ADMIN_FACILITIES, event)
     [letter] = await observer.wait_for(topics.CREDIT_REJECTED, event_id=event["event_id"])
     assert letter["reason"] == "invalid_facility"

@@ -32,39 +32,52 @@ async def test_seed_paper_examples_reproduced_end_to_end(stack: Stack) -> None:
 
 
 async def test_payment_30_days_after_disbursal_pays_act360_interest_to_the_bank(
-        stack: Stack, publisher: Publisher, observer: Observer, db: asyncpg.Connection) -> None:
-    pool = await open_pool(publisher, observer, ["600000.00", "300000.00", "100000.00"],
-                           facility(interest="0.0435"))
-    loan_id = await borrow(publisher, observer, pool, "800000.00", "bank-test",
-                           value_date="2026-08-01")
+    stack: Stack, publisher: Publisher, observer: Observer, db: asyncpg.Connection
+) -> None:
+    pool = await open_pool(
+        publisher, observer, ["600000.00", "300000.00", "100000.00"], facility(interest="0.0435")
+    )
+    loan_id = await borrow(
+        publisher, observer, pool, "800000.00", "bank-test", value_date="2026-08-01"
+    )
     last = list(pool.slips)[-1]
     pay = payment(pool, "100000.00", [last], paid_on="2026-08-31")
     await publisher.send(topics.ERP_PAYMENTS, pay)
-    [released] = await observer.wait_for(topics.SETTLEMENT_RESULTS,
-                                         payment_id=pay["payment_id"])
+    [released] = await observer.wait_for(topics.SETTLEMENT_RESULTS, payment_id=pay["payment_id"])
     # 80000 principal due; its interest for 30 days ACT/360 at 4.35% is 290.00, so the bank
     # gets 80290.00 and the supplier 19710.00: every fen of the 100000.00 accounted for.
     assert Decimal(released["repaid_principal"]) == Decimal("80000.00")
     assert Decimal(released["repaid_interest"]) == Decimal("290.00")
     assert Decimal(released["released"]) == Decimal("19710.00")
-    [notice] = await observer.wait_for(topics.SETTLEMENT_FUNDER_REPAYMENTS,
-                                       payment_id=pay["payment_id"])
+    [notice] = await observer.wait_for(
+        topics.SETTLEMENT_FUNDER_REPAYMENTS, payment_id=pay["payment_id"]
+    )
     assert notice["funder_id"] == "bank-test" and notice["total"] == "80290.00"
-    outstanding = await db.fetchval("SELECT outstanding FROM credit.loans WHERE loan_id = $1",
-                                    loan_id)
-    level = await db.fetchval("SELECT water_level FROM credit.pools WHERE pool_id = $1",
-                              pool.pool_id)
+    outstanding = await db.fetchval(
+        "SELECT outstanding FROM credit.loans WHERE loan_id = $1", loan_id
+    )
+    level = await db.fetchval(
+        "SELECT water_level FROM credit.pools WHERE pool_id = $1", pool.pool_id
+    )
     assert outstanding <= level * Decimal("0.8")  # invariant 2
 
 
 async def test_application_above_available_is_refused_with_its_reason(
-        publisher: Publisher, observer: Observer, db: asyncpg.Connection) -> None:
+    publisher: Publisher, observer: Observer, db: asyncpg.Connection
+) -> None:
     pool = await open_pool(publisher, observer, ["100000.00"], facility())
-    await publisher.send(topics.SUPPLIER_FINANCING_APPLICATIONS, erp_event(
-        "FinancingApplied", pool.pool_id, application_id=f"{pool.supplier_id}-big",
-        amount="80000.01"))
-    [decision] = await observer.wait_for(topics.CREDIT_DECISIONS,
-                                         application_id=f"{pool.supplier_id}-big")
+    await publisher.send(
+        topics.SUPPLIER_FINANCING_APPLICATIONS,
+        erp_event(
+            "FinancingApplied",
+            pool.pool_id,
+            application_id=f"{pool.supplier_id}-big",
+            amount="80000.01",
+        ),
+    )
+    [decision] = await observer.wait_for(
+        topics.CREDIT_DECISIONS, application_id=f"{pool.supplier_id}-big"
+    )
     assert decision["state"] == "refused"
     assert decision["reason"] == "exceeds_available"
     assert decision["available"] == "80000.00"
@@ -72,23 +85,36 @@ async def test_application_above_available_is_refused_with_its_reason(
 
 
 async def test_in_flight_applications_count_against_availability(
-        publisher: Publisher, observer: Observer) -> None:
+    publisher: Publisher, observer: Observer
+) -> None:
     pool = await open_pool(publisher, observer, ["100000.00"], facility())
     for name, amount in (("first", "50000.00"), ("second", "30000.01")):
-        await publisher.send(topics.SUPPLIER_FINANCING_APPLICATIONS, erp_event(
-            "FinancingApplied", pool.pool_id, application_id=f"{pool.supplier_id}-{name}",
-            amount=amount))
-    [first] = await observer.wait_for(topics.CREDIT_DECISIONS,
-                                      application_id=f"{pool.supplier_id}-first")
-    [second] = await observer.wait_for(topics.CREDIT_DECISIONS,
-                                       application_id=f"{pool.supplier_id}-second")
+        await publisher.send(
+            topics.SUPPLIER_FINANCING_APPLICATIONS,
+            erp_event(
+                "FinancingApplied",
+                pool.pool_id,
+                application_id=f"{pool.supplier_id}-{name}",
+                amount=amount,
+            ),
+        )
+    [first] = await observer.wait_for(
+        topics.CREDIT_DECISIONS, application_id=f"{pool.supplier_id}-first"
+    )
+    [second] = await observer.wait_for(
+        topics.CREDIT_DECISIONS, application_id=f"{pool.supplier_id}-second"
+    )
     assert first["state"] == "awaiting_buyer"
     assert (second["state"], second["reason"], second["available"]) == (
-        "refused", "exceeds_available", "30000.00")  # invariant 4: 80000 − 50000 in flight
+        "refused",
+        "exceeds_available",
+        "30000.00",
+    )  # invariant 4: 80000 − 50000 in flight
 
 
 async def test_duplicate_delivery_of_a_payment_settles_it_once(
-        stack: Stack, publisher: Publisher, observer: Observer, db: asyncpg.Connection) -> None:
+    stack: Stack, publisher: Publisher, observer: Observer, db: asyncpg.Connection
+) -> None:
     pool = await open_pool(publisher, observer, ["100.00", "200.00"])
     first, second = list(pool.slips)
     pay = payment(pool, "100.00", [first])
@@ -100,68 +126,118 @@ async def test_duplicate_delivery_of_a_payment_settles_it_once(
     assert len(observer.find(topics.SETTLEMENT_RESULTS, payment_id=pay["payment_id"])) == 1
     splits = await db.fetchval(
         "SELECT count(*) FROM settlement.ledger_transactions WHERE payment_id = $1",
-        pay["payment_id"])
+        pay["payment_id"],
+    )
     assert splits == 2  # one freeze, one split
     assert not observer.find(topics.INTAKE_REJECTED, event_id=pay["event_id"])
 
 
 async def test_repayment_instruction_arriving_before_the_payment_waits_for_the_money(
-        publisher: Publisher, observer: Observer, db: asyncpg.Connection) -> None:
+    publisher: Publisher, observer: Observer, db: asyncpg.Connection
+) -> None:
     pool_id = "CE-TEST/instruction-first"
     payment_id = f"P-early-{id(db)}"
     instruction = erp_event(
-        "RepaymentInstruction", pool_id, source="credit", payment_id=payment_id,
-        amount="50.00", repayments=[{"loan_id": "L1", "funder_id": "bank-x",
-                                     "principal": "30.00", "interest": "0.00", "days": 0}],
-        water_level_after="100.00", discount_rate="0.8", credit_line="1000.00",
-        loan_balance_before="110.00", loan_balance_after="80.00")
+        "RepaymentInstruction",
+        pool_id,
+        source="credit",
+        payment_id=payment_id,
+        amount="50.00",
+        repayments=[
+            {
+                "loan_id": "L1",
+                "funder_id": "bank-x",
+                "principal": "30.00",
+                "interest": "0.00",
+                "days": 0,
+            }
+        ],
+        water_level_after="100.00",
+        discount_rate="0.8",
+        credit_line="1000.00",
+        loan_balance_before="110.00",
+        loan_balance_after="80.00",
+    )
     await publisher.send(topics.CREDIT_REPAYMENT_INSTRUCTIONS, instruction)
     await publisher.flush()
     for _ in range(100):
-        state = await db.fetchval("SELECT state FROM settlement.settlements"
-                                  " WHERE payment_id = $1", payment_id)
+        state = await db.fetchval(
+            "SELECT state FROM settlement.settlements WHERE payment_id = $1", payment_id
+        )
         if state:
             break
         await __import__("asyncio").sleep(0.05)
     assert state == "instructed"
-    moved = await db.fetchval("SELECT count(*) FROM settlement.ledger_transactions"
-                              " WHERE payment_id = $1", payment_id)
+    moved = await db.fetchval(
+        "SELECT count(*) FROM settlement.ledger_transactions WHERE payment_id = $1", payment_id
+    )
     assert moved == 0  # invariant 3: no money moves before the money and instruction meet
-    settled = erp_event("ReceivablesSettled", pool_id, source="intake", payment_id=payment_id,
-                        amount="50.00", written_off="50.00", receivable_ids=["R-x"],
-                        paid_on="2026-08-03", core_enterprise_id="CE-TEST")
+    settled = erp_event(
+        "ReceivablesSettled",
+        pool_id,
+        source="intake",
+        payment_id=payment_id,
+        amount="50.00",
+        written_off="50.00",
+        receivable_ids=["R-x"],
+        paid_on="2026-08-03",
+        core_enterprise_id="CE-TEST",
+    )
     await publisher.send(topics.POOL_EVENTS, settled)
     [released] = await observer.wait_for(topics.SETTLEMENT_RESULTS, payment_id=payment_id)
     assert (released["repaid_principal"], released["released"]) == ("30.00", "20.00")
-    kinds = [r["kind"] for r in await db.fetch(
-        "SELECT kind FROM settlement.ledger_transactions WHERE payment_id = $1 ORDER BY seq",
-        payment_id)]
+    kinds = [
+        r["kind"]
+        for r in await db.fetch(
+            "SELECT kind FROM settlement.ledger_transactions WHERE payment_id = $1 ORDER BY seq",
+            payment_id,
+        )
+    ]
     assert kinds == ["freeze", "split"]
 
 
-async def _apply(publisher: Publisher, observer: Observer, pool_id: str, application_id: str,
-                 amount: str) -> dict[str, object]:
-    await publisher.send(topics.SUPPLIER_FINANCING_APPLICATIONS, erp_event(
-        "FinancingApplied", pool_id, application_id=application_id, amount=amount))
+async def _apply(
+    publisher: Publisher, observer: Observer, pool_id: str, application_id: str, amount: str
+) -> dict[str, object]:
+    await publisher.send(
+        topics.SUPPLIER_FINANCING_APPLICATIONS,
+        erp_event("FinancingApplied", pool_id, application_id=application_id, amount=amount),
+    )
     [decision] = await observer.wait_for(topics.CREDIT_DECISIONS, application_id=application_id)
     return decision
 
 
-async def _confirm(publisher: Publisher, pool_id: str, application_id: str,
-                   confirmed: bool) -> None:
-    await publisher.send(topics.ERP_FINANCING_CONFIRMATIONS, erp_event(
-        "FinancingConfirmation", pool_id, application_id=application_id, confirmed=confirmed))
+async def _confirm(
+    publisher: Publisher, pool_id: str, application_id: str, confirmed: bool
+) -> None:
+    await publisher.send(
+        topics.ERP_FINANCING_CONFIRMATIONS,
+        erp_event(
+            "FinancingConfirmation", pool_id, application_id=application_id, confirmed=confirmed
+        ),
+    )
 
 
-async def _answer(publisher: Publisher, pool_id: str, request_id: str, decision: str,
-                  **fields: object) -> None:
-    await publisher.send(topics.FUNDING_RESPONSES, erp_event(
-        "FunderResponse", pool_id, source="bank-test", request_id=request_id,
-        funder_id="bank-test", decision=decision, **fields))
+async def _answer(
+    publisher: Publisher, pool_id: str, request_id: str, decision: str, **fields: object
+) -> None:
+    await publisher.send(
+        topics.FUNDING_RESPONSES,
+        erp_event(
+            "FunderResponse",
+            pool_id,
+            source="bank-test",
+            request_id=request_id,
+            funder_id="bank-test",
+            decision=decision,
+            **fields,
+        ),
+    )
 
 
-async def _up_to_the_funder(publisher: Publisher, observer: Observer, pool_id: str,
-                            application_id: str, amount: str) -> str:
+async def _up_to_the_funder(
+    publisher: Publisher, observer: Observer, pool_id: str, application_id: str, amount: str
+) -> str:
     """Apply, have the buyer confirm, and wait for the request on the funder's own topic."""
     await _apply(publisher, observer, pool_id, application_id, amount)
     await _confirm(publisher, pool_id, application_id, confirmed=True)
@@ -169,59 +245,71 @@ async def _up_to_the_funder(publisher: Publisher, observer: Observer, pool_id: s
     return application_id
 
 
-async def _is_available_again(publisher: Publisher, observer: Observer, pool: Pool,
-                              amount: str) -> None:
+async def _is_available_again(
+    publisher: Publisher, observer: Observer, pool: Pool, amount: str
+) -> None:
     again = await _apply(publisher, observer, pool.pool_id, f"{pool.supplier_id}-again", amount)
     assert (again["state"], again["available"]) == ("awaiting_buyer", amount)
 
 
 async def test_buyer_declining_refuses_the_application_and_frees_what_it_held(
-        publisher: Publisher, observer: Observer) -> None:
+    publisher: Publisher, observer: Observer
+) -> None:
     pool = await open_pool(publisher, observer, ["100000.00"], facility())
     held = f"{pool.supplier_id}-declined"
-    assert (await _apply(publisher, observer, pool.pool_id, held, "80000.00"))["state"] == \
-        "awaiting_buyer"
+    assert (await _apply(publisher, observer, pool.pool_id, held, "80000.00"))[
+        "state"
+    ] == "awaiting_buyer"
     await _confirm(publisher, pool.pool_id, held, confirmed=False)
-    [refused] = await observer.wait_for(topics.CREDIT_DECISIONS, application_id=held,
-                                        state="refused")
+    [refused] = await observer.wait_for(
+        topics.CREDIT_DECISIONS, application_id=held, state="refused"
+    )
     assert refused["reason"] == "rejected_by_buyer"
     assert not observer.find(topics.CREDIT_LOAN_REQUESTS, request_id=held)
     await _is_available_again(publisher, observer, pool, "80000.00")  # no longer in flight
 
 
 async def test_funder_rejecting_refuses_the_application_and_opens_no_loan(
-        publisher: Publisher, observer: Observer, db: asyncpg.Connection) -> None:
+    publisher: Publisher, observer: Observer, db: asyncpg.Connection
+) -> None:
     pool = await open_pool(publisher, observer, ["100000.00"], facility())
-    app_id = await _up_to_the_funder(publisher, observer, pool.pool_id,
-                                     f"{pool.supplier_id}-bank-says-no", "50000.00")
+    app_id = await _up_to_the_funder(
+        publisher, observer, pool.pool_id, f"{pool.supplier_id}-bank-says-no", "50000.00"
+    )
     await _answer(publisher, pool.pool_id, app_id, "rejected", reason="credit committee")
-    [refused] = await observer.wait_for(topics.CREDIT_DECISIONS, application_id=app_id,
-                                        state="refused")
+    [refused] = await observer.wait_for(
+        topics.CREDIT_DECISIONS, application_id=app_id, state="refused"
+    )
     assert refused["reason"] == "rejected_by_funder"
-    assert await db.fetchval("SELECT count(*) FROM credit.loans WHERE pool_id = $1",
-                             pool.pool_id) == 0
+    assert (
+        await db.fetchval("SELECT count(*) FROM credit.loans WHERE pool_id = $1", pool.pool_id) == 0
+    )
     await _is_available_again(publisher, observer, pool, "80000.00")
 
 
 async def test_investor_platform_approves_first_and_the_loan_opens_only_on_disbursal(
-        publisher: Publisher, observer: Observer, db: asyncpg.Connection) -> None:
+    publisher: Publisher, observer: Observer, db: asyncpg.Connection
+) -> None:
     pool = await open_pool(publisher, observer, ["100000.00"], facility())
-    app_id = await _up_to_the_funder(publisher, observer, pool.pool_id,
-                                     f"{pool.supplier_id}-platform", "60000.00")
+    app_id = await _up_to_the_funder(
+        publisher, observer, pool.pool_id, f"{pool.supplier_id}-platform", "60000.00"
+    )
     await _answer(publisher, pool.pool_id, app_id, "approved")
     await observer.wait_for(topics.FUNDING_RESULTS, request_id=app_id, decision="approved")
     assert not observer.find(topics.CREDIT_DECISIONS, type="LoanOpened", loan_id=app_id)
-    await _answer(publisher, pool.pool_id, app_id, "disbursed", amount="60000.00",
-                  value_date="2026-08-03")
-    [opened] = await observer.wait_for(topics.CREDIT_DECISIONS, type="LoanOpened",
-                                       loan_id=app_id)
+    await _answer(
+        publisher, pool.pool_id, app_id, "disbursed", amount="60000.00", value_date="2026-08-03"
+    )
+    [opened] = await observer.wait_for(topics.CREDIT_DECISIONS, type="LoanOpened", loan_id=app_id)
     assert (opened["principal"], opened["disbursed_on"]) == ("60000.00", "2026-08-03")
-    assert await db.fetchval("SELECT outstanding FROM credit.loans WHERE loan_id = $1",
-                             app_id) == Decimal("60000.00")
+    assert await db.fetchval(
+        "SELECT outstanding FROM credit.loans WHERE loan_id = $1", app_id
+    ) == Decimal("60000.00")
 
 
 async def test_a_new_funders_request_topic_is_created_before_its_first_request(
-        stack: Stack, publisher: Publisher, observer: Observer) -> None:
+    stack: Stack, publisher: Publisher, observer: Observer
+) -> None:
     funder = f"bank-new-{uuid.uuid4().hex[:8]}"
     topic = topics.funder_requests_topic(funder)
     pool = await open_pool(publisher, observer, ["100000.00"], facility(funder=funder))
@@ -240,28 +328,41 @@ async def test_a_new_funders_request_topic_is_created_before_its_first_request(
 
 
 async def test_a_payment_decided_twice_under_new_event_ids_moves_money_once(
-        publisher: Publisher, observer: Observer, db: asyncpg.Connection) -> None:
+    publisher: Publisher, observer: Observer, db: asyncpg.Connection
+) -> None:
     """Defence in depth behind intake: the same payment reaching credit and the splitter
     again as a *new* event (another event_id) is refused by each, and nothing moves twice."""
     pool = await open_pool(publisher, observer, ["100000.00"], facility())
     await borrow(publisher, observer, pool, "80000.00", "bank-test")
-    settled = erp_event("ReceivablesSettled", pool.pool_id, source="intake",
-                        payment_id=f"P-twice-{uuid.uuid4().hex[:8]}", amount="10000.00",
-                        written_off="10000.00", receivable_ids=list(pool.slips),
-                        paid_on="2026-08-03", core_enterprise_id="CE-TEST")
+    settled = erp_event(
+        "ReceivablesSettled",
+        pool.pool_id,
+        source="intake",
+        payment_id=f"P-twice-{uuid.uuid4().hex[:8]}",
+        amount="10000.00",
+        written_off="10000.00",
+        receivable_ids=list(pool.slips),
+        paid_on="2026-08-03",
+        core_enterprise_id="CE-TEST",
+    )
     await publisher.send(topics.POOL_EVENTS, settled)
     await observer.wait_for(topics.SETTLEMENT_RESULTS, payment_id=settled["payment_id"])
     again = {**settled, "event_id": str(uuid.uuid4())}
     await publisher.send(topics.POOL_EVENTS, again)
     letters = await observer.wait_for(topics.CREDIT_REJECTED, event_id=again["event_id"])
     assert letters[0]["reason"] == "duplicate_payment"
-    [split_letter] = await observer.wait_for(topics.SETTLEMENT_REJECTED,
-                                             event_id=again["event_id"])
+    [split_letter] = await observer.wait_for(topics.SETTLEMENT_REJECTED, event_id=again["event_id"])
     assert split_letter["reason"] == "duplicate_payment"
-    assert await db.fetchval("SELECT outstanding FROM credit.loans WHERE pool_id = $1",
-                             pool.pool_id) == Decimal("72000.00")
-    assert await db.fetchval("SELECT water_level FROM credit.pools WHERE pool_id = $1",
-                             pool.pool_id) == Decimal("90000.00")
     assert await db.fetchval(
-        "SELECT count(*) FROM settlement.ledger_transactions WHERE payment_id = $1",
-        settled["payment_id"]) == 2
+        "SELECT outstanding FROM credit.loans WHERE pool_id = $1", pool.pool_id
+    ) == Decimal("72000.00")
+    assert await db.fetchval(
+        "SELECT water_level FROM credit.pools WHERE pool_id = $1", pool.pool_id
+    ) == Decimal("90000.00")
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM settlement.ledger_transactions WHERE payment_id = $1",
+            settled["payment_id"],
+        )
+        == 2
+    )

@@ -39,18 +39,28 @@ async def schema_pool(stack: Stack, tmp_path: Path) -> AsyncIterator[tuple[str, 
 
 
 def onboarding(supplier: str, **changes: Any) -> dict[str, Any]:
-    return {**erp_event("SupplierOnboarded", f"CE-1/{supplier}", core_enterprise_id="CE-1",
-                        supplier_id=supplier, supplier_name="Supplier " + supplier,
-                        correlation_id=f"corr-{supplier}"), **changes}
+    return {
+        **erp_event(
+            "SupplierOnboarded",
+            f"CE-1/{supplier}",
+            core_enterprise_id="CE-1",
+            supplier_id=supplier,
+            supplier_name="Supplier " + supplier,
+            correlation_id=f"corr-{supplier}",
+        ),
+        **changes,
+    }
 
 
 def record(offset: int, payload: bytes) -> Inbound:
-    return Inbound(topic=topics.ERP_SUPPLIERS, partition=0, offset=offset, key=b"CE-1",
-                   value=payload)
+    return Inbound(
+        topic=topics.ERP_SUPPLIERS, partition=0, offset=offset, key=b"CE-1", value=payload
+    )
 
 
 async def test_each_record_of_a_batch_ends_as_one_effect_or_one_dead_letter(
-        schema_pool: tuple[str, asyncpg.Pool]) -> None:
+    schema_pool: tuple[str, asyncpg.Pool],
+) -> None:
     schema, pool = schema_pool
     effects: list[str] = []
 
@@ -61,44 +71,75 @@ async def test_each_record_of_a_batch_ends_as_one_effect_or_one_dead_letter(
         if event.supplier_id == "CRASH":
             raise RuntimeError("a bug in a handler")
         effects.append(event.event_id)
-        uow.emit(topics.POOL_EVENTS, m.new_event(
-            m.PoolOpened, source="test", pool_id=event.pool_id, cause=event,
-            core_enterprise_id="CE-1", supplier_id=event.supplier_id))
+        uow.emit(
+            topics.POOL_EVENTS,
+            m.new_event(
+                m.PoolOpened,
+                source="test",
+                pool_id=event.pool_id,
+                cause=event,
+                core_enterprise_id="CE-1",
+                supplier_id=event.supplier_id,
+            ),
+        )
 
     good = onboarding("S1")
     conflicting = {**onboarding("S2"), "event_id": good["event_id"]}
-    batch = [record(0, json.dumps(good).encode()),
-             record(1, json.dumps(good).encode()),          # redelivered: same bytes
-             record(2, json.dumps(conflicting).encode()),   # same event_id, other content
-             record(3, b"\xff not json"),
-             record(4, json.dumps(onboarding("REFUSED")).encode()),
-             record(5, json.dumps(onboarding("CRASH")).encode()),
-             record(6, json.dumps(onboarding("S3")).encode())]
-    consumer = BatchConsumer(service="inbox-test", schema=schema, pool=pool, handle=handle,
-                             dead_letter_topic=topics.INTAKE_REJECTED)
+    batch = [
+        record(0, json.dumps(good).encode()),
+        record(1, json.dumps(good).encode()),  # redelivered: same bytes
+        record(2, json.dumps(conflicting).encode()),  # same event_id, other content
+        record(3, b"\xff not json"),
+        record(4, json.dumps(onboarding("REFUSED")).encode()),
+        record(5, json.dumps(onboarding("CRASH")).encode()),
+        record(6, json.dumps(onboarding("S3")).encode()),
+    ]
+    consumer = BatchConsumer(
+        service="inbox-test",
+        schema=schema,
+        pool=pool,
+        handle=handle,
+        dead_letter_topic=topics.INTAKE_REJECTED,
+    )
     with capture_logs(processors=[merge_contextvars]) as logs:
         await consumer.process(batch)
 
     assert len(effects) == 2  # S1 once, S3
     async with pool.acquire() as conn:
-        letters = {r["source_offset"]: r["reason"] for r in await conn.fetch(
-            "SELECT source_offset, reason FROM dead_letters")}
-        assert letters == {2: "event_id_conflict", 3: "not_json", 4: "pool_exists",
-                           5: "processing_error"}
-        assert await conn.fetchval("SELECT raw_payload FROM dead_letters"
-                                   " WHERE source_offset = 3") == b"\xff not json"
-        outbox = [(r["topic"], json.loads(r["value"])["type"]) for r in await conn.fetch(
-            "SELECT topic, value FROM outbox ORDER BY id")]
-        assert sorted(outbox) == sorted([(topics.POOL_EVENTS, "PoolOpened")] * 2
-                                        + [(topics.INTAKE_REJECTED, "DeadLetter")] * 4)
+        letters = {
+            r["source_offset"]: r["reason"]
+            for r in await conn.fetch("SELECT source_offset, reason FROM dead_letters")
+        }
+        assert letters == {
+            2: "event_id_conflict",
+            3: "not_json",
+            4: "pool_exists",
+            5: "processing_error",
+        }
+        assert (
+            await conn.fetchval("SELECT raw_payload FROM dead_letters WHERE source_offset = 3")
+            == b"\xff not json"
+        )
+        outbox = [
+            (r["topic"], json.loads(r["value"])["type"])
+            for r in await conn.fetch("SELECT topic, value FROM outbox ORDER BY id")
+        ]
+        assert sorted(outbox) == sorted(
+            [(topics.POOL_EVENTS, "PoolOpened")] * 2 + [(topics.INTAKE_REJECTED, "DeadLetter")] * 4
+        )
 
     processed = [e for e in logs if e["event"] == "processed"]
-    assert {(e["event_id"], e["correlation_id"], e["pool_id"], e["log_level"]) for e in
-            processed} >= {(good["event_id"], "corr-S1", "CE-1/S1", "info")}
+    assert {
+        (e["event_id"], e["correlation_id"], e["pool_id"], e["log_level"]) for e in processed
+    } >= {(good["event_id"], "corr-S1", "CE-1/S1", "info")}
     assert all({"topic", "partition", "offset"} <= set(e) for e in processed)
     assert [e["offset"] for e in logs if e["event"] == "duplicate skipped"] == [1]
-    assert sorted(e["reason"] for e in logs if e["event"] == "dead-lettered") == \
-        ["event_id_conflict", "not_json", "pool_exists", "processing_error"]
+    assert sorted(e["reason"] for e in logs if e["event"] == "dead-lettered") == [
+        "event_id_conflict",
+        "not_json",
+        "pool_exists",
+        "processing_error",
+    ]
     assert any(e["event"] == "batch failed; retrying it one message at a time" for e in logs)
     [summary] = [e for e in logs if e["event"] == "batch committed"]
     assert (summary["records"], summary["effects"], summary["dead_letters"]) == (7, 2, 4)

@@ -34,19 +34,28 @@ def own_stack(tmp_path: Path) -> Iterator[Stack]:
 
 
 async def test_services_killed_mid_stream_settle_every_payment_exactly_once(
-        own_stack: Stack) -> None:
-    async with Publisher(own_stack.bootstrap) as publisher, \
-            Observer(own_stack.bootstrap, WATCHED) as observer:
+    own_stack: Stack,
+) -> None:
+    async with (
+        Publisher(own_stack.bootstrap) as publisher,
+        Observer(own_stack.bootstrap, WATCHED) as observer,
+    ):
         pools = []
         for _ in range(POOLS):
-            pool = await open_pool(publisher, observer, ["100.00"] * PAYMENTS_PER_POOL,
-                                   facility(line="100000.00", rate="0.8"))
+            pool = await open_pool(
+                publisher,
+                observer,
+                ["100.00"] * PAYMENTS_PER_POOL,
+                facility(line="100000.00", rate="0.8"),
+            )
             await borrow(publisher, observer, pool, "2000.00", "bank-test")
             pools.append(pool)
-        payments = [payment(pool, "100.00", [receivable])
-                    for index in range(PAYMENTS_PER_POOL)
-                    for pool in pools
-                    for receivable in [list(pool.slips)[index]]]
+        payments = [
+            payment(pool, "100.00", [receivable])
+            for index in range(PAYMENTS_PER_POOL)
+            for pool in pools
+            for receivable in [list(pool.slips)[index]]
+        ]
         total = len(payments)
 
         async def settled() -> int:
@@ -62,20 +71,21 @@ async def test_services_killed_mid_stream_settle_every_payment_exactly_once(
         while await settled() < third // 2:
             await asyncio.sleep(0.02)
         own_stack.kill("settlement-splitter")  # crash mid-stream
-        await publish(payments[third:2 * third])
+        await publish(payments[third : 2 * third])
         own_stack.start_service("settlement-splitter")
         while await settled() < third:
             await asyncio.sleep(0.02)
         own_stack.kill("credit")  # and the service that decides repayments
-        await publish(payments[2 * third:])
+        await publish(payments[2 * third :])
         own_stack.start_service("credit")
         own_stack.wait_ready(("settlement-splitter", "credit"))
         # Distinct payments: a relay that crashed after publishing may publish an event again
         # (same event_id), so counting messages would stop early.
         deadline = asyncio.get_running_loop().time() + 120
         while await settled() < total:
-            assert asyncio.get_running_loop().time() < deadline, \
+            assert asyncio.get_running_loop().time() < deadline, (
                 f"only {await settled()} of {total} payments settled within 120 s"
+            )
             await asyncio.sleep(0.05)
         # A repeat on the topic is a re-publish of the same event, never a second settlement.
         event_ids: dict[str, set[str]] = {}
@@ -88,28 +98,36 @@ async def test_services_killed_mid_stream_settle_every_payment_exactly_once(
         per_payment = await conn.fetch(
             "SELECT payment_id, count(*) FILTER (WHERE kind = 'freeze') AS freezes,"
             " count(*) FILTER (WHERE kind = 'split') AS splits"
-            " FROM settlement.ledger_transactions GROUP BY payment_id")
+            " FROM settlement.ledger_transactions GROUP BY payment_id"
+        )
         ids = {p["payment_id"] for p in payments}
         assert {r["payment_id"] for r in per_payment} == ids
         not_once = [dict(r) for r in per_payment if (r["freezes"], r["splits"]) != (1, 1)]
         assert not_once == []
         released = await conn.fetchval(
             "SELECT count(*) FROM settlement.settlements WHERE state = 'released'"
-            " AND payment_id = ANY($1::text[])", list(ids))
+            " AND payment_id = ANY($1::text[])",
+            list(ids),
+        )
         assert released == total
         repaid = await conn.fetchval(
-            "SELECT count(*) FROM credit.repayments WHERE payment_id = ANY($1::text[])",
-            list(ids))
+            "SELECT count(*) FROM credit.repayments WHERE payment_id = ANY($1::text[])", list(ids)
+        )
         assert repaid == total
         # Conservation: everything paid in is somewhere; exposure after the last payment.
-        assert await conn.fetchval(
-            "SELECT sum(amount) FROM settlement.ledger_entries WHERE account LIKE 'buyer:%'"
-        ) == -100 * total
+        assert (
+            await conn.fetchval(
+                "SELECT sum(amount) FROM settlement.ledger_entries WHERE account LIKE 'buyer:%'"
+            )
+            == -100 * total
+        )
         for pool in pools:
             level, balance = await conn.fetchrow(
                 "SELECT p.water_level, coalesce(sum(l.outstanding), 0) FROM credit.pools p"
                 " LEFT JOIN credit.loans l USING (pool_id) WHERE p.pool_id = $1"
-                " GROUP BY p.water_level", pool.pool_id)
+                " GROUP BY p.water_level",
+                pool.pool_id,
+            )
             assert balance <= level * Decimal("0.8")  # invariant 2
     finally:
         await conn.close()
@@ -126,11 +144,13 @@ async def test_services_killed_mid_stream_settle_every_payment_exactly_once(
         await conn.execute(
             "UPDATE settlement.ledger_entries SET amount = amount + 0.01 WHERE (transaction_id,"
             " line) = (SELECT transaction_id, line FROM settlement.ledger_entries"
-            " WHERE account LIKE 'free:%' LIMIT 1)")
+            " WHERE account LIKE 'free:%' LIMIT 1)"
+        )
     finally:
         await conn.close()
-    tampered = await asyncio.to_thread(subprocess.run, verify, env=env, capture_output=True,
-                                       text=True)
+    tampered = await asyncio.to_thread(
+        subprocess.run, verify, env=env, capture_output=True, text=True
+    )
     assert tampered.returncode == 1
     assert "hash mismatch" in tampered.stdout
 
@@ -141,15 +161,16 @@ async def test_services_killed_mid_stream_settle_every_payment_exactly_once(
         async with conn.transaction():
             newest = await conn.fetchval(
                 "SELECT id FROM settlement.ledger_transactions WHERE pool_id = $1"
-                " ORDER BY seq DESC LIMIT 1", pools[0].pool_id)
-            await conn.execute("DELETE FROM settlement.ledger_entries WHERE transaction_id = $1",
-                               newest)
-            await conn.execute("DELETE FROM settlement.ledger_transactions WHERE id = $1",
-                               newest)
+                " ORDER BY seq DESC LIMIT 1",
+                pools[0].pool_id,
+            )
+            await conn.execute(
+                "DELETE FROM settlement.ledger_entries WHERE transaction_id = $1", newest
+            )
+            await conn.execute("DELETE FROM settlement.ledger_transactions WHERE id = $1", newest)
     finally:
         await conn.close()
-    cut = await asyncio.to_thread(subprocess.run, verify, env=env, capture_output=True,
-                                  text=True)
+    cut = await asyncio.to_thread(subprocess.run, verify, env=env, capture_output=True, text=True)
     assert cut.returncode == 1
     assert f"pool {pools[0].pool_id}: chain ends" in cut.stdout
     assert "transactions were removed" in cut.stdout

@@ -53,6 +53,7 @@ def reason_of(payload: bytes, topic: str = t.ERP_PAYMENTS) -> Reason:
 
 # ---------------------------------------------------------------- valid messages
 
+
 def test_valid_payment_decodes_with_decimal_amount_and_dates() -> None:
     message = decode(t.ERP_PAYMENTS, raw(payment_doc()))
     assert isinstance(message, m.PaymentReceived)
@@ -76,29 +77,41 @@ def test_unknown_extra_fields_are_ignored_for_forward_compatibility() -> None:
 
 
 def test_pool_events_topic_decodes_each_of_its_types() -> None:
-    doc = payment_doc(type="ReceivablesSettled", written_off="120000.00",
-                      core_enterprise_id="ce-1")
+    doc = payment_doc(type="ReceivablesSettled", written_off="120000.00", core_enterprise_id="ce-1")
     message = decode(t.POOL_EVENTS, raw(doc))
     assert isinstance(message, m.ReceivablesSettled)
     assert message.written_off == Decimal("120000.00")
 
 
 def test_a_funders_own_request_topic_carries_funding_requests() -> None:
-    doc = {"event_id": "e1", "type": "FundingRequest", "occurred_at": "2026-08-01T00:00:00Z",
-           "source": "funding-gateway", "pool_id": "ce-1:sup-1", "request_id": "app-1",
-           "funder_id": "bank-a", "supplier_id": "sup-1", "amount": "800000.00",
-           "annual_interest_rate": "0.0435", "tenor_days": 180}
+    doc = {
+        "event_id": "e1",
+        "type": "FundingRequest",
+        "occurred_at": "2026-08-01T00:00:00Z",
+        "source": "funding-gateway",
+        "pool_id": "ce-1:sup-1",
+        "request_id": "app-1",
+        "funder_id": "bank-a",
+        "supplier_id": "sup-1",
+        "amount": "800000.00",
+        "annual_interest_rate": "0.0435",
+        "tenor_days": 180,
+    }
     message = decode(t.funder_requests_topic("bank-a"), raw(doc))
     assert isinstance(message, m.FundingRequest)
     assert message.annual_interest_rate == Decimal("0.0435")
-    assert reason_of(raw({**doc, "type": "PaymentReceived"}),
-                     t.funder_requests_topic("bank-a")) == Reason.UNKNOWN_TYPE
+    assert (
+        reason_of(raw({**doc, "type": "PaymentReceived"}), t.funder_requests_topic("bank-a"))
+        == Reason.UNKNOWN_TYPE
+    )
 
 
 # ---------------------------------------------------------------- refusals
 
-@pytest.mark.parametrize("payload", [b"", b"not json", b"{", b"{'amount': '1'}", b"\xff\xfe\xfa",
-                                     b'{"a": 1} trailing'])
+
+@pytest.mark.parametrize(
+    "payload", [b"", b"not json", b"{", b"{'amount': '1'}", b"\xff\xfe\xfa", b'{"a": 1} trailing']
+)
 def test_bytes_that_are_not_json_are_refused_as_not_json(payload: bytes) -> None:
     assert reason_of(payload) == Reason.NOT_JSON
 
@@ -108,8 +121,10 @@ def test_json_that_is_not_an_object_is_an_invalid_message(payload: bytes) -> Non
     assert reason_of(payload) == Reason.INVALID_MESSAGE
 
 
-@pytest.mark.parametrize("missing", ["event_id", "occurred_at", "source", "pool_id",
-                                     "payment_id", "receivable_ids", "paid_on"])
+@pytest.mark.parametrize(
+    "missing",
+    ["event_id", "occurred_at", "source", "pool_id", "payment_id", "receivable_ids", "paid_on"],
+)
 def test_missing_field_is_an_invalid_message(missing: str) -> None:
     doc = payment_doc()
     del doc[missing]
@@ -119,17 +134,20 @@ def test_missing_field_is_an_invalid_message(missing: str) -> None:
     assert missing in info.value.detail  # the field is named
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("receivable_ids", []),
-    ("receivable_ids", "slip-1"),
-    ("receivable_ids", ["has space"]),
-    ("paid_on", "yesterday"),
-    ("occurred_at", "not a time"),
-    ("currency", "USD"),
-    ("pool_id", ""),
-    ("event_id", "x" * 129),
-    ("schema_version", 2),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("receivable_ids", []),
+        ("receivable_ids", "slip-1"),
+        ("receivable_ids", ["has space"]),
+        ("paid_on", "yesterday"),
+        ("occurred_at", "not a time"),
+        ("currency", "USD"),
+        ("pool_id", ""),
+        ("event_id", "x" * 129),
+        ("schema_version", 2),
+    ],
+)
 def test_wrong_field_is_an_invalid_message(field: str, value: Any) -> None:
     with pytest.raises(Rejected) as info:
         decode(t.ERP_PAYMENTS, raw(payment_doc(**{field: value})))
@@ -137,8 +155,10 @@ def test_wrong_field_is_an_invalid_message(field: str, value: Any) -> None:
     assert field in info.value.detail
 
 
-@pytest.mark.parametrize("amount", [100000, 100000.0, 0.1, "0", "0.00", "-5", "1.234", "abc",
-                                    "NaN", "Infinity", None, True])
+@pytest.mark.parametrize(
+    "amount",
+    [100000, 100000.0, 0.1, "0", "0.00", "-5", "1.234", "abc", "NaN", "Infinity", None, True],
+)
 def test_bad_amount_is_refused_as_invalid_amount(amount: Any) -> None:
     with pytest.raises(Rejected) as info:
         decode(t.ERP_PAYMENTS, raw(payment_doc(amount=amount)))
@@ -147,9 +167,17 @@ def test_bad_amount_is_refused_as_invalid_amount(amount: Any) -> None:
 
 
 def test_bad_amount_on_another_external_topic_is_also_invalid_amount() -> None:
-    doc = {"event_id": "e1", "type": "FacilitySet", "occurred_at": "2026-08-01T00:00:00Z",
-           "source": "ops", "pool_id": "ce-1:sup-1", "credit_line": 5000000,
-           "discount_rate": "0.8", "annual_interest_rate": "0.0435", "funder_id": "bank-a"}
+    doc = {
+        "event_id": "e1",
+        "type": "FacilitySet",
+        "occurred_at": "2026-08-01T00:00:00Z",
+        "source": "ops",
+        "pool_id": "ce-1:sup-1",
+        "credit_line": 5000000,
+        "discount_rate": "0.8",
+        "annual_interest_rate": "0.0435",
+        "funder_id": "bank-a",
+    }
     assert reason_of(raw(doc), t.ADMIN_FACILITIES) == Reason.INVALID_AMOUNT
 
 
@@ -166,19 +194,31 @@ def test_missing_type_is_refused_as_unknown_type() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
-    max_leaves=12)
-hashable_json = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) \
-    | st.text() | st.sampled_from(["PaymentReceived", "SupplierOnboarded"])
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+hashable_json = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text()
+    | st.sampled_from(["PaymentReceived", "SupplierOnboarded"])
+)
 payment_field_names = st.sampled_from(sorted(payment_doc()))
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(payment_field_names, json_values), hashable_json,
-       st.sampled_from([t.ERP_PAYMENTS, t.POOL_EVENTS, t.ADMIN_FACILITIES]))
+@given(
+    st.dictionaries(payment_field_names, json_values),
+    hashable_json,
+    st.sampled_from([t.ERP_PAYMENTS, t.POOL_EVENTS, t.ADMIN_FACILITIES]),
+)
 def test_decode_never_raises_anything_but_rejected(
-        fields: dict[str, Any], kind: Any, topic: str) -> None:
+    fields: dict[str, Any], kind: Any, topic: str
+) -> None:
     doc = {**payment_doc(), **fields, "type": kind}
     try:
         decode(topic, raw(doc))
@@ -195,18 +235,23 @@ def test_decode_of_arbitrary_bytes_is_a_message_or_a_refusal(payload: bytes) -> 
         assert refusal.reason in {Reason.NOT_JSON, Reason.INVALID_MESSAGE, Reason.UNKNOWN_TYPE}
 
 
-@pytest.mark.parametrize("payload", [
-    b'{"type": []}',                                   # TypeError: unhashable type: 'list'
-    b'{"type": {"a": 1}}',                             # TypeError: unhashable type: 'dict'
-    b"[" * 100_000 + b"]" * 100_000,                   # RecursionError from json.loads
-    b'{"type": "PaymentReceived", "n": ' + b"1" * 5000 + b"}",  # ValueError: int > 4300 digits
-], ids=["type-list", "type-object", "deep-nesting", "huge-integer"])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"type": []}',  # TypeError: unhashable type: 'list'
+        b'{"type": {"a": 1}}',  # TypeError: unhashable type: 'dict'
+        b"[" * 100_000 + b"]" * 100_000,  # RecursionError from json.loads
+        b'{"type": "PaymentReceived", "n": ' + b"1" * 5000 + b"}",  # ValueError: int > 4300 digits
+    ],
+    ids=["type-list", "type-object", "deep-nesting", "huge-integer"],
+)
 def test_poison_json_is_refused_not_raised(payload: bytes) -> None:
     with pytest.raises(Rejected):
         decode(t.ERP_PAYMENTS, payload)
 
 
 # ---------------------------------------------------------------- payload digest
+
 
 def test_digest_is_equal_for_the_same_json_in_another_key_order_and_spacing() -> None:
     doc = payment_doc()
@@ -241,17 +286,28 @@ def test_digest_of_bytes_that_are_not_json_is_still_a_stable_digest() -> None:
 
 # ---------------------------------------------------------------- the published contract files
 
+
 def test_committed_contract_files_match_the_code() -> None:
     expected = contract_files()
-    stale = sorted(name for name, text in expected.items()
-                   if not (CONTRACTS_DIR / name).is_file()
-                   or (CONTRACTS_DIR / name).read_text(encoding="utf-8") != text)
-    extra = sorted(str(path.relative_to(CONTRACTS_DIR)) for path in CONTRACTS_DIR.rglob("*")
-                   if path.is_file() and str(path.relative_to(CONTRACTS_DIR)) not in expected)
-    assert not stale, (f"docs/contracts is out of date for {stale}: "
-                       "run `poolfin contracts export` and commit the result")
-    assert not extra, (f"docs/contracts has files the code no longer publishes: {extra}; "
-                       "delete them and run `poolfin contracts export`")
+    stale = sorted(
+        name
+        for name, text in expected.items()
+        if not (CONTRACTS_DIR / name).is_file()
+        or (CONTRACTS_DIR / name).read_text(encoding="utf-8") != text
+    )
+    extra = sorted(
+        str(path.relative_to(CONTRACTS_DIR))
+        for path in CONTRACTS_DIR.rglob("*")
+        if path.is_file() and str(path.relative_to(CONTRACTS_DIR)) not in expected
+    )
+    assert not stale, (
+        f"docs/contracts is out of date for {stale}: "
+        "run `poolfin contracts export` and commit the result"
+    )
+    assert not extra, (
+        f"docs/contracts has files the code no longer publishes: {extra}; "
+        "delete them and run `poolfin contracts export`"
+    )
 
 
 def test_contract_files_cover_every_message_and_the_asyncapi_document() -> None:
@@ -267,9 +323,12 @@ def test_contract_files_cover_every_message_and_the_asyncapi_document() -> None:
 # What ERP systems, operators, suppliers and funders send: the amounts and rates decode() refuses
 # as JSON numbers.
 EXTERNAL_DECIMAL_FIELDS = [
-    ("SettlementSlipIssued", "amount"), ("PaymentReceived", "amount"),
-    ("FacilitySet", "credit_line"), ("FacilitySet", "discount_rate"),
-    ("FacilitySet", "annual_interest_rate"), ("FinancingApplied", "amount"),
+    ("SettlementSlipIssued", "amount"),
+    ("PaymentReceived", "amount"),
+    ("FacilitySet", "credit_line"),
+    ("FacilitySet", "discount_rate"),
+    ("FacilitySet", "annual_interest_rate"),
+    ("FinancingApplied", "amount"),
     ("FunderResponse", "amount"),
 ]
 
@@ -286,19 +345,24 @@ def test_published_schema_describes_amounts_as_strings_only(model: str, field: s
 
 # ---------------------------------------------------------------- the dead letter itself
 
+
 def inbound(value: bytes) -> Inbound:
     return Inbound(topic=t.ERP_PAYMENTS, partition=2, offset=41, key=b"ce-1:sup-1", value=value)
 
 
 def test_dead_letter_carries_the_exact_bytes_the_reason_and_where_they_came_from() -> None:
     payload = b'{"type": "PaymentReceived", "amount": 1.5}'
-    letter = dead_letter_for("intake", inbound(payload),
-                             Rejected(Reason.INVALID_AMOUNT, "amount: not a string"))
+    letter = dead_letter_for(
+        "intake", inbound(payload), Rejected(Reason.INVALID_AMOUNT, "amount: not a string")
+    )
     assert base64.b64decode(letter.raw_payload_b64) == payload
     assert letter.raw_text == payload.decode()
     assert (letter.raw_size, letter.raw_truncated) == (len(payload), False)
-    assert (letter.source_topic, letter.source_partition, letter.source_offset) == \
-        (t.ERP_PAYMENTS, 2, 41)
+    assert (letter.source_topic, letter.source_partition, letter.source_offset) == (
+        t.ERP_PAYMENTS,
+        2,
+        41,
+    )
     assert (letter.reason, letter.key) == (Reason.INVALID_AMOUNT, "ce-1:sup-1")
 
 

@@ -32,19 +32,41 @@ WAN = Decimal(10_000)  # 万
 PAID_ON = date(2026, 8, 31)
 
 
-def facility(*, line: str = "10000000.00", rate: str = "0.8", interest_rate: str = "0",
-             day_count: DayCount = DayCount.ACT_360) -> Facility:
-    return Facility(credit_line=Decimal(line), discount_rate=Decimal(rate),
-                    annual_interest_rate=Decimal(interest_rate), funder_id="bank-a",
-                    day_count=day_count)
+def facility(
+    *,
+    line: str = "10000000.00",
+    rate: str = "0.8",
+    interest_rate: str = "0",
+    day_count: DayCount = DayCount.ACT_360,
+) -> Facility:
+    return Facility(
+        credit_line=Decimal(line),
+        discount_rate=Decimal(rate),
+        annual_interest_rate=Decimal(interest_rate),
+        funder_id="bank-a",
+        day_count=day_count,
+    )
 
 
-def loan(loan_id: str, outstanding: str, *, disbursed: date = PAID_ON, tenor_days: int = 180,
-         interest_rate: str = "0", day_count: DayCount = DayCount.ACT_360,
-         funder: str = "bank-a") -> Loan:
-    return Loan(loan_id=loan_id, funder_id=funder, outstanding=Decimal(outstanding),
-                annual_interest_rate=Decimal(interest_rate), disbursed_on=disbursed,
-                maturity_on=disbursed + timedelta(days=tenor_days), day_count=day_count)
+def loan(
+    loan_id: str,
+    outstanding: str,
+    *,
+    disbursed: date = PAID_ON,
+    tenor_days: int = 180,
+    interest_rate: str = "0",
+    day_count: DayCount = DayCount.ACT_360,
+    funder: str = "bank-a",
+) -> Loan:
+    return Loan(
+        loan_id=loan_id,
+        funder_id=funder,
+        outstanding=Decimal(outstanding),
+        annual_interest_rate=Decimal(interest_rate),
+        disbursed_on=disbursed,
+        maturity_on=disbursed + timedelta(days=tenor_days),
+        day_count=day_count,
+    )
 
 
 def repaid(plan: list[Repayment]) -> Decimal:
@@ -52,6 +74,7 @@ def repaid(plan: list[Repayment]) -> Decimal:
 
 
 # ---------------------------------------------------------------- the seed example
+
 
 def test_seed_pool_of_100_wan_at_0_8_has_a_borrowing_base_of_80_wan() -> None:
     assert borrowing_base(100 * WAN, facility()) == Decimal("800000.00")
@@ -63,17 +86,26 @@ def test_payment_of_10_repays_8_and_releases_2() -> None:
     level_after = 100 * WAN - 10 * WAN
     assert level_after == Decimal("900000.00")
     assert borrowing_base(level_after, facility()) == Decimal("720000.00")
-    plan = repayment_plan(Decimal("100000.00"), level_after, facility(),
-                          [loan("L1", "800000.00", interest_rate="0.0435")], PAID_ON)
+    plan = repayment_plan(
+        Decimal("100000.00"),
+        level_after,
+        facility(),
+        [loan("L1", "800000.00", interest_rate="0.0435")],
+        PAID_ON,
+    )
     assert plan == [Repayment("L1", "bank-a", Decimal("80000.00"), Decimal("0.00"), 0)]
     assert Decimal("100000.00") - repaid(plan) == Decimal("20000.00")  # released
     assert Decimal("800000.00") - plan[0].principal == borrowing_base(level_after, facility())
 
 
 def test_seed_payment_30_days_after_disbursal_also_pays_act360_interest_on_the_8() -> None:
-    plan = repayment_plan(Decimal("100000.00"), 90 * WAN, facility(),
-                          [loan("L1", "800000.00", disbursed=PAID_ON - timedelta(days=30),
-                                interest_rate="0.0435")], PAID_ON)
+    plan = repayment_plan(
+        Decimal("100000.00"),
+        90 * WAN,
+        facility(),
+        [loan("L1", "800000.00", disbursed=PAID_ON - timedelta(days=30), interest_rate="0.0435")],
+        PAID_ON,
+    )
     # 80,000 × 4.35% × 30 / 360 = 290.00; the rest, 19,710.00, is released.
     assert plan == [Repayment("L1", "bank-a", Decimal("80000.00"), Decimal("290.00"), 30)]
     assert Decimal("100000.00") - repaid(plan) == Decimal("19710.00")
@@ -81,17 +113,21 @@ def test_seed_payment_30_days_after_disbursal_also_pays_act360_interest_on_the_8
 
 def test_payment_that_leaves_the_loan_under_the_base_repays_nothing() -> None:
     # Level 100万 → 99万 leaves a base of 79.2万 < loan 80万: 0.8万 due; with loan 70万, nothing.
-    assert repayment_plan(Decimal("10000.00"), 99 * WAN, facility(),
-                          [loan("L1", "700000.00")], PAID_ON) == []
+    assert (
+        repayment_plan(
+            Decimal("10000.00"), 99 * WAN, facility(), [loan("L1", "700000.00")], PAID_ON
+        )
+        == []
+    )
 
 
 def test_payment_smaller_than_the_excess_goes_wholly_to_the_funder() -> None:
-    plan = repayment_plan(Decimal("10.00"), ZERO, facility(), [loan("L1", "800000.00")],
-                          PAID_ON)
+    plan = repayment_plan(Decimal("10.00"), ZERO, facility(), [loan("L1", "800000.00")], PAID_ON)
     assert plan == [Repayment("L1", "bank-a", Decimal("10.00"), Decimal("0.00"), 0)]
 
 
 # ---------------------------------------------------------------- borrowing base
+
 
 def test_credit_line_caps_the_borrowing_base() -> None:
     assert borrowing_base(100 * WAN, facility(line="500000.00")) == Decimal("500000.00")
@@ -111,15 +147,18 @@ def test_borrowing_base_rounds_down_to_the_fen() -> None:
 
 # ---------------------------------------------------------------- interest
 
+
 def test_interest_act360_on_a_million_at_4_35_percent_for_30_days_is_3625() -> None:
-    assert interest(Decimal("1000000.00"), Decimal("0.0435"), 30, DayCount.ACT_360) \
-        == Decimal("3625.00")
+    assert interest(Decimal("1000000.00"), Decimal("0.0435"), 30, DayCount.ACT_360) == Decimal(
+        "3625.00"
+    )
 
 
 def test_interest_act365_on_a_million_at_4_35_percent_for_30_days_is_3575_34() -> None:
     # 1,000,000 × 0.0435 × 30 / 365 = 3575.342…
-    assert interest(Decimal("1000000.00"), Decimal("0.0435"), 30, DayCount.ACT_365) \
-        == Decimal("3575.34")
+    assert interest(Decimal("1000000.00"), Decimal("0.0435"), 30, DayCount.ACT_365) == Decimal(
+        "3575.34"
+    )
 
 
 def test_interest_defaults_to_act360() -> None:
@@ -137,10 +176,15 @@ def test_no_interest_for_no_days_or_no_principal(principal: str, days: int) -> N
 
 
 @settings(max_examples=200, deadline=None)
-@given(cents=st.integers(1, 10**11), rate_bp=st.integers(0, 2400), days=st.integers(1, 366),
-       day_count=st.sampled_from(list(DayCount)))
+@given(
+    cents=st.integers(1, 10**11),
+    rate_bp=st.integers(0, 2400),
+    days=st.integers(1, 366),
+    day_count=st.sampled_from(list(DayCount)),
+)
 def test_interest_is_the_exact_simple_interest_within_half_a_fen(
-        cents: int, rate_bp: int, days: int, day_count: DayCount) -> None:
+    cents: int, rate_bp: int, days: int, day_count: DayCount
+) -> None:
     principal, rate = Decimal(cents) * FEN, Decimal(rate_bp) / 10_000
     year = 360 if day_count is DayCount.ACT_360 else 365
     exact = Fraction(principal) * Fraction(rate) * days / year
@@ -151,6 +195,7 @@ def test_interest_is_the_exact_simple_interest_within_half_a_fen(
 
 # ---------------------------------------------------------------- maturity and order
 
+
 def test_matured_loan_is_repaid_even_when_the_pool_covers_it() -> None:
     matured = loan("L1", "5000.00", disbursed=PAID_ON - timedelta(days=90), tenor_days=90)
     plan = repayment_plan(Decimal("8000.00"), 1000 * WAN, facility(), [matured], PAID_ON)
@@ -159,14 +204,15 @@ def test_matured_loan_is_repaid_even_when_the_pool_covers_it() -> None:
 
 def test_matured_loans_are_repaid_before_older_ones_then_oldest_first() -> None:
     old = loan("A-old", "1000.00", disbursed=PAID_ON - timedelta(days=100), tenor_days=365)
-    matured = loan("B-matured", "1000.00", disbursed=PAID_ON - timedelta(days=40),
-                   tenor_days=30)
+    matured = loan("B-matured", "1000.00", disbursed=PAID_ON - timedelta(days=40), tenor_days=30)
     young = loan("C-young", "1000.00", disbursed=PAID_ON - timedelta(days=10), tenor_days=365)
     # Level 0: everything is due; only 2,500 to pay with.
     plan = repayment_plan(Decimal("2500.00"), ZERO, facility(), [young, old, matured], PAID_ON)
     assert [(r.loan_id, r.principal) for r in plan] == [
-        ("B-matured", Decimal("1000.00")), ("A-old", Decimal("1000.00")),
-        ("C-young", Decimal("500.00"))]
+        ("B-matured", Decimal("1000.00")),
+        ("A-old", Decimal("1000.00")),
+        ("C-young", Decimal("500.00")),
+    ]
 
 
 def test_interest_runs_from_disbursal_to_the_payment_date_per_loan() -> None:
@@ -190,6 +236,7 @@ def test_when_cash_is_short_interest_comes_out_of_the_same_payment() -> None:
 
 # ---------------------------------------------------------------- properties of the plan
 
+
 @dataclass(frozen=True)
 class Case:
     amount: Decimal
@@ -210,18 +257,23 @@ def cases(draw: st.DrawFn) -> Case:
     loans = []
     for i in range(draw(st.integers(1, 4))):
         disbursed = PAID_ON - timedelta(days=draw(st.integers(0, 366)))
-        loans.append(Loan(
-            loan_id=f"L{i}",
-            funder_id=draw(st.sampled_from(["bank-a", "bank-b"])),
-            outstanding=Decimal(draw(st.integers(1, 10**10))) * FEN,
-            annual_interest_rate=Decimal(draw(st.integers(0, 2400))) / 10_000,
-            disbursed_on=disbursed,
-            maturity_on=disbursed + timedelta(days=draw(st.integers(1, 400))),  # maybe matured
-            day_count=draw(st.sampled_from(list(DayCount))),
-        ))
-    return Case(amount=Decimal(draw(st.integers(1, 10**10))) * FEN,
-                level_after=Decimal(draw(st.integers(0, 10**11))) * FEN,
-                facility=fac, loans=loans)
+        loans.append(
+            Loan(
+                loan_id=f"L{i}",
+                funder_id=draw(st.sampled_from(["bank-a", "bank-b"])),
+                outstanding=Decimal(draw(st.integers(1, 10**10))) * FEN,
+                annual_interest_rate=Decimal(draw(st.integers(0, 2400))) / 10_000,
+                disbursed_on=disbursed,
+                maturity_on=disbursed + timedelta(days=draw(st.integers(1, 400))),  # maybe matured
+                day_count=draw(st.sampled_from(list(DayCount))),
+            )
+        )
+    return Case(
+        amount=Decimal(draw(st.integers(1, 10**10))) * FEN,
+        level_after=Decimal(draw(st.integers(0, 10**11))) * FEN,
+        facility=fac,
+        loans=loans,
+    )
 
 
 def plan_for(case: Case) -> list[Repayment]:
@@ -268,18 +320,21 @@ def test_plan_repays_no_principal_that_is_not_due(case: Case) -> None:
         assert plan_for(case) == []
 
 
-def one_day_old_loan(outstanding: str = "1000.00", rate: str = "0.0435",
-                     days: int = 1) -> Loan:
+def one_day_old_loan(outstanding: str = "1000.00", rate: str = "0.0435", days: int = 1) -> Loan:
     return loan("L1", outstanding, disbursed=PAID_ON - timedelta(days=days), interest_rate=rate)
 
 
-@pytest.mark.parametrize(("amount", "principal", "interest_due"), [
-    ("100.00", "99.99", "0.01"),
-    ("1.00", "1.00", "0.00"),
-    ("0.01", "0.01", "0.00"),
-])
+@pytest.mark.parametrize(
+    ("amount", "principal", "interest_due"),
+    [
+        ("100.00", "99.99", "0.01"),
+        ("1.00", "1.00", "0.00"),
+        ("0.01", "0.01", "0.00"),
+    ],
+)
 def test_short_payment_repays_the_largest_principal_it_can_cover(
-        amount: str, principal: str, interest_due: str) -> None:
+    amount: str, principal: str, interest_due: str
+) -> None:
     """Level 0 after the write-off: the whole loan is due and the payment cannot cover it, so
     every fen of the payment must go to the funder (interest on 99.99 for one day at 4.35%
     ACT/360 is 0.0121 → 0.01, so 99.99 + 0.01 = 100.00 fits exactly)."""
@@ -322,8 +377,18 @@ def test_invariant_2_exposure_after_the_plan_unless_all_of_the_payment_repaid(ca
 @settings(max_examples=200, deadline=None)
 @given(cases())
 def test_zero_interest_plan_uses_every_fen_when_the_excess_is_larger(case: Case) -> None:
-    loans = [Loan(ln.loan_id, ln.funder_id, ln.outstanding, ZERO, ln.disbursed_on,
-                  ln.maturity_on, ln.day_count) for ln in case.loans]
+    loans = [
+        Loan(
+            ln.loan_id,
+            ln.funder_id,
+            ln.outstanding,
+            ZERO,
+            ln.disbursed_on,
+            ln.maturity_on,
+            ln.day_count,
+        )
+        for ln in case.loans
+    ]
     balance = sum((ln.outstanding for ln in loans), ZERO)
     excess = balance - borrowing_base(case.level_after, case.facility)
     assume(excess >= case.amount)
@@ -333,10 +398,13 @@ def test_zero_interest_plan_uses_every_fen_when_the_excess_is_larger(case: Case)
 
 # ---------------------------------------------------------------- availability (invariant 4)
 
+
 @st.composite
 def positions(draw: st.DrawFn) -> tuple[Decimal, Facility, Decimal, Decimal]:
-    fac = facility(line=str(Decimal(draw(st.integers(1, 10**11))) * FEN),
-                   rate=str(Decimal(draw(st.integers(60, 80))) / 100))
+    fac = facility(
+        line=str(Decimal(draw(st.integers(1, 10**11))) * FEN),
+        rate=str(Decimal(draw(st.integers(60, 80))) / 100),
+    )
     level = Decimal(draw(st.integers(0, 10**11))) * FEN
     loans = Decimal(draw(st.integers(0, 10**11))) * FEN
     in_flight = Decimal(draw(st.integers(0, 10**10))) * FEN
@@ -353,7 +421,8 @@ def test_available_is_never_negative(pos: tuple[Decimal, Facility, Decimal, Deci
 @settings(max_examples=300, deadline=None)
 @given(positions(), st.integers(0, 10**6))
 def test_invariant_4_a_request_within_available_never_over_lends(
-        pos: tuple[Decimal, Facility, Decimal, Decimal], fraction_ppm: int) -> None:
+    pos: tuple[Decimal, Facility, Decimal, Decimal], fraction_ppm: int
+) -> None:
     level, fac, loans, in_flight = pos
     available = available_to_borrow(level, fac, loans, in_flight)
     request = (available * fraction_ppm / 10**6).quantize(FEN, rounding="ROUND_DOWN")
@@ -368,11 +437,14 @@ def test_invariant_4_a_request_within_available_never_over_lends(
 @settings(max_examples=300, deadline=None)
 @given(positions(), st.integers(1, 10**8))
 def test_a_request_above_available_is_refused_as_exceeding_it(
-        pos: tuple[Decimal, Facility, Decimal, Decimal], extra_cents: int) -> None:
+    pos: tuple[Decimal, Facility, Decimal, Decimal], extra_cents: int
+) -> None:
     level, fac, loans, in_flight = pos
     available = available_to_borrow(level, fac, loans, in_flight)
-    assert refusal_of(available + Decimal(extra_cents) * FEN, fac, available) \
+    assert (
+        refusal_of(available + Decimal(extra_cents) * FEN, fac, available)
         == Reason.EXCEEDS_AVAILABLE
+    )
 
 
 def test_available_counts_requests_still_in_flight() -> None:

@@ -15,8 +15,10 @@ from shared.contracts import messages as m
 from shared.contracts.codec import TOPIC_MODELS, decode, encode
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "messages"
-EVERY_MODEL = sorted({model.__name__ for models in TOPIC_MODELS.values() for model in models}
-                     | {"FundingRequest", "DeadLetter"})
+EVERY_MODEL = sorted(
+    {model.__name__ for models in TOPIC_MODELS.values() for model in models}
+    | {"FundingRequest", "DeadLetter"}
+)
 
 
 def golden(name: str) -> dict[str, Any]:
@@ -25,8 +27,7 @@ def golden(name: str) -> dict[str, Any]:
 
 
 def test_every_message_of_the_contract_has_a_golden_example() -> None:
-    assert sorted(p.name.removesuffix(".v1.json") for p in GOLDEN.glob("*.v1.json")) == \
-        EVERY_MODEL
+    assert sorted(p.name.removesuffix(".v1.json") for p in GOLDEN.glob("*.v1.json")) == EVERY_MODEL
 
 
 @pytest.mark.parametrize("name", [n for n in EVERY_MODEL if n != "DeadLetter"])
@@ -46,6 +47,7 @@ def test_the_golden_dead_letter_round_trips() -> None:
 
 def test_golden_amounts_are_strings_with_two_decimals() -> None:
     """What integrators copy from: no JSON numbers for money anywhere in the examples."""
+
     def amounts(node: Any, key: str = "") -> list[tuple[str, Any]]:
         if isinstance(node, dict):
             return [found for k, v in node.items() for found in amounts(v, k)]
@@ -54,11 +56,28 @@ def test_golden_amounts_are_strings_with_two_decimals() -> None:
         return [(key, node)] if key in MONEY_FIELDS else []
 
     found = [pair for name in EVERY_MODEL for pair in amounts(golden(name)["message"])]
-    assert found and all(isinstance(v, str) and v.split(".")[1:] and len(v.split(".")[1]) == 2
-                         for _, v in found), found
+    assert found and all(
+        isinstance(v, str) and v.split(".")[1:] and len(v.split(".")[1]) == 2 for _, v in found
+    ), found
 
 
-MONEY_FIELDS = {"amount", "available", "credit_line", "written_off", "principal", "interest",
-                "water_level", "borrowing_base", "loan_balance", "in_flight", "total",
-                "released", "fees", "repaid_principal", "repaid_interest", "water_level_after",
-                "loan_balance_before", "loan_balance_after"}
+MONEY_FIELDS = {
+    "amount",
+    "available",
+    "credit_line",
+    "written_off",
+    "principal",
+    "interest",
+    "water_level",
+    "borrowing_base",
+    "loan_balance",
+    "in_flight",
+    "total",
+    "released",
+    "fees",
+    "repaid_principal",
+    "repaid_interest",
+    "water_level_after",
+    "loan_balance_before",
+    "loan_balance_after",
+}

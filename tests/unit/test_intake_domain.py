@@ -36,8 +36,7 @@ def test_payment_writing_off_one_receivable_in_full_returns_its_amount() -> None
 
 def test_partial_payment_returns_the_whole_written_off_sum() -> None:
     # The buyer pays 350,000 and writes off r1 + r2 = 400,000: the pool drops by 400,000.
-    assert check_payment(POOL, Decimal("350000.00"), ["r1", "r2"], KNOWN) \
-        == Decimal("400000.00")
+    assert check_payment(POOL, Decimal("350000.00"), ["r1", "r2"], KNOWN) == Decimal("400000.00")
 
 
 def test_unknown_receivable_is_refused() -> None:
@@ -76,16 +75,17 @@ def test_rejected_carries_the_reason_code_in_its_message() -> None:
     assert str(rejected).startswith("unknown_receivable: ")
 
 
-open_receivables = st.lists(st.integers(min_value=1, max_value=10**10), min_size=1,
-                            max_size=10)
+open_receivables = st.lists(st.integers(min_value=1, max_value=10**10), min_size=1, max_size=10)
 
 
 @settings(max_examples=200, deadline=None)
 @given(open_receivables, st.data())
 def test_any_payment_up_to_the_open_receivables_it_names_is_accepted(
-        cents: list[int], data: st.DataObject) -> None:
-    known = {f"r{i}": Receivable(f"r{i}", POOL, Decimal(c) * FEN, "open")
-             for i, c in enumerate(cents)}
+    cents: list[int], data: st.DataObject
+) -> None:
+    known = {
+        f"r{i}": Receivable(f"r{i}", POOL, Decimal(c) * FEN, "open") for i, c in enumerate(cents)
+    }
     named = data.draw(st.lists(st.sampled_from(sorted(known)), min_size=1, unique=True))
     total = sum((known[r].amount for r in named), Decimal("0.00"))
     amount = Decimal(data.draw(st.integers(1, int(total / FEN)))) * FEN
@@ -98,15 +98,23 @@ def test_any_payment_up_to_the_open_receivables_it_names_is_accepted(
 @settings(max_examples=200, deadline=None)
 @given(open_receivables, st.data())
 def test_one_bad_receivable_among_good_ones_refuses_the_whole_payment(
-        cents: list[int], data: st.DataObject) -> None:
-    known = {f"r{i}": Receivable(f"r{i}", POOL, Decimal(c) * FEN, "open")
-             for i, c in enumerate(cents)}
-    bad, reason = data.draw(st.sampled_from([
-        (Receivable("bad", POOL, Decimal("1.00"), "paid"), Reason.RECEIVABLE_ALREADY_PAID),
-        (Receivable("bad", OTHER_POOL, Decimal("1.00"), "open"),
-         Reason.RECEIVABLE_NOT_IN_POOL),
-        (None, Reason.UNKNOWN_RECEIVABLE),
-    ]))
+    cents: list[int], data: st.DataObject
+) -> None:
+    known = {
+        f"r{i}": Receivable(f"r{i}", POOL, Decimal(c) * FEN, "open") for i, c in enumerate(cents)
+    }
+    bad, reason = data.draw(
+        st.sampled_from(
+            [
+                (Receivable("bad", POOL, Decimal("1.00"), "paid"), Reason.RECEIVABLE_ALREADY_PAID),
+                (
+                    Receivable("bad", OTHER_POOL, Decimal("1.00"), "open"),
+                    Reason.RECEIVABLE_NOT_IN_POOL,
+                ),
+                (None, Reason.UNKNOWN_RECEIVABLE),
+            ]
+        )
+    )
     if bad is not None:
         known["bad"] = bad
     named = data.draw(st.permutations([*sorted(known.keys() - {"bad"}), "bad"]))

@@ -26,8 +26,9 @@ POSITIVE = TypeAdapter(PositiveAmount)
 RATE = TypeAdapter(Rate)
 
 totals = st.integers(min_value=0, max_value=10**12).map(lambda cents: Decimal(cents) * FEN)
-weight_lists = st.lists(st.integers(min_value=0, max_value=10_000), min_size=1, max_size=8
-                        ).filter(lambda ws: sum(ws) > 0)
+weight_lists = st.lists(st.integers(min_value=0, max_value=10_000), min_size=1, max_size=8).filter(
+    lambda ws: sum(ws) > 0
+)
 
 
 def exact_share(total: Decimal, weight: int, weight_sum: int) -> Fraction:
@@ -35,6 +36,7 @@ def exact_share(total: Decimal, weight: int, weight_sum: int) -> Fraction:
 
 
 # ---------------------------------------------------------------- largest_remainder_split
+
 
 @settings(max_examples=200, deadline=None)
 @given(total=totals, weights=weight_lists)
@@ -47,7 +49,8 @@ def test_split_parts_sum_exactly_to_the_total(total: Decimal, weights: list[int]
 @settings(max_examples=200, deadline=None)
 @given(total=totals, weights=weight_lists)
 def test_each_part_is_whole_fen_within_one_fen_of_its_exact_share(
-        total: Decimal, weights: list[int]) -> None:
+    total: Decimal, weights: list[int]
+) -> None:
     parts = largest_remainder_split(total, [(i, w) for i, w in enumerate(weights)])
     weight_sum = sum(weights)
     for i, weight in enumerate(weights):
@@ -87,7 +90,9 @@ def test_leftover_fen_goes_to_the_largest_remainder_not_the_largest_weight() -> 
 
 def test_a_single_fen_split_between_equals_goes_to_the_earlier_part() -> None:
     assert largest_remainder_split(Decimal("0.01"), [("x", 5), ("y", 5)]) == {
-        "x": Decimal("0.01"), "y": Decimal("0.00")}
+        "x": Decimal("0.01"),
+        "y": Decimal("0.00"),
+    }
 
 
 def test_negative_weight_is_refused() -> None:
@@ -118,18 +123,31 @@ def test_negative_total_is_refused() -> None:
 
 # ---------------------------------------------------------------- fen rounding
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("0.005", "0.01"), ("0.015", "0.02"), ("0.0049", "0.00"), ("-0.005", "-0.01"),
-    ("3625", "3625.00"),
-])
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0.005", "0.01"),
+        ("0.015", "0.02"),
+        ("0.0049", "0.00"),
+        ("-0.005", "-0.01"),
+        ("3625", "3625.00"),
+    ],
+)
 def test_fen_rounds_half_up_like_a_bank(value: str, expected: str) -> None:
     assert fen(Decimal(value)) == Decimal(expected)
     assert str(fen(Decimal(value))) == expected
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("0.019", "0.01"), ("0.999", "0.99"), ("-0.019", "-0.01"), ("7.2", "7.20"),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0.019", "0.01"),
+        ("0.999", "0.99"),
+        ("-0.019", "-0.01"),
+        ("7.2", "7.20"),
+    ],
+)
 def test_fen_down_never_promises_a_cent_that_is_not_there(value: str, expected: str) -> None:
     assert fen_down(Decimal(value)) == Decimal(expected)
 
@@ -145,14 +163,32 @@ def test_fen_down_is_below_by_less_than_a_fen_and_fen_within_half_a_fen(value: D
 
 # ---------------------------------------------------------------- reject_float and the types
 
+
 @pytest.mark.parametrize("value", [10, 10.0, 0.1, True, False, 0])
 def test_reject_float_refuses_numbers(value: object) -> None:
     with pytest.raises(ValueError, match="decimal strings"):
         reject_float(value)
 
 
-@pytest.mark.parametrize("value", ["abc", "", "1,000.00", "NaN", "Infinity", "-inf", "1E-3",
-                                   "1e5", " 10.00", "10.00 ", "+1", ".5", "1.", "9" * 31])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "abc",
+        "",
+        "1,000.00",
+        "NaN",
+        "Infinity",
+        "-inf",
+        "1E-3",
+        "1e5",
+        " 10.00",
+        "10.00 ",
+        "+1",
+        ".5",
+        "1.",
+        "9" * 31,
+    ],
+)
 def test_reject_float_refuses_text_that_is_not_a_finite_amount(value: str) -> None:
     with pytest.raises(ValueError):
         reject_float(value)
@@ -173,7 +209,7 @@ def test_amount_text_10_becomes_10_00_and_serialises_as_the_string_10_00() -> No
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(min_value=-10**15, max_value=10**15))
+@given(st.integers(min_value=-(10**15), max_value=10**15))
 def test_any_fen_amount_round_trips_through_json_as_a_string(cents: int) -> None:
     text = format(Decimal(cents) * FEN, "f")
     value = AMOUNT.validate_json(f'"{text}"')

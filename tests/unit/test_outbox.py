@@ -12,8 +12,14 @@ async def test_only_unknown_topics_are_created_and_each_only_once() -> None:
         created.append(names)
 
     topics = KnownTopics(create, known=["pool.events.v1"])
-    await topics.ensure(["pool.events.v1", "funding.requests.bank-b.v1",
-                         "funding.requests.bank-a.v1", "funding.requests.bank-b.v1"])
+    await topics.ensure(
+        [
+            "pool.events.v1",
+            "funding.requests.bank-b.v1",
+            "funding.requests.bank-a.v1",
+            "funding.requests.bank-b.v1",
+        ]
+    )
     await topics.ensure(["funding.requests.bank-a.v1", "pool.events.v1"])
     await topics.ensure([])
     assert created == [["funding.requests.bank-a.v1", "funding.requests.bank-b.v1"]]

@@ -40,18 +40,21 @@ def payments(draw: st.DrawFn) -> tuple[Decimal, list[tuple[str, Decimal, Decimal
     for _ in range(draw(st.integers(0, 4))):
         principal = Decimal(draw(st.integers(0, int(left / FEN)))) * FEN
         interest = Decimal(draw(st.integers(0, int((left - principal) / FEN)))) * FEN
-        repayments.append((draw(st.sampled_from(["bank-a", "bank-b", "p2p-c"])),
-                           principal, interest))
+        repayments.append(
+            (draw(st.sampled_from(["bank-a", "bank-b", "p2p-c"])), principal, interest)
+        )
         left -= principal + interest
     return amount, repayments, draw(st.integers(0, 10_000))
 
 
 # ---------------------------------------------------------------- the split
 
+
 @settings(max_examples=300, deadline=None)
 @given(payments())
 def test_parts_of_a_settlement_sum_exactly_to_the_payment(
-        payment: tuple[Decimal, list[tuple[str, Decimal, Decimal]], int]) -> None:
+    payment: tuple[Decimal, list[tuple[str, Decimal, Decimal]], int],
+) -> None:
     amount, repayments, fee_bps = payment
     split = split_payment(amount, repayments, fee_bps)
     assert split.principal + split.interest + split.fees + split.released == amount
@@ -66,7 +69,8 @@ def test_parts_of_a_settlement_sum_exactly_to_the_payment(
 @settings(max_examples=300, deadline=None)
 @given(payments())
 def test_ledger_entries_of_a_split_balance_to_zero(
-        payment: tuple[Decimal, list[tuple[str, Decimal, Decimal]], int]) -> None:
+    payment: tuple[Decimal, list[tuple[str, Decimal, Decimal]], int],
+) -> None:
     amount, repayments, fee_bps = payment
     entries = split_payment(amount, repayments, fee_bps).entries(POOL)
     assert sum((value for _, value in entries), ZERO) == 0
@@ -78,7 +82,8 @@ def test_ledger_entries_of_a_split_balance_to_zero(
 @settings(max_examples=300, deadline=None)
 @given(payments())
 def test_fee_is_its_basis_points_of_the_remainder_to_within_a_fen(
-        payment: tuple[Decimal, list[tuple[str, Decimal, Decimal]], int]) -> None:
+    payment: tuple[Decimal, list[tuple[str, Decimal, Decimal]], int],
+) -> None:
     amount, repayments, fee_bps = payment
     split = split_payment(amount, repayments, fee_bps)
     remainder = amount - split.principal - split.interest
@@ -101,21 +106,30 @@ def test_seed_split_of_10_wan_with_8_wan_to_the_funder_releases_2_wan() -> None:
 def test_nothing_to_repay_releases_everything() -> None:
     split = split_payment(Decimal("10.00"), [])
     assert (split.principal, split.interest, split.released) == (ZERO, ZERO, Decimal("10.00"))
-    assert split.entries(POOL) == [(frozen_account(POOL), Decimal("-10.00")),
-                                   (free_account(POOL), Decimal("10.00"))]
+    assert split.entries(POOL) == [
+        (frozen_account(POOL), Decimal("-10.00")),
+        (free_account(POOL), Decimal("10.00")),
+    ]
 
 
 def test_whole_payment_to_the_funder_releases_nothing_and_writes_no_zero_line() -> None:
     split = split_payment(Decimal("10.00"), [("bank-a", Decimal("9.50"), Decimal("0.50"))], 30)
     assert split.released == ZERO and split.fees == ZERO
-    assert [account for account, _ in split.entries(POOL)] == [frozen_account(POOL),
-                                                               funder_account("bank-a")]
+    assert [account for account, _ in split.entries(POOL)] == [
+        frozen_account(POOL),
+        funder_account("bank-a"),
+    ]
 
 
 def test_repayments_of_one_funder_are_added_together() -> None:
-    split = split_payment(Decimal("100.00"), [("bank-a", Decimal("10.00"), Decimal("1.00")),
-                                              ("bank-b", Decimal("20.00"), ZERO),
-                                              ("bank-a", Decimal("5.00"), Decimal("0.10"))])
+    split = split_payment(
+        Decimal("100.00"),
+        [
+            ("bank-a", Decimal("10.00"), Decimal("1.00")),
+            ("bank-b", Decimal("20.00"), ZERO),
+            ("bank-a", Decimal("5.00"), Decimal("0.10")),
+        ],
+    )
     assert split.to_funders == {"bank-a": Decimal("16.10"), "bank-b": Decimal("20.00")}
     assert split.released == Decimal("63.90")
 
@@ -146,41 +160,59 @@ def test_fee_outside_0_to_10000_bps_is_refused(fee_bps: int) -> None:
 
 # ---------------------------------------------------------------- the hash chain
 
+
 def post_chain(splits: list[tuple[str, Split]], pool_id: str = POOL) -> list[PostedTransaction]:
     chain: list[PostedTransaction] = []
     prev = GENESIS
     for seq, (payment_id, split) in enumerate(splits, start=1):
         entries = tuple(split.entries(pool_id))
-        inputs: dict[str, Any] = {"water_level_after": Decimal("900000.00"),
-                                  "loan_balance": Decimal("800000.00"),
-                                  "discount_rate": Decimal("0.8"),
-                                  "rule_version": split.rule_version}
-        tx_hash = transaction_hash(prev, pool_id=pool_id, seq=seq, payment_id=payment_id,
-                                   kind="settlement", entries=entries, inputs=inputs)
-        chain.append(PostedTransaction(pool_id, seq, payment_id, "settlement", entries, inputs,
-                                       prev, tx_hash))
+        inputs: dict[str, Any] = {
+            "water_level_after": Decimal("900000.00"),
+            "loan_balance": Decimal("800000.00"),
+            "discount_rate": Decimal("0.8"),
+            "rule_version": split.rule_version,
+        }
+        tx_hash = transaction_hash(
+            prev,
+            pool_id=pool_id,
+            seq=seq,
+            payment_id=payment_id,
+            kind="settlement",
+            entries=entries,
+            inputs=inputs,
+        )
+        chain.append(
+            PostedTransaction(
+                pool_id, seq, payment_id, "settlement", entries, inputs, prev, tx_hash
+            )
+        )
         prev = tx_hash
     return chain
 
 
 def seal(tx: PostedTransaction) -> PostedTransaction:
     """What a forger would do: recompute the edited transaction's own hash."""
-    return dataclasses.replace(tx, hash=transaction_hash(
-        tx.prev_hash, pool_id=tx.pool_id, seq=tx.seq, payment_id=tx.payment_id, kind=tx.kind,
-        entries=tx.entries, inputs=tx.inputs))
+    return dataclasses.replace(tx, hash=tx.recomputed_hash())
 
 
 def seed_chain() -> list[PostedTransaction]:
-    return post_chain([
-        ("pay-1", split_payment(Decimal("100000.00"), [("bank-a", Decimal("80000.00"), ZERO)])),
-        ("pay-2", split_payment(Decimal("10.00"), [], 30)),
-        ("pay-3", split_payment(Decimal("5000.00"),
-                                [("bank-a", Decimal("4000.00"), Decimal("12.34"))], 15)),
-    ])
+    return post_chain(
+        [
+            ("pay-1", split_payment(Decimal("100000.00"), [("bank-a", Decimal("80000.00"), ZERO)])),
+            ("pay-2", split_payment(Decimal("10.00"), [], 30)),
+            (
+                "pay-3",
+                split_payment(
+                    Decimal("5000.00"), [("bank-a", Decimal("4000.00"), Decimal("12.34"))], 15
+                ),
+            ),
+        ]
+    )
 
 
 chains = st.lists(payments(), min_size=1, max_size=6).map(
-    lambda ps: post_chain([(f"pay-{i}", split_payment(*p)) for i, p in enumerate(ps)]))
+    lambda ps: post_chain([(f"pay-{i}", split_payment(*p)) for i, p in enumerate(ps)])
+)
 
 
 @settings(max_examples=100, deadline=None)
@@ -197,26 +229,34 @@ def test_the_empty_chain_verifies() -> None:
 
 def test_the_hash_is_deterministic_and_depends_on_the_previous_hash() -> None:
     entries = ((frozen_account(POOL), Decimal("-1.00")), (free_account(POOL), Decimal("1.00")))
-    args: dict[str, Any] = {"pool_id": POOL, "seq": 1, "payment_id": "p", "kind": "settlement",
-                            "entries": entries, "inputs": {"rate": Decimal("0.8")}}
+    args: dict[str, Any] = {
+        "pool_id": POOL,
+        "seq": 1,
+        "payment_id": "p",
+        "kind": "settlement",
+        "entries": entries,
+        "inputs": {"rate": Decimal("0.8")},
+    }
     assert transaction_hash(GENESIS, **args) == transaction_hash(GENESIS, **args)
     assert len(transaction_hash(GENESIS, **args)) == 64
     assert transaction_hash(GENESIS, **args) != transaction_hash("1" * 64, **args)
 
 
-def edit_entry(chain: list[PostedTransaction], index: int, line: int,
-               change: Callable[[Decimal], Decimal]) -> list[PostedTransaction]:
+def edit_entry(
+    chain: list[PostedTransaction], index: int, line: int, change: Callable[[Decimal], Decimal]
+) -> list[PostedTransaction]:
     tx = chain[index]
     entries = list(tx.entries)
     account, value = entries[line]
     entries[line] = (account, change(value))
-    return [*chain[:index], dataclasses.replace(tx, entries=tuple(entries)), *chain[index + 1:]]
+    return [*chain[:index], dataclasses.replace(tx, entries=tuple(entries)), *chain[index + 1 :]]
 
 
 @settings(max_examples=100, deadline=None)
 @given(chains, st.data())
-def test_editing_any_amount_by_one_fen_is_reported(chain: list[PostedTransaction],
-                                                   data: st.DataObject) -> None:
+def test_editing_any_amount_by_one_fen_is_reported(
+    chain: list[PostedTransaction], data: st.DataObject
+) -> None:
     index = data.draw(st.integers(0, len(chain) - 1))
     line = data.draw(st.integers(0, len(chain[index].entries) - 1))
     delta = data.draw(st.sampled_from([FEN, -FEN]))
@@ -228,12 +268,14 @@ def test_editing_any_amount_by_one_fen_is_reported(chain: list[PostedTransaction
 @settings(max_examples=100, deadline=None)
 @given(chains, st.data())
 def test_moving_a_fen_between_lines_keeps_the_balance_but_is_still_reported(
-        chain: list[PostedTransaction], data: st.DataObject) -> None:
+    chain: list[PostedTransaction], data: st.DataObject
+) -> None:
     index = data.draw(st.integers(0, len(chain) - 1))
     line = data.draw(st.integers(1, len(chain[index].entries) - 1))
     # Take a fen from a receiving line and give it back to the frozen account: still balanced.
-    edited = edit_entry(edit_entry(chain, index, line, lambda v: v - FEN), index, 0,
-                        lambda v: v + FEN)
+    edited = edit_entry(
+        edit_entry(chain, index, line, lambda v: v - FEN), index, 0, lambda v: v + FEN
+    )
     problems = verify_chain(edited)
     assert problems
     assert all("not zero" not in p for p in problems)
@@ -246,16 +288,20 @@ def test_the_same_amount_written_10_0_instead_of_10_00_is_reported() -> None:
     edited = edit_entry(chain, 1, 0, lambda v: Decimal("-10.0"))
     assert edited[1].entries[0][1] == Decimal("-10.00")  # numerically equal
     problems = verify_chain(edited)
-    assert problems == [f"pool {POOL} seq 2 (settlement of pay-2): hash mismatch, "
-                        "the transaction was altered"]
+    assert problems == [
+        f"pool {POOL} seq 2 (settlement of pay-2): hash mismatch, the transaction was altered"
+    ]
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("water_level_after", Decimal("900000.01")),
-    ("loan_balance", Decimal("800000.0")),  # the same number, other text
-    ("discount_rate", Decimal("0.6")),
-    ("rule_version", "split-v0"),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("water_level_after", Decimal("900000.01")),
+        ("loan_balance", Decimal("800000.0")),  # the same number, other text
+        ("discount_rate", Decimal("0.6")),
+        ("rule_version", "split-v0"),
+    ],
+)
 def test_editing_an_input_that_decided_the_split_is_reported(field: str, value: object) -> None:
     chain = seed_chain()
     tx = chain[2]
@@ -273,7 +319,8 @@ def test_editing_what_a_transaction_is_about_is_reported(field: str) -> None:
 @settings(max_examples=100, deadline=None)
 @given(chains.filter(lambda c: len(c) >= 2), st.data())
 def test_resealing_an_edited_transaction_breaks_the_link_to_the_next(
-        chain: list[PostedTransaction], data: st.DataObject) -> None:
+    chain: list[PostedTransaction], data: st.DataObject
+) -> None:
     index = data.draw(st.integers(0, len(chain) - 2))
     edited = list(chain)
     edited[index] = seal(dataclasses.replace(edited[index], payment_id="forged"))
@@ -283,8 +330,9 @@ def test_resealing_an_edited_transaction_breaks_the_link_to_the_next(
 
 @settings(max_examples=100, deadline=None)
 @given(chains.filter(lambda c: len(c) >= 2), st.data())
-def test_reordering_transactions_is_reported(chain: list[PostedTransaction],
-                                             data: st.DataObject) -> None:
+def test_reordering_transactions_is_reported(
+    chain: list[PostedTransaction], data: st.DataObject
+) -> None:
     i = data.draw(st.integers(0, len(chain) - 2))
     j = data.draw(st.integers(i + 1, len(chain) - 1))
     reordered = list(chain)
@@ -296,12 +344,13 @@ def test_reordering_transactions_is_reported(chain: list[PostedTransaction],
 
 @settings(max_examples=100, deadline=None)
 @given(chains.filter(lambda c: len(c) >= 2), st.data())
-def test_dropping_a_transaction_is_reported(chain: list[PostedTransaction],
-                                            data: st.DataObject) -> None:
+def test_dropping_a_transaction_is_reported(
+    chain: list[PostedTransaction], data: st.DataObject
+) -> None:
     # Dropping the newest one is not visible from the chain alone (its head is not anchored);
     # any other is.
     index = data.draw(st.integers(0, len(chain) - 2))
-    problems = verify_chain([*chain[:index], *chain[index + 1:]])
+    problems = verify_chain([*chain[:index], *chain[index + 1 :]])
     assert any(f"seq {index + 2} " in p and "sequence gap" in p for p in problems)
     assert any(f"seq {index + 2} " in p and "prev_hash" in p for p in problems)
 
@@ -309,7 +358,8 @@ def test_dropping_a_transaction_is_reported(chain: list[PostedTransaction],
 @settings(max_examples=50, deadline=None)
 @given(chains, st.integers(1, 3))
 def test_dropping_the_newest_transactions_is_reported_against_the_accounts_head(
-        chain: list[PostedTransaction], dropped: int) -> None:
+    chain: list[PostedTransaction], dropped: int
+) -> None:
     head = (chain[-1].seq, chain[-1].hash)
     assert verify_chain(chain, head=head) == []
     shortened = chain[:-dropped] if dropped < len(chain) else []
@@ -326,8 +376,10 @@ def test_renumbering_after_a_drop_is_still_reported() -> None:
     chain = seed_chain()
     forged = [chain[0], seal(dataclasses.replace(chain[2], seq=2))]
     problems = verify_chain(forged)
-    assert problems == [f"pool {POOL} seq 2 (settlement of pay-3): prev_hash does not match "
-                        "the previous transaction"]
+    assert problems == [
+        f"pool {POOL} seq 2 (settlement of pay-3): prev_hash does not match "
+        "the previous transaction"
+    ]
 
 
 def test_a_chain_not_starting_at_genesis_is_reported() -> None:
