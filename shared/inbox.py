@@ -76,6 +76,8 @@ class UnitOfWork:
 
 Handler = Callable[[UnitOfWork, Message], Awaitable[None]]
 BatchHook = Callable[[UnitOfWork, Sequence[Inbound]], Awaitable[None]]
+BatchPrepare = Callable[[UnitOfWork, Sequence[Message]], Awaitable[None]]
+BatchFlush = Callable[[UnitOfWork], Awaitable[None]]
 
 
 class BatchConsumer:
@@ -89,6 +91,8 @@ class BatchConsumer:
         dead_letter_topic: str,
         on_batch: BatchHook | None = None,
         after_commit: Callable[[], None] | None = None,
+        prepare: BatchPrepare | None = None,
+        flush: BatchFlush | None = None,
     ) -> None:
         self.service = service
         self.schema = schema
@@ -97,6 +101,8 @@ class BatchConsumer:
         self._dead_letter_topic = dead_letter_topic
         self._on_batch = on_batch
         self._after_commit = after_commit
+        self._prepare = prepare
+        self._flush = flush
         self.stats = {"effects": 0, "duplicates": 0, "dead_letters": 0, "batches": 0}
 
     async def process(self, records: Sequence[Inbound]) -> None:
@@ -190,6 +196,10 @@ class BatchConsumer:
                 else {}
             )
             new_rows: list[tuple[str, str, str]] = []
+            if self._prepare is not None and not skip_handler:
+                await self._prepare(
+                    uow, [message for _, message, refusal in items if message and not refusal]
+                )
             for record, message, refusal in items:
                 context = {
                     "service": self.service,
@@ -237,6 +247,8 @@ class BatchConsumer:
                         )
                     )
             structlog.contextvars.clear_contextvars()
+            if self._flush is not None:
+                await self._flush(uow)
             if new_rows:
                 await conn.executemany(
                     "INSERT INTO processed(consumer, event_id, payload_hash) VALUES ($1, $2, $3)",

@@ -27,7 +27,15 @@ from faststream.message import StreamMessage
 from starlette.types import ASGIApp
 
 from shared.db import create_pool, migrate
-from shared.inbox import BatchConsumer, BatchHook, Handler, Inbound, backoff
+from shared.inbox import (
+    BatchConsumer,
+    BatchFlush,
+    BatchHook,
+    BatchPrepare,
+    Handler,
+    Inbound,
+    backoff,
+)
 from shared.outbox import KnownTopics, OutboxRelay
 from shared.settings import Settings
 
@@ -45,6 +53,10 @@ class ServiceSpec:
     migrations: Path
     handle: Handler
     on_batch: BatchHook | None = None
+    # Set-based handling: `prepare` reads what the batch's messages need in a few statements,
+    # handlers decide in memory, `flush` writes the batch's changes before it commits.
+    prepare: BatchPrepare | None = None
+    flush: BatchFlush | None = None
     # An HTTP front, served when POOLFIN_HTTP_PORT is set: (database pool, producer) → ASGI app.
     http: Callable[[asyncpg.Pool, AIOKafkaProducer], ASGIApp] | None = None
     description: str = ""
@@ -160,6 +172,8 @@ async def run_service(
         dead_letter_topic=spec.dead_letter_topic,
         on_batch=spec.on_batch,
         after_commit=relay.wake,
+        prepare=spec.prepare,
+        flush=spec.flush,
     )
     broker = build_broker(spec, settings, consumer)
     relay_task = asyncio.create_task(relay.run(), name=f"{spec.name}-relay")

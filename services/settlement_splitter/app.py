@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.settlement_splitter.handlers import make_handler
+from services.settlement_splitter.handlers import flush, make_handler, prepare
 from shared.contracts import topics
 from shared.runtime import ServiceSpec
 from shared.settings import Settings
@@ -18,5 +18,7 @@ def spec(settings: Settings) -> ServiceSpec:
         dead_letter_topic=topics.SETTLEMENT_REJECTED,
         migrations=Path(__file__).parent / "migrations",
         handle=make_handler(settings.settlement_fee_bps),
+        prepare=prepare,
+        flush=flush,
         description="Freezes payments, splits them by instruction and rules, releases the rest.",
     )

@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
-
-import asyncpg
 
 from services.settlement_splitter import repository as repo
 from services.settlement_splitter.domain import (
@@ -37,9 +36,28 @@ def make_handler(fee_bps: int) -> Handler:
     return handle
 
 
+def ledger_of(uow: UnitOfWork) -> repo.LedgerBatch:
+    """This batch transaction's reads and pending writes (flushed by `flush` before commit)."""
+    ledger: repo.LedgerBatch = uow.scratch.setdefault("ledger", repo.LedgerBatch())
+    return ledger
+
+
+async def prepare(uow: UnitOfWork, events: Sequence[m.Message]) -> None:
+    """Lock every account and load every settlement the batch names, in two statements."""
+    moving = [e for e in events if isinstance(e, m.ReceivablesSettled | m.RepaymentInstruction)]
+    await ledger_of(uow).prepare(
+        uow.conn, (e.pool_id for e in moving), (e.payment_id for e in moving)
+    )
+
+
+async def flush(uow: UnitOfWork) -> None:
+    await ledger_of(uow).flush(uow.conn)
+
+
 async def on_payment(uow: UnitOfWork, payment: m.ReceivablesSettled, fee_bps: int) -> None:
-    head = await repo.lock_account(uow.conn, payment.pool_id, uow.scratch)
-    existing = await repo.settlement(uow.conn, payment.payment_id)
+    ledger = ledger_of(uow)
+    head = await ledger.head(uow.conn, payment.pool_id)
+    existing = await ledger.settlement(uow.conn, payment.payment_id)
     if existing is not None and existing["state"] != "instructed":
         raise Rejected(
             m.Reason.DUPLICATE_PAYMENT,
@@ -55,10 +73,9 @@ async def on_payment(uow: UnitOfWork, payment: m.ReceivablesSettled, fee_bps: in
             m.Reason.AMOUNT_MISMATCH,
             f"instruction is for {instruction.amount}, payment is {payment.amount}",
         )
-    await _freeze(uow.conn, head, payment)
+    _freeze(ledger, head, payment)
     if instruction is None:
-        await repo.save_settlement(
-            uow.conn,
+        ledger.save_settlement(
             payment.payment_id,
             payment.pool_id,
             payment.amount,
@@ -74,12 +91,12 @@ async def on_payment(uow: UnitOfWork, payment: m.ReceivablesSettled, fee_bps: in
 async def on_instruction(
     uow: UnitOfWork, instruction: m.RepaymentInstruction, fee_bps: int
 ) -> None:
-    head = await repo.lock_account(uow.conn, instruction.pool_id, uow.scratch)
-    existing = await repo.settlement(uow.conn, instruction.payment_id)
+    ledger = ledger_of(uow)
+    head = await ledger.head(uow.conn, instruction.pool_id)
+    existing = await ledger.settlement(uow.conn, instruction.payment_id)
     if existing is None:
         # The instruction overtook the payment: keep it; no money moves (invariant 3).
-        await repo.save_settlement(
-            uow.conn,
+        ledger.save_settlement(
             instruction.payment_id,
             instruction.pool_id,
             instruction.amount,
@@ -100,11 +117,8 @@ async def on_instruction(
     await _split(uow, head, instruction.payment_id, instruction, fee_bps)
 
 
-async def _freeze(
-    conn: asyncpg.Connection, head: dict[str, Any], payment: m.ReceivablesSettled
-) -> None:
-    await repo.post(
-        conn,
+def _freeze(ledger: repo.LedgerBatch, head: dict[str, Any], payment: m.ReceivablesSettled) -> None:
+    ledger.post(
         head,
         pool_id=payment.pool_id,
         payment_id=payment.payment_id,
@@ -136,8 +150,8 @@ async def _split(
         fee_bps,
     )
     pool_id = instruction.pool_id
-    digest = await repo.post(
-        uow.conn,
+    ledger = ledger_of(uow)
+    digest = ledger.post(
         head,
         pool_id=pool_id,
         payment_id=payment_id,
@@ -155,8 +169,7 @@ async def _split(
             "rule_version": split.rule_version,
         },
     )
-    await repo.save_settlement(
-        uow.conn,
+    ledger.save_settlement(
         payment_id,
         pool_id,
         instruction.amount,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -11,108 +13,168 @@ import asyncpg
 from services.settlement_splitter.domain import GENESIS, PostedTransaction, transaction_hash
 
 
-async def lock_account(
-    conn: asyncpg.Connection, pool_id: str, locked: dict[Any, Any]
-) -> dict[str, Any]:
-    """Lock the pool's controlled account for the rest of the transaction and return its chain
-    head ({"seq", "hash"}), which `post` advances. `locked` remembers the pools this
-    transaction holds, so a batch locks each pool once."""
-    key = ("controlled_account", pool_id)
-    if key not in locked:
-        # One round trip: create the account if new, lock its row, read the head.
-        row = await conn.fetchrow(
-            "INSERT INTO controlled_accounts(pool_id, head_hash) VALUES ($1, $2)"
-            " ON CONFLICT (pool_id) DO UPDATE SET pool_id = EXCLUDED.pool_id"
-            " RETURNING last_seq, head_hash",
-            pool_id,
-            GENESIS,
+@dataclass
+class LedgerBatch:
+    """What one batch transaction reads and writes in the splitter's schema.
+
+    `prepare` locks every controlled account the batch touches and loads every settlement it
+    names, in two statements. Handlers then decide in memory: `post` chains a ledger
+    transaction onto the pool's head and `save_settlement` records the settlement's new state.
+    `flush` writes it all in two statements before the batch commits. So a batch of any size
+    costs four round trips, never one per message (STYLE: batches). Anything not prepared is
+    loaded on first use, so a handler is correct even when called outside a prepared batch.
+    """
+
+    heads: dict[str, dict[str, Any]] = field(default_factory=dict)
+    settlements: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    _transactions: list[tuple[str, int, str, str, str, str, str]] = field(default_factory=list)
+    _entries: list[tuple[str, int, int, str, Decimal]] = field(default_factory=list)
+    _saved: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    async def prepare(
+        self, conn: asyncpg.Connection, pool_ids: Iterable[str], payment_ids: Iterable[str]
+    ) -> None:
+        pools = sorted(set(pool_ids) - set(self.heads))  # one lock order for every batch
+        if pools:
+            # Create the accounts that are new, lock them all, read their chain heads.
+            for row in await conn.fetch(
+                "INSERT INTO controlled_accounts(pool_id, head_hash)"
+                " SELECT p, $2 FROM unnest($1::text[]) AS p ORDER BY p"
+                " ON CONFLICT (pool_id) DO UPDATE SET pool_id = EXCLUDED.pool_id"
+                " RETURNING pool_id, last_seq, head_hash",
+                pools,
+                GENESIS,
+            ):
+                self.heads[row["pool_id"]] = {"seq": row["last_seq"], "hash": row["head_hash"]}
+        payments = sorted(set(payment_ids) - set(self.settlements))
+        if payments:
+            self.settlements.update(dict.fromkeys(payments))
+            for row in await conn.fetch(
+                "SELECT * FROM settlements WHERE payment_id = ANY($1::text[])", payments
+            ):
+                self.settlements[row["payment_id"]] = dict(row)
+
+    async def head(self, conn: asyncpg.Connection, pool_id: str) -> dict[str, Any]:
+        """The pool's chain head ({"seq", "hash"}), its account locked until commit."""
+        if pool_id not in self.heads:
+            await self.prepare(conn, [pool_id], [])
+        return self.heads[pool_id]
+
+    async def settlement(self, conn: asyncpg.Connection, payment_id: str) -> dict[str, Any] | None:
+        if payment_id not in self.settlements:
+            await self.prepare(conn, [], [payment_id])
+        return self.settlements[payment_id]
+
+    def post(
+        self,
+        head: dict[str, Any],
+        *,
+        pool_id: str,
+        payment_id: str,
+        kind: str,
+        entries: Sequence[tuple[str, Decimal]],
+        inputs: Mapping[str, Any],
+    ) -> str:
+        """Chain one balanced transaction after `head`, advance the head, return its hash."""
+        if sum(amount for _, amount in entries) != 0:
+            raise ValueError(f"unbalanced ledger transaction for {payment_id}: {entries}")
+        seq = head["seq"] + 1
+        digest = transaction_hash(
+            head["hash"],
+            pool_id=pool_id,
+            seq=seq,
+            payment_id=payment_id,
+            kind=kind,
+            entries=entries,
+            inputs=inputs,
         )
-        assert row is not None
-        locked[key] = {"seq": row["last_seq"], "hash": row["head_hash"]}
-    head: dict[str, Any] = locked[key]
-    return head
+        inputs_json = json.dumps(dict(inputs), default=str)
+        self._transactions.append(
+            (pool_id, seq, payment_id, kind, inputs_json, head["hash"], digest)
+        )
+        self._entries.extend(
+            (pool_id, seq, line, account, amount) for line, (account, amount) in enumerate(entries)
+        )
+        head.update(seq=seq, hash=digest)
+        return digest
+
+    def save_settlement(
+        self,
+        payment_id: str,
+        pool_id: str,
+        amount: Decimal,
+        state: str,
+        *,
+        payment: dict[str, Any] | None = None,
+        instruction: dict[str, Any] | None = None,
+        released: Decimal | None = None,
+    ) -> None:
+        before = self.settlements.get(payment_id) or {}
+        row = {
+            "payment_id": payment_id,
+            "pool_id": pool_id,
+            "amount": amount,
+            "state": state,
+            "payment": payment if payment is not None else before.get("payment"),
+            "instruction": instruction if instruction is not None else before.get("instruction"),
+            "released": released,
+        }
+        self.settlements[payment_id] = self._saved[payment_id] = row
+
+    async def flush(self, conn: asyncpg.Connection) -> None:
+        if self._transactions:
+            last = {pool: (seq, digest) for pool, seq, _, _, _, _, digest in self._transactions}
+            await conn.execute(
+                "WITH tx AS ("
+                "  INSERT INTO ledger_transactions(pool_id, seq, payment_id, kind, inputs,"
+                "  prev_hash, hash)"
+                "  SELECT t.pool_id, t.seq, t.payment_id, t.kind, t.inputs::jsonb, t.prev_hash,"
+                "  t.hash FROM unnest($1::text[], $2::integer[], $3::text[], $4::text[],"
+                "  $5::text[], $6::text[], $7::text[])"
+                "  AS t(pool_id, seq, payment_id, kind, inputs, prev_hash, hash)"
+                "  RETURNING id, pool_id, seq),"
+                " entries AS ("
+                "  INSERT INTO ledger_entries(transaction_id, line, account, amount)"
+                "  SELECT tx.id, e.line, e.account, e.amount FROM tx JOIN"
+                "  unnest($8::text[], $9::integer[], $10::integer[], $11::text[], $12::numeric[])"
+                "  AS e(pool_id, seq, line, account, amount)"
+                "  ON e.pool_id = tx.pool_id AND e.seq = tx.seq)"
+                " UPDATE controlled_accounts SET last_seq = h.seq, head_hash = h.hash"
+                " FROM unnest($13::text[], $14::integer[], $15::text[]) AS h(pool_id, seq, hash)"
+                " WHERE controlled_accounts.pool_id = h.pool_id",
+                *map(list, zip(*self._transactions, strict=True)),
+                *map(list, zip(*self._entries, strict=True)),
+                list(last),
+                [seq for seq, _ in last.values()],
+                [digest for _, digest in last.values()],
+            )
+        if self._saved:
+            rows = list(self._saved.values())
+            await conn.execute(
+                "INSERT INTO settlements(payment_id, pool_id, amount, state, payment,"
+                " instruction, released)"
+                " SELECT s.payment_id, s.pool_id, s.amount, s.state, s.payment::jsonb,"
+                " s.instruction::jsonb, s.released FROM unnest($1::text[], $2::text[],"
+                " $3::numeric[], $4::text[], $5::text[], $6::text[], $7::numeric[])"
+                " AS s(payment_id, pool_id, amount, state, payment, instruction, released)"
+                " ON CONFLICT (payment_id) DO UPDATE SET state = EXCLUDED.state,"
+                " payment = EXCLUDED.payment, instruction = EXCLUDED.instruction,"
+                " released = EXCLUDED.released, updated_at = now()",
+                [r["payment_id"] for r in rows],
+                [r["pool_id"] for r in rows],
+                [r["amount"] for r in rows],
+                [r["state"] for r in rows],
+                [_json_or_null(r["payment"]) for r in rows],
+                [_json_or_null(r["instruction"]) for r in rows],
+                [r["released"] for r in rows],
+            )
+        self._transactions.clear()
+        self._entries.clear()
+        self._saved.clear()
 
 
-async def settlement(conn: asyncpg.Connection, payment_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM settlements WHERE payment_id = $1", payment_id)
-
-
-async def save_settlement(
-    conn: asyncpg.Connection,
-    payment_id: str,
-    pool_id: str,
-    amount: Decimal,
-    state: str,
-    *,
-    payment: dict[str, Any] | None = None,
-    instruction: dict[str, Any] | None = None,
-    released: Decimal | None = None,
-) -> None:
-    await conn.execute(
-        "INSERT INTO settlements(payment_id, pool_id, amount, state, payment, instruction,"
-        " released) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-        " ON CONFLICT (payment_id) DO UPDATE SET state = $4,"
-        " payment = coalesce($5, settlements.payment),"
-        " instruction = coalesce($6, settlements.instruction), released = $7,"
-        " updated_at = now()",
-        payment_id,
-        pool_id,
-        amount,
-        state,
-        payment,
-        instruction,
-        released,
-    )
-
-
-async def post(
-    conn: asyncpg.Connection,
-    head: dict[str, Any],
-    *,
-    pool_id: str,
-    payment_id: str,
-    kind: str,
-    entries: Sequence[tuple[str, Decimal]],
-    inputs: Mapping[str, Any],
-) -> str:
-    """Append one balanced transaction to the pool's chain after `head` (from `lock_account`),
-    advance the head and return the new hash. One statement: the transaction, its entries
-    and the account's head move together."""
-    if sum(amount for _, amount in entries) != 0:
-        raise ValueError(f"unbalanced ledger transaction for {payment_id}: {entries}")
-    seq = head["seq"] + 1
-    prev = head["hash"]
-    digest = transaction_hash(
-        prev,
-        pool_id=pool_id,
-        seq=seq,
-        payment_id=payment_id,
-        kind=kind,
-        entries=entries,
-        inputs=inputs,
-    )
-    await conn.execute(
-        "WITH tx AS ("
-        "  INSERT INTO ledger_transactions(pool_id, seq, payment_id, kind, inputs, prev_hash,"
-        "  hash) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id),"
-        " entries AS ("
-        "  INSERT INTO ledger_entries(transaction_id, line, account, amount)"
-        "  SELECT tx.id, e.line, e.account, e.amount FROM tx,"
-        "  unnest($8::integer[], $9::text[], $10::numeric[]) AS e(line, account, amount))"
-        " UPDATE controlled_accounts SET last_seq = $2, head_hash = $7 WHERE pool_id = $1",
-        pool_id,
-        seq,
-        payment_id,
-        kind,
-        dict(inputs),
-        prev,
-        digest,
-        list(range(len(entries))),
-        [account for account, _ in entries],
-        [amount for _, amount in entries],
-    )
-    head.update(seq=seq, hash=digest)
-    return digest
+def _json_or_null(value: dict[str, Any] | None) -> str | None:
+    return None if value is None else json.dumps(value)
 
 
 async def chain(conn: asyncpg.Connection, pool_id: str) -> list[PostedTransaction]:
