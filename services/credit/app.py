@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.credit.handlers import handle
+from services.credit.handlers import flush, handle
 from services.credit.http import make_app
 from shared.contracts import topics
 from shared.runtime import ServiceSpec
@@ -25,6 +25,7 @@ def spec(settings: Settings) -> ServiceSpec:
         dead_letter_topic=topics.CREDIT_REJECTED,
         migrations=Path(__file__).parent / "migrations",
         handle=handle,
+        flush=flush,
         http=make_app,
         description="Pool positions, financing decisions, loans and repayment instructions.",
     )

@@ -45,9 +45,16 @@ async def handle(uow: UnitOfWork, event: m.Message) -> None:
         case m.FundingResult():
             await on_funding_result(uow, event)
         case m.SettlementReleased():
-            await repo.confirm_repayment(uow.conn, event.payment_id)
+            # Confirmed for the whole batch at once, by `flush` before commit.
+            uow.scratch.setdefault("confirmed", []).append(event.payment_id)
         case _:
             raise Rejected(m.Reason.UNKNOWN_TYPE, f"credit does not handle {event.type}")
+
+
+async def flush(uow: UnitOfWork) -> None:
+    """Write what handlers left for the end of the batch: the repayments settled."""
+    if confirmed := uow.scratch.pop("confirmed", None):
+        await repo.confirm_repayments(uow.conn, confirmed)
 
 
 # A batch's transaction locks each pool once and remembers it (and its facility) in

@@ -192,8 +192,8 @@ async def reserve_repayment(
     return bool(reserved)
 
 
-async def confirm_repayment(conn: asyncpg.Connection, payment_id: str) -> bool:
-    status = await conn.execute(
-        "UPDATE repayments SET state = 'confirmed' WHERE payment_id = $1", payment_id
+async def confirm_repayments(conn: asyncpg.Connection, payment_ids: Sequence[str]) -> None:
+    await conn.execute(
+        "UPDATE repayments SET state = 'confirmed' WHERE payment_id = ANY($1::text[])",
+        list(payment_ids),
     )
-    return bool(status.endswith(" 1"))

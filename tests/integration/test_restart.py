@@ -114,6 +114,17 @@ async def test_services_killed_mid_stream_settle_every_payment_exactly_once(
             "SELECT count(*) FROM credit.repayments WHERE payment_id = ANY($1::text[])", list(ids)
         )
         assert repaid == total
+        # DESIGN step 6: credit confirms each reserved repayment once it reads the release.
+        deadline = asyncio.get_running_loop().time() + 30
+        while (
+            confirmed := await conn.fetchval(
+                "SELECT count(*) FROM credit.repayments WHERE state = 'confirmed'"
+                " AND payment_id = ANY($1::text[])",
+                list(ids),
+            )
+        ) < total:
+            assert asyncio.get_running_loop().time() < deadline, f"{confirmed} of {total}"
+            await asyncio.sleep(0.1)
         # Conservation: everything paid in is somewhere; exposure after the last payment.
         assert (
             await conn.fetchval(
