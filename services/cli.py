@@ -11,11 +11,14 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from services.stack import Stack
 
 app = typer.Typer(
     help="poolfin: receivables-pool financing and settlement splitting.",
@@ -55,6 +58,20 @@ def _unreachable_is_an_error(what: str, where: str, variable: str) -> Iterator[N
         raise typer.Exit(1) from exc
 
 
+def _start(stack: Stack) -> Stack:
+    """Start an embedded stack, or say in one line why it could not start (exit 1). Whatever
+    had been started is stopped by then (Stack.start cleans up on failure)."""
+    try:
+        return stack.start()
+    except Exception as exc:
+        typer.echo(
+            f"error: could not start the embedded stack: {type(exc).__name__}: {exc}"
+            f" (logs in {stack.work_dir})",
+            err=True,
+        )
+        raise typer.Exit(1) from exc
+
+
 @app.command()
 def run(
     service: Annotated[
@@ -88,9 +105,8 @@ def up() -> None:
     settings = Settings()
     work_dir = new_work_dir(settings.data_dir)
     typer.echo("starting embedded Kafka (Tansu), PostgreSQL and the four services …")
-    stack = Stack(work_dir)
+    stack = _start(Stack(work_dir))
     try:
-        stack.start()
         state = stack.describe()
         state_file(settings.data_dir).write_text(json.dumps(state, indent=2))
         typer.echo(f"kafka bootstrap : {stack.bootstrap}")
@@ -141,7 +157,7 @@ def demo(
     stack = None
     if state is None:
         say("no running stack found; starting one (embedded Kafka + PostgreSQL) …")
-        stack = Stack(new_work_dir(settings.data_dir)).start()
+        stack = _start(Stack(new_work_dir(settings.data_dir)))
         bootstrap = stack.bootstrap
     else:
         bootstrap = str(state["kafka_bootstrap"])

@@ -40,18 +40,32 @@ class Stack:
         """Start what is missing: with `bootstrap` and `database_url` given (Apache Kafka and
         a PostgreSQL server, e.g. from testcontainers), only the services."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        if not self.bootstrap:
-            self.kafka = EmbeddedKafka(log_file=self.work_dir / "kafka.log").start()
-            self.bootstrap = self.kafka.bootstrap
-        if not self.database_url:
-            self.postgres = EmbeddedPostgres().start()
-            self.database_url = self.postgres.create_database("poolfin")
-        partitions = int({**os.environ, **self.env}.get("POOLFIN_TOPIC_PARTITIONS", "3"))
-        asyncio.run(ensure_topics(self.bootstrap, ALL_STATIC_TOPICS, partitions))
-        for name in services:
-            self.start_service(name)
-        self.wait_ready(services, timeout)
+        try:
+            if not self.bootstrap:
+                self.kafka = EmbeddedKafka(log_file=self.work_dir / "kafka.log")
+                self.kafka.start()
+                self.bootstrap = self.kafka.bootstrap
+            if not self.database_url:
+                self.postgres = EmbeddedPostgres()
+                self.postgres.start()
+                self.database_url = self.postgres.create_database("poolfin")
+            asyncio.run(ensure_topics(self.bootstrap, ALL_STATIC_TOPICS, self.partitions))
+            for name in services:
+                self.start_service(name)
+            self.wait_ready(services, timeout)
+        except BaseException:
+            # Whatever was started is stopped on every exit path, failure included: a start
+            # that fails half-way must not leave a broker or a database behind (defect 9).
+            self.stop()
+            raise
         return self
+
+    @property
+    def partitions(self) -> int:
+        raw = {**os.environ, **self.env}.get("POOLFIN_TOPIC_PARTITIONS", "3")
+        if not raw.isdigit() or int(raw) < 1:
+            raise ValueError(f"POOLFIN_TOPIC_PARTITIONS={raw!r} is not a whole number above 0")
+        return int(raw)
 
     @property
     def http_url(self) -> str:

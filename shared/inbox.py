@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +58,22 @@ class Inbound:
     offset: int
     key: bytes | None
     value: bytes
+    timestamp: int = -1  # the record's timestamp (ms) as the broker reports it
+
+    @property
+    def record_id(self) -> str:
+        """Who this record is, across broker and topic resets: its coordinates alone are not
+        enough (offsets restart at 0 on a new broker or a re-created topic), so its timestamp,
+        key and bytes go in too. Reading the same record again gives the same id; a different
+        record at a reused offset gets another."""
+        digest = hashlib.sha256()
+        for part in (self.topic.encode(), str(self.partition).encode(), str(self.offset).encode()):
+            digest.update(part + b"\0")
+        digest.update(str(self.timestamp).encode() + b"\0")
+        key = self.key if self.key is not None else b""
+        digest.update(b"%d\0" % (len(key) if self.key is not None else -1) + key)
+        digest.update(self.value)
+        return digest.hexdigest()
 
 
 @dataclass(slots=True)
@@ -103,7 +120,14 @@ class BatchConsumer:
         self._after_commit = after_commit
         self._prepare = prepare
         self._flush = flush
-        self.stats = {"effects": 0, "duplicates": 0, "dead_letters": 0, "batches": 0}
+        self.stats = {
+            "effects": 0,
+            "duplicates": 0,
+            "dead_letters": 0,
+            "dead_letter_rereads": 0,
+            "offset_reuses": 0,
+            "batches": 0,
+        }
 
     async def process(self, records: Sequence[Inbound]) -> None:
         started = time.perf_counter()
@@ -239,13 +263,18 @@ class BatchConsumer:
                     seen[message.event_id] = payload_digest(record.value)
                     new_rows.append((self.service, message.event_id, seen[message.event_id]))
                 assert refusal is not None
-                if await self._dead_letter(uow, record, message, refusal):
+                kept = await self._dead_letter(uow, record, message, refusal)
+                if kept == "offset_reused":
+                    outcomes.append(("offset_reuses", context))
+                if kept != "reread":
                     outcomes.append(
                         (
                             "dead_letters",
                             {**context, "reason": refusal.reason.value, "detail": refusal.detail},
                         )
                     )
+                else:
+                    outcomes.append(("dead_letter_rereads", context))
             structlog.contextvars.clear_contextvars()
             if self._flush is not None:
                 await self._flush(uow)
@@ -259,20 +288,34 @@ class BatchConsumer:
             self.stats[outcome] += 1
             if outcome == "dead_letters":
                 log.warning("dead-lettered", **fields)
+            elif outcome == "dead_letter_rereads":
+                log.warning("record read again was dead-lettered before; not twice", **fields)
+            elif outcome == "offset_reuses":
+                log.error(
+                    "offset held by an older dead letter: the broker or topic was reset;"
+                    " both are kept",
+                    **fields,
+                )
             else:
                 log.info("processed" if outcome == "effects" else "duplicate skipped", **fields)
 
     async def _dead_letter(
         self, uow: UnitOfWork, record: Inbound, message: Message | None, refusal: Rejected
-    ) -> bool:
-        """Record and emit the dead letter; False when this record was dead-lettered before."""
+    ) -> str:
+        """Record and emit the dead letter; "reread" when this very record (same `record_id`) was
+        dead-lettered before, i.e. it is read again after a crash. A record at an offset that an
+        older dead letter holds (the broker or topic was reset) is another record: it gets its
+        own dead letter, and the reuse is logged as the error it is."""
         pool_id = message.pool_id if message else None
         event_id = message.event_id if message else None
-        inserted = await uow.conn.fetchval(
-            "INSERT INTO dead_letters(source_topic, source_partition, source_offset, event_id,"
-            " pool_id, reason, detail, raw_payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-            " ON CONFLICT (source_topic, source_partition, source_offset) DO NOTHING"
-            " RETURNING id",
+        row = await uow.conn.fetchrow(
+            "WITH reused AS (SELECT count(*) AS n FROM dead_letters WHERE source_topic = $1"
+            "  AND source_partition = $2 AND source_offset = $3 AND record_id <> $9),"
+            " inserted AS (INSERT INTO dead_letters(source_topic, source_partition,"
+            "  source_offset, event_id, pool_id, reason, detail, raw_payload, record_id)"
+            "  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            "  ON CONFLICT (record_id) DO NOTHING RETURNING id)"
+            " SELECT (SELECT id FROM inserted) AS id, (SELECT n FROM reused) AS reused",
             record.topic,
             record.partition,
             record.offset,
@@ -281,13 +324,15 @@ class BatchConsumer:
             refusal.reason.value,
             refusal.detail,
             record.value,
+            record.record_id,
         )
-        if inserted is None:
-            return False
+        assert row is not None
+        if row["id"] is None:
+            return "reread"
         letter = dead_letter_for(self.service, record, refusal, event_id=event_id, pool_id=pool_id)
         key = pool_id or (record.key.decode(errors="replace") if record.key else None)
         uow.outbox.emit(self._dead_letter_topic, letter, key=key)
-        return True
+        return "offset_reused" if row["reused"] else "new"
 
 
 # A dead letter must fit in one Kafka record (1 MiB by default) whatever it carries: above these

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import asyncpg
 import structlog
 import uvicorn
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
@@ -71,6 +72,19 @@ class _ServiceHttpServer(uvicorn.Server):
         yield
 
 
+async def opaque_headers(
+    records: tuple[ConsumerRecord[bytes, bytes], ...],
+    original: Callable[[tuple[ConsumerRecord[bytes, bytes], ...]], Awaitable[StreamMessage[Any]]],
+) -> StreamMessage[Any]:
+    """FastStream's batch parser decodes every header of every record as UTF-8 before any
+    handler runs: one record with a header value that is not UTF-8 (or is null) fails the
+    whole fetch, and every other record in it is lost. Headers are opaque bytes to poolfin:
+    the parser sees the records without them, our consumer gets the records as read."""
+    message = await original(tuple(dataclasses.replace(r, headers=()) for r in records))
+    message.raw_message = records
+    return message
+
+
 def keep_bytes(msg: StreamMessage[Any]) -> Any:
     """FastStream would json-parse each body before our handler and a poison payload (too deep,
     or not JSON under a JSON content-type) would escape as an error on every redelivery. The
@@ -95,6 +109,7 @@ def build_broker(
         session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=settings.heartbeat_interval_ms,
         rebalance_timeout_ms=settings.rebalance_timeout_ms,
+        parser=opaque_headers,
         decoder=keep_bytes,
         title=f"{spec.name}",
         description=spec.description,
@@ -102,7 +117,10 @@ def build_broker(
     async def on_batch(body: Any, msg: KafkaMessage) -> None:
         raw = msg.raw_message
         records = raw if isinstance(raw, tuple) else (raw,)
-        inbound = [Inbound(r.topic, r.partition, r.offset, r.key, r.value or b"") for r in records]
+        inbound = [
+            Inbound(r.topic, r.partition, r.offset, r.key, r.value or b"", r.timestamp)
+            for r in records
+        ]
         if consumer is None:
             return
         try:

