@@ -8,7 +8,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,9 +50,10 @@ class Publisher:
         topic: str,
         event: dict[str, Any] | bytes,
         key: str | None = None,
-        headers: dict[str, str] | None = None,
+        headers: dict[str, str] | Sequence[tuple[str, bytes | None]] | None = None,
     ) -> float:
-        """Publish raw bytes (or a dict as JSON); returns the monotonic time it was sent."""
+        """Publish raw bytes (or a dict as JSON); returns the monotonic time it was sent.
+        Headers as text, or as raw (name, bytes or None) pairs the way any client may send."""
         value = event if isinstance(event, bytes) else json.dumps(event).encode()
         pool_id = (
             key if key is not None else (event.get("pool_id") if isinstance(event, dict) else None)
@@ -62,7 +63,12 @@ class Publisher:
             topic,
             value,
             key=pool_id.encode() if pool_id else None,
-            headers=[(name, text.encode()) for name, text in (headers or {}).items()] or None,
+            headers=(
+                [(name, text.encode()) for name, text in headers.items()]
+                if isinstance(headers, dict)
+                else list(headers or ())
+            )
+            or None,
         )
         return sent_at
 
