@@ -44,43 +44,100 @@ def _as_text(value: Decimal) -> str:
     return format(value, "f")
 
 
-_AMOUNT_RULES = (
-    BeforeValidator(reject_float),
-    Field(max_digits=18, decimal_places=2),
-    AfterValidator(lambda d: d.quantize(FEN)),
-    PlainSerializer(_as_text, return_type=str, when_used="json"),
-)
-# The published JSON Schema says what decode() accepts: a string, never a JSON number.
-_AMOUNT_PATTERN = r"^-?[0-9]{1,16}(\.[0-9]{1,2})?$"
-_POSITIVE_PATTERN = r"^[0-9]{1,16}(\.[0-9]{1,2})?$"
+# Bounds every table and sum can hold (PostgreSQL numeric(18,2): below 10^16). One message
+# moves at most MAX_AMOUNT (a slip, a payment, an application, a credit line); a pool's level
+# and every total stay at most MAX_TOTAL, which intake enforces per pool. The JSON Schemas
+# publish the same bounds as patterns, so no service accepts what another refuses.
+AMOUNT_DIGITS = 12
+TOTAL_DIGITS = 15
+MAX_AMOUNT = Decimal("9" * AMOUNT_DIGITS + ".99")
+MAX_TOTAL = Decimal("9" * TOTAL_DIGITS + ".99")
 
-# An amount of money in CNY: a decimal string with at most two decimals.
+
+def _amount_text(digits: int, *, signed: bool) -> BeforeValidator:
+    """The text rule the schema publishes: digits, at most two decimals, nothing else."""
+    pattern = re.compile(("-?" if signed else "") + rf"[0-9]{{1,{digits}}}(\.[0-9]{{1,2}})?")
+    ceiling = Decimal("9" * digits + ".99")
+
+    def check(value: Any) -> Any:
+        value = reject_float(value)
+        if isinstance(value, Decimal):
+            if not value.is_finite() or abs(value) > ceiling:
+                raise ValueError(f"amount {value} is outside the bounds (at most {ceiling})")
+            text = format(value, "f")
+            if "." in text and len(text.split(".")[1].rstrip("0")) > 2:
+                raise ValueError(f"{text[:40]!r} has more than 2 decimal places")
+        return value
+
+    def check_text(value: Any) -> Any:
+        if isinstance(value, str) and not pattern.fullmatch(value):
+            raise ValueError(
+                f"{value[:40]!r} is not an amount: at most {digits} digits before the point"
+                " and 2 decimal places"
+            )
+        return check(value)
+
+    return BeforeValidator(check_text)
+
+
+def _amount_schema(digits: int, *, signed: bool, description: str) -> WithJsonSchema:
+    sign = "-?" if signed else ""
+    return WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": rf"^{sign}[0-9]{{1,{digits}}}(\.[0-9]{{1,2}})?$",
+            "examples": ["100000.00"],
+            "description": description,
+        }
+    )
+
+
+_TO_FEN = AfterValidator(lambda d: d.quantize(FEN))
+_AS_TEXT = PlainSerializer(_as_text, return_type=str, when_used="json")
+
+# An amount of money in CNY: a decimal string with at most two decimals (totals and balances).
 Amount = Annotated[
     Decimal,
-    *_AMOUNT_RULES,
-    WithJsonSchema(
-        {
-            "type": "string",
-            "pattern": _AMOUNT_PATTERN,
-            "examples": ["100000.00"],
-            "description": "CNY as a decimal string, at most two decimals.",
-        }
+    _amount_text(TOTAL_DIGITS, signed=True),
+    Field(max_digits=TOTAL_DIGITS + 2, decimal_places=2),
+    _TO_FEN,
+    _AS_TEXT,
+    _amount_schema(
+        TOTAL_DIGITS,
+        signed=True,
+        description=f"CNY as a decimal string, at most two decimals, at most {MAX_TOTAL}.",
     ),
 ]
-# A strictly positive amount (what an ERP may send as a slip or a payment).
+# A strictly positive amount one message moves (what an ERP may send as a slip or a payment).
 PositiveAmount = Annotated[
     Decimal,
-    *_AMOUNT_RULES,
-    Field(gt=0),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "pattern": _POSITIVE_PATTERN,
-            "examples": ["100000.00"],
-            "description": "CNY as a decimal string greater than zero, at most two decimals.",
-        }
+    _amount_text(AMOUNT_DIGITS, signed=False),
+    Field(max_digits=AMOUNT_DIGITS + 2, decimal_places=2, gt=0),
+    _TO_FEN,
+    _AS_TEXT,
+    _amount_schema(
+        AMOUNT_DIGITS,
+        signed=False,
+        description="CNY as a decimal string greater than zero, at most two decimals, "
+        f"at most {MAX_AMOUNT}.",
     ),
 ]
+# A strictly positive total (e.g. the receivables one payment writes off).
+PositiveTotal = Annotated[
+    Decimal,
+    _amount_text(TOTAL_DIGITS, signed=False),
+    Field(max_digits=TOTAL_DIGITS + 2, decimal_places=2, gt=0),
+    _TO_FEN,
+    _AS_TEXT,
+    _amount_schema(
+        TOTAL_DIGITS,
+        signed=False,
+        description="CNY as a decimal string greater than zero, at most two decimals, "
+        f"at most {MAX_TOTAL}.",
+    ),
+]
+
+
 # A rate (discount rate, annual interest rate) as a decimal string, e.g. "0.8" or "0.0435".
 Rate = Annotated[
     Decimal,

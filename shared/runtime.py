@@ -59,7 +59,7 @@ class ServiceSpec:
     prepare: BatchPrepare | None = None
     flush: BatchFlush | None = None
     # An HTTP front, served when POOLFIN_HTTP_PORT is set: (database pool, producer) → ASGI app.
-    http: Callable[[asyncpg.Pool, AIOKafkaProducer], ASGIApp] | None = None
+    http: Callable[[asyncpg.Pool, AIOKafkaProducer, Settings], ASGIApp] | None = None
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -202,7 +202,7 @@ async def run_service(
         if spec.http is not None and settings.http_port is not None:
             http = _ServiceHttpServer(
                 uvicorn.Config(
-                    spec.http(pool, producer),
+                    spec.http(pool, producer, settings),
                     host=settings.http_host,
                     port=settings.http_port,
                     log_config=None,

@@ -66,6 +66,12 @@ class Settings(BaseSettings):
         description="Port of a service's HTTP front (credit: pool "
         "positions and applications); unset means no HTTP.",
     )
+    http_publish_timeout_ms: int = Field(
+        default=5000,
+        ge=100,
+        description="How long the HTTP front waits for Kafka to acknowledge an application "
+        "(and for each /health check) before it answers 503.",
+    )
     http_host: str = Field(default="127.0.0.1", description="Address the HTTP front binds.")
     data_dir: str = Field(default=".poolfin", description="Where `poolfin up` keeps its state.")
 

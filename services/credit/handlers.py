@@ -19,7 +19,7 @@ from shared.contracts import messages as m
 from shared.contracts import topics
 from shared.contracts.codec import Rejected
 from shared.inbox import UnitOfWork
-from shared.money import ZERO
+from shared.money import MAX_TOTAL, ZERO
 
 SOURCE = "credit"
 
@@ -46,7 +46,7 @@ async def handle(uow: UnitOfWork, event: m.Message) -> None:
             await on_funding_result(uow, event)
         case m.SettlementReleased():
             # Confirmed for the whole batch at once, by `flush` before commit.
-            uow.scratch.setdefault("confirmed", []).append(event.payment_id)
+            uow.scratch.setdefault("confirmed", []).append((event.pool_id, event.payment_id))
         case _:
             raise Rejected(m.Reason.UNKNOWN_TYPE, f"credit does not handle {event.type}")
 
@@ -161,6 +161,10 @@ async def on_facility_set(uow: UnitOfWork, event: m.FacilitySet) -> None:
 
 async def on_receivable_added(uow: UnitOfWork, event: m.ReceivableAdded) -> None:
     level = await _locked_pool(uow, event.pool_id) + event.amount
+    if level > MAX_TOTAL:  # intake refuses such a slip; never overflow the level's column
+        raise Rejected(
+            m.Reason.POOL_LIMIT_EXCEEDED, f"pool level would be {level}; at most {MAX_TOTAL}"
+        )
     await _set_level(uow, event.pool_id, level)
     await emit_position(uow, event, level)
 
@@ -217,9 +221,15 @@ async def on_receivables_settled(uow: UnitOfWork, event: m.ReceivablesSettled) -
 
 async def on_financing_applied(uow: UnitOfWork, event: m.FinancingApplied) -> None:
     level = await _locked_pool(uow, event.pool_id)
-    if await repo.application(uow.conn, event.application_id) is not None:
+    holder = await repo.application_pool(uow.conn, event.application_id)
+    if holder is not None and (
+        holder != event.pool_id
+        or await repo.application(uow.conn, event.pool_id, event.application_id) is not None
+    ):
         raise Rejected(
-            m.Reason.DUPLICATE_APPLICATION, f"application {event.application_id} already exists"
+            m.Reason.DUPLICATE_APPLICATION,
+            f"application id {event.application_id} is already taken"
+            + ("" if holder == event.pool_id else " by another pool"),
         )
     facility = await _facility(uow, event.pool_id)
     loans, in_flight = await repo.loan_balance_and_in_flight(uow.conn, event.pool_id)
@@ -240,11 +250,21 @@ async def on_financing_applied(uow: UnitOfWork, event: m.FinancingApplied) -> No
 
 
 async def _pending_application(
-    uow: UnitOfWork, application_id: str, expected: m.ApplicationState
+    uow: UnitOfWork, pool_id: str, application_id: str, expected: m.ApplicationState
 ) -> Decimal:
-    application = await repo.application(uow.conn, application_id)
+    """The amount of the pool's application in state `expected`; refused with a reason when
+    the id is unknown, belongs to another pool, or is not in that state."""
+    application = await repo.application(uow.conn, pool_id, application_id)
     if application is None:
-        raise Rejected(m.Reason.UNKNOWN_APPLICATION, f"application {application_id} unknown")
+        elsewhere = await repo.application_pool(uow.conn, application_id)
+        if elsewhere is not None:
+            raise Rejected(
+                m.Reason.APPLICATION_NOT_IN_POOL,
+                f"application {application_id} belongs to another pool, not {pool_id}",
+            )
+        raise Rejected(
+            m.Reason.UNKNOWN_APPLICATION, f"application {application_id} of {pool_id} unknown"
+        )
     if application["state"] != expected.value:
         raise Rejected(
             m.Reason.APPLICATION_NOT_PENDING,
@@ -255,8 +275,18 @@ async def _pending_application(
 
 async def on_buyer_confirmation(uow: UnitOfWork, event: m.BuyerConfirmedFinancing) -> None:
     level = await _locked_pool(uow, event.pool_id)
+    pool = await _pool_row(uow, event.pool_id)
+    assert pool is not None
+    if (
+        event.core_enterprise_id is not None
+        and event.core_enterprise_id != pool["core_enterprise_id"]
+    ):
+        raise Rejected(
+            m.Reason.NOT_THE_POOLS_BUYER,
+            f"{event.core_enterprise_id} is not the core enterprise of pool {event.pool_id}",
+        )
     amount = await _pending_application(
-        uow, event.application_id, m.ApplicationState.AWAITING_BUYER
+        uow, event.pool_id, event.application_id, m.ApplicationState.AWAITING_BUYER
     )
     facility = await _facility(uow, event.pool_id)
     loans, in_flight = await repo.loan_balance_and_in_flight(uow.conn, event.pool_id)
@@ -270,13 +300,11 @@ async def on_buyer_confirmation(uow: UnitOfWork, event: m.BuyerConfirmedFinancin
     )
     state = m.ApplicationState.REFUSED if reason else m.ApplicationState.REQUESTED
     await repo.set_application_state(
-        uow.conn, event.application_id, state.value, reason.value if reason else None
+        uow.conn, event.pool_id, event.application_id, state.value, reason.value if reason else None
     )
     _decide(uow, event, event.application_id, state, amount, available, reason)
     if reason is None:
         assert facility is not None
-        pool = await _pool_row(uow, event.pool_id)
-        assert pool is not None
         uow.emit(
             topics.CREDIT_LOAN_REQUESTS,
             m.new_event(
@@ -297,12 +325,15 @@ async def on_buyer_confirmation(uow: UnitOfWork, event: m.BuyerConfirmedFinancin
 
 async def on_funding_result(uow: UnitOfWork, event: m.FundingResult) -> None:
     level = await _locked_pool(uow, event.pool_id)
-    amount = await _pending_application(uow, event.request_id, m.ApplicationState.REQUESTED)
+    amount = await _pending_application(
+        uow, event.pool_id, event.request_id, m.ApplicationState.REQUESTED
+    )
     if event.decision == m.FunderDecision.APPROVED:
         return  # approved, money not yet paid out: still in flight
     if event.decision == m.FunderDecision.REJECTED:
         await repo.set_application_state(
             uow.conn,
+            event.pool_id,
             event.request_id,
             m.ApplicationState.REFUSED.value,
             m.Reason.REJECTED_BY_FUNDER.value,
@@ -336,7 +367,9 @@ async def on_funding_result(uow: UnitOfWork, event: m.FundingResult) -> None:
         day_count=facility.day_count,
     )
     await repo.open_loan(uow.conn, loan, event.pool_id)
-    await repo.set_application_state(uow.conn, event.request_id, m.ApplicationState.FUNDED.value)
+    await repo.set_application_state(
+        uow.conn, event.pool_id, event.request_id, m.ApplicationState.FUNDED.value
+    )
     uow.emit(
         topics.CREDIT_DECISIONS,
         m.new_event(

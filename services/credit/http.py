@@ -1,6 +1,6 @@
 """credit's small HTTP front, for suppliers and buyers checking a pool online.
 
-    GET  /health                                      is the service up
+    GET  /health                                      are PostgreSQL and Kafka answering
     GET  /pools/{pool_id}                             the pool's position, facility and loans
     POST /pools/{pool_id}/applications                apply to borrow: {"amount": "50000.00"}
     GET  /pools/{pool_id}/applications/{application}  where an application stands
@@ -13,6 +13,7 @@ slash (``CE-1/SUP-1``); they go into the path as they are.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -34,6 +35,7 @@ from shared.contracts import messages as m
 from shared.contracts import topics
 from shared.contracts.codec import Rejected, decode
 from shared.money import money_text
+from shared.settings import Settings
 
 SOURCE = "credit-http"
 MAX_BODY = 16 * 1024
@@ -98,14 +100,63 @@ async def _position(conn: asyncpg.Connection, pool_id: str) -> dict[str, Any] | 
     }
 
 
-def make_app(pool: asyncpg.Pool, producer: AIOKafkaProducer) -> Starlette:
+def _bad_id(what: str, value: str) -> Response | None:
+    """A path id that cannot be valid (a NUL, a space, too long) is a 400, never a 500."""
+    if ID.fullmatch(value):
+        return None
+    shown = value[:40].encode("unicode_escape").decode()
+    return _error(
+        400,
+        m.Reason.INVALID_MESSAGE.value,
+        f"{shown!r} is not a {what} id: 1-128 of A-Z a-z 0-9 . _ : / -",
+    )
+
+
+async def _broker_reachable(producer: AIOKafkaProducer, timeout: float) -> str | None:
+    """None when the broker answers a metadata request in time, else why not."""
+    try:
+        await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout)
+    except TimeoutError:
+        return f"no answer from Kafka within {timeout:g} s"
+    except Exception as exc:
+        return f"Kafka: {type(exc).__name__}: {exc}"
+    return None
+
+
+async def _database_reachable(pool: asyncpg.Pool, timeout: float) -> str | None:
+    try:
+        async with asyncio.timeout(timeout):
+            async with pool.acquire() as conn:
+                await conn.fetchval("SELECT 1")
+    except TimeoutError:
+        return f"no answer from PostgreSQL within {timeout:g} s"
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        return f"PostgreSQL: {type(exc).__name__}: {exc}"
+    return None
+
+
+async def _unavailable(_: Request, exc: Exception) -> Response:
+    """The database went away mid-request: say so (503), not a bare 500."""
+    return _error(503, "unavailable", f"PostgreSQL: {type(exc).__name__}: {exc}")
+
+
+def make_app(pool: asyncpg.Pool, producer: AIOKafkaProducer, settings: Settings) -> Starlette:
+    publish_timeout = settings.http_publish_timeout_ms / 1000
+
     async def health(_: Request) -> Response:
-        async with pool.acquire() as conn:
-            await conn.fetchval("SELECT 1")
-        return _json({"service": "credit", "status": "ok"})
+        """200 only when both PostgreSQL and Kafka answer; 503 with what is wrong otherwise."""
+        database, kafka = await asyncio.gather(
+            _database_reachable(pool, publish_timeout), _broker_reachable(producer, publish_timeout)
+        )
+        checks = {"database": database or "ok", "kafka": kafka or "ok"}
+        if database or kafka:
+            return _json({"service": "credit", "status": "unavailable", **checks}, 503)
+        return _json({"service": "credit", "status": "ok", **checks})
 
     async def position(request: Request) -> Response:
         pool_id = request.path_params["pool_id"]
+        if bad := _bad_id("pool", pool_id):
+            return bad
         async with (
             pool.acquire() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
@@ -120,6 +171,8 @@ def make_app(pool: asyncpg.Pool, producer: AIOKafkaProducer) -> Starlette:
             request.path_params["pool_id"],
             request.path_params["application_id"],
         )
+        if bad := _bad_id("pool", pool_id) or _bad_id("application", application_id):
+            return bad
         async with pool.acquire() as conn:
             row = await conn.fetchrow(
                 "SELECT application_id, pool_id, amount, state, reason, funder_id, updated_at"
@@ -127,19 +180,32 @@ def make_app(pool: asyncpg.Pool, producer: AIOKafkaProducer) -> Starlette:
                 application_id,
                 pool_id,
             )
+            claimed = row is None and await conn.fetchval(
+                "SELECT true FROM application_claims WHERE application_id = $1 AND pool_id = $2",
+                application_id,
+                pool_id,
+            )
         if row is None:
+            if claimed:
+                return _json(
+                    {
+                        "application_id": application_id,
+                        "pool_id": pool_id,
+                        "state": "submitted",
+                        "detail": "published; credit decides it within moments",
+                    }
+                )
             return _error(
                 404,
                 m.Reason.UNKNOWN_APPLICATION.value,
-                f"application {application_id} of pool {pool_id} is not known "
-                "(yet: a new one is decided within moments)",
+                f"application {application_id} of pool {pool_id} is not known",
             )
         return _json(dict(row))
 
     async def apply(request: Request) -> Response:
         pool_id = request.path_params["pool_id"]
-        if not ID.fullmatch(pool_id):
-            return _error(400, m.Reason.INVALID_MESSAGE.value, f"{pool_id!r} is not a pool id")
+        if bad := _bad_id("pool", pool_id):
+            return bad
         body = await request.body()
         if len(body) > MAX_BODY:
             return _error(413, m.Reason.INVALID_MESSAGE.value, "body over 16 KiB")
@@ -151,11 +217,11 @@ def make_app(pool: asyncpg.Pool, producer: AIOKafkaProducer) -> Starlette:
             )
         if not isinstance(fields, dict):
             return _error(400, m.Reason.INVALID_MESSAGE.value, "body must be a JSON object")
-        async with pool.acquire() as conn:
-            known = await conn.fetchval("SELECT true FROM pools WHERE pool_id = $1", pool_id)
-        if not known:
-            return _error(404, m.Reason.UNKNOWN_POOL.value, f"pool {pool_id} is not known")
         application_id = fields.get("application_id") or f"A-{uuid.uuid4().hex[:16]}"
+        if not isinstance(application_id, str):
+            return _error(400, m.Reason.INVALID_MESSAGE.value, "application_id must be a string")
+        if bad := _bad_id("application", application_id):
+            return bad
         event = {
             "event_id": str(uuid.uuid4()),
             "type": "FinancingApplied",
@@ -171,9 +237,35 @@ def make_app(pool: asyncpg.Pool, producer: AIOKafkaProducer) -> Starlette:
             decode(topics.SUPPLIER_FINANCING_APPLICATIONS, raw)
         except Rejected as refusal:
             return _error(422, refusal.reason.value, refusal.detail)
-        await producer.send_and_wait(
-            topics.SUPPLIER_FINANCING_APPLICATIONS, raw, key=pool_id.encode()
-        )
+        async with pool.acquire() as conn:
+            known = await conn.fetchval("SELECT true FROM pools WHERE pool_id = $1", pool_id)
+            if not known:
+                return _error(404, m.Reason.UNKNOWN_POOL.value, f"pool {pool_id} is not known")
+            # Claimed for this pool before it is published: an id another pool holds, or an
+            # application already decided, is refused now rather than lost later (defect 7).
+            if not await repo.claim_application_id(conn, pool_id, application_id):
+                return _error(
+                    409,
+                    m.Reason.DUPLICATE_APPLICATION.value,
+                    f"application id {application_id} is already taken; "
+                    "omit application_id to have one assigned",
+                )
+        try:
+            await asyncio.wait_for(
+                producer.send_and_wait(
+                    topics.SUPPLIER_FINANCING_APPLICATIONS, raw, key=pool_id.encode()
+                ),
+                publish_timeout,
+            )
+        except Exception as exc:
+            return _error(
+                503,
+                "unavailable",
+                f"Kafka did not acknowledge the application within {publish_timeout:g} s "
+                f"({type(exc).__name__}); it may still arrive: check "
+                f"/pools/{pool_id}/applications/{application_id} or retry with the same "
+                "application_id",
+            )
         status_url = f"/pools/{pool_id}/applications/{application_id}"
         return JSONResponse(
             {
@@ -194,5 +286,11 @@ def make_app(pool: asyncpg.Pool, producer: AIOKafkaProducer) -> Starlette:
             ),
             Route("/pools/{pool_id:path}/applications", apply, methods=["POST"]),
             Route("/pools/{pool_id:path}", position, methods=["GET"]),
-        ]
+        ],
+        exception_handlers={
+            OSError: _unavailable,
+            asyncpg.InterfaceError: _unavailable,
+            asyncpg.PostgresConnectionError: _unavailable,
+            asyncpg.exceptions.CannotConnectNowError: _unavailable,
+        },
     )

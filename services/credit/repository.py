@@ -25,7 +25,9 @@ async def create_pool(conn: asyncpg.Connection, pool_id: str, core: str, supplie
 
 async def lock_pool(conn: asyncpg.Connection, pool_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        "SELECT pool_id, supplier_id, water_level FROM pools WHERE pool_id = $1 FOR UPDATE", pool_id
+        "SELECT pool_id, core_enterprise_id, supplier_id, water_level FROM pools"
+        " WHERE pool_id = $1 FOR UPDATE",
+        pool_id,
     )
 
 
@@ -100,9 +102,49 @@ async def loan_balance_and_in_flight(
     return Decimal(row["loans"]).quantize(FEN), Decimal(row["in_flight"]).quantize(FEN)
 
 
-async def application(conn: asyncpg.Connection, application_id: str) -> asyncpg.Record | None:
+async def application(
+    conn: asyncpg.Connection, pool_id: str, application_id: str
+) -> asyncpg.Record | None:
+    """The application, locked, if it belongs to this pool: every lookup by id is scoped by
+    the pool, or a message of one pool could move another's money (issue 6, defect 1)."""
     return await conn.fetchrow(
-        "SELECT * FROM applications WHERE application_id = $1 FOR UPDATE", application_id
+        "SELECT * FROM applications WHERE application_id = $1 AND pool_id = $2 FOR UPDATE",
+        application_id,
+        pool_id,
+    )
+
+
+async def application_pool(conn: asyncpg.Connection, application_id: str) -> str | None:
+    """Which pool holds (or has claimed) an application id: ids are unique platform-wide."""
+    return await conn.fetchval(  # type: ignore[no-any-return]
+        "SELECT pool_id FROM applications WHERE application_id = $1"
+        " UNION ALL SELECT pool_id FROM application_claims WHERE application_id = $1 LIMIT 1",
+        application_id,
+    )
+
+
+async def claim_application_id(conn: asyncpg.Connection, pool_id: str, application_id: str) -> bool:
+    """Reserve an application id for a pool before its application is published (the HTTP
+    front), so that a collision is refused at once; False when it is taken."""
+    if await application_pool(conn, application_id) is not None:
+        return False
+    return bool(
+        await conn.fetchval(
+            "INSERT INTO application_claims(application_id, pool_id) VALUES ($1, $2)"
+            " ON CONFLICT (application_id) DO NOTHING RETURNING true",
+            application_id,
+            pool_id,
+        )
+    )
+
+
+async def release_application_claim(
+    conn: asyncpg.Connection, pool_id: str, application_id: str
+) -> None:
+    await conn.execute(
+        "DELETE FROM application_claims WHERE application_id = $1 AND pool_id = $2",
+        application_id,
+        pool_id,
     )
 
 
@@ -128,12 +170,17 @@ async def insert_application(
 
 
 async def set_application_state(
-    conn: asyncpg.Connection, application_id: str, state: str, reason: str | None = None
+    conn: asyncpg.Connection,
+    pool_id: str,
+    application_id: str,
+    state: str,
+    reason: str | None = None,
 ) -> None:
     await conn.execute(
-        "UPDATE applications SET state = $2, reason = $3, updated_at = now()"
-        " WHERE application_id = $1",
+        "UPDATE applications SET state = $3, reason = $4, updated_at = now()"
+        " WHERE application_id = $1 AND pool_id = $2",
         application_id,
+        pool_id,
         state,
         reason,
     )
@@ -175,7 +222,7 @@ async def reserve_repayment(
         " repaid AS ("
         "  UPDATE loans SET outstanding = outstanding - r.principal"
         "  FROM unnest($7::text[], $8::numeric[]) AS r(loan_id, principal), reserved"
-        "  WHERE loans.loan_id = r.loan_id),"
+        "  WHERE loans.loan_id = r.loan_id AND loans.pool_id = $2),"
         " level AS ("
         "  UPDATE pools SET water_level = $9 FROM reserved WHERE pools.pool_id = $2)"
         " SELECT count(*) FROM reserved",
@@ -192,8 +239,12 @@ async def reserve_repayment(
     return bool(reserved)
 
 
-async def confirm_repayments(conn: asyncpg.Connection, payment_ids: Sequence[str]) -> None:
+async def confirm_repayments(conn: asyncpg.Connection, settled: Sequence[tuple[str, str]]) -> None:
+    """Confirm the reserved repayments of these (pool_id, payment_id) pairs."""
     await conn.execute(
-        "UPDATE repayments SET state = 'confirmed' WHERE payment_id = ANY($1::text[])",
-        list(payment_ids),
+        "UPDATE repayments SET state = 'confirmed' FROM unnest($1::text[], $2::text[])"
+        " AS s(pool_id, payment_id)"
+        " WHERE repayments.payment_id = s.payment_id AND repayments.pool_id = s.pool_id",
+        [pool_id for pool_id, _ in settled],
+        [payment_id for _, payment_id in settled],
     )

@@ -4,6 +4,9 @@ events. Anything wrong ends on intake.rejected.v1 with its reason (DESIGN step 2
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
+
+import structlog
 
 from services.intake import repository as repo
 from services.intake.domain import check_payment
@@ -11,13 +14,16 @@ from shared.contracts import messages as m
 from shared.contracts import topics
 from shared.contracts.codec import Rejected
 from shared.inbox import Inbound, UnitOfWork
+from shared.money import MAX_TOTAL
 
 SOURCE = "intake"
+log = structlog.get_logger(__name__)
 
 
 async def archive_batch(uow: UnitOfWork, records: Sequence[Inbound]) -> None:
     """Every raw ERP record is archived, whatever becomes of it (invariant 6)."""
-    await repo.archive(uow.conn, records)
+    if again := await repo.archive(uow.conn, records):
+        log.warning("records read again were archived before; kept once", records=again)
 
 
 async def handle(uow: UnitOfWork, event: m.Message) -> None:
@@ -85,7 +91,19 @@ async def on_settlement_slip(uow: UnitOfWork, slip: m.SettlementSlipIssued) -> N
         raise Rejected(
             m.Reason.DUPLICATE_RECEIVABLE, f"receivable {slip.receivable_id} is already registered"
         )
+    # A pool's open receivables stay within what every table and sum downstream can hold:
+    # credit's level, its borrowing base, the ledger (issue 6, defect 3).
+    key = ("open_total", slip.pool_id)
+    if key not in uow.scratch:
+        uow.scratch[key] = await repo.open_total(uow.conn, slip.pool_id)
+    total: Decimal = uow.scratch[key] + slip.amount
+    if total > MAX_TOTAL:
+        raise Rejected(
+            m.Reason.POOL_LIMIT_EXCEEDED,
+            f"pool {slip.pool_id} would hold {total} of open receivables; at most {MAX_TOTAL}",
+        )
     await repo.add_receivable(uow.conn, core, slip)
+    uow.scratch[key] = total
     uow.emit(
         topics.POOL_EVENTS,
         m.new_event(
@@ -127,7 +145,12 @@ async def on_payment(uow: UnitOfWork, payment: m.PaymentReceived) -> None:
 
 
 async def on_financing_confirmation(uow: UnitOfWork, event: m.FinancingConfirmation) -> None:
-    await _known_pool(uow, event.pool_id)
+    core = await _known_pool(uow, event.pool_id)
+    if event.core_enterprise_id is not None and event.core_enterprise_id != core:
+        raise Rejected(
+            m.Reason.NOT_THE_POOLS_BUYER,
+            f"{event.core_enterprise_id} is not the core enterprise of pool {event.pool_id}",
+        )
     uow.emit(
         topics.POOL_EVENTS,
         m.new_event(
@@ -137,5 +160,6 @@ async def on_financing_confirmation(uow: UnitOfWork, event: m.FinancingConfirmat
             cause=event,
             application_id=event.application_id,
             confirmed=event.confirmed,
+            core_enterprise_id=core,
         ),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 
 import asyncpg
 
@@ -11,12 +12,25 @@ from shared.contracts.messages import PaymentReceived, SettlementSlipIssued, Sup
 from shared.inbox import Inbound
 
 
-async def archive(conn: asyncpg.Connection, records: Sequence[Inbound]) -> None:
-    await conn.executemany(
-        'INSERT INTO raw_events(topic, "partition", "offset", key, value)'
-        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-        [(r.topic, r.partition, r.offset, r.key, r.value) for r in records],
+async def archive(conn: asyncpg.Connection, records: Sequence[Inbound]) -> int:
+    """Archive every record of the batch; returns how many were archived before (read again
+    after a crash: the same record, so the same `record_id`)."""
+    archived = await conn.fetchval(
+        "WITH archived AS ("
+        '  INSERT INTO raw_events(topic, "partition", "offset", key, value, "timestamp",'
+        "  record_id) SELECT * FROM unnest($1::text[], $2::integer[], $3::bigint[],"
+        "  $4::bytea[], $5::bytea[], $6::bigint[], $7::text[])"
+        "  ON CONFLICT (record_id) DO NOTHING RETURNING 1)"
+        " SELECT count(*) FROM archived",
+        [r.topic for r in records],
+        [r.partition for r in records],
+        [r.offset for r in records],
+        [r.key for r in records],
+        [r.value for r in records],
+        [r.timestamp for r in records],
+        [r.record_id for r in records],
     )
+    return len(records) - int(archived)
 
 
 async def lock_pool(conn: asyncpg.Connection, pool_id: str) -> asyncpg.Record | None:
@@ -89,6 +103,15 @@ async def lock_receivables(
         r["receivable_id"]: Receivable(r["receivable_id"], r["pool_id"], r["amount"], r["state"])
         for r in rows
     }
+
+
+async def open_total(conn: asyncpg.Connection, pool_id: str) -> Decimal:
+    """What the pool's open receivables add up to (its water level as intake sees it)."""
+    total = await conn.fetchval(
+        "SELECT coalesce(sum(amount), 0) FROM receivables WHERE pool_id = $1 AND state = 'open'",
+        pool_id,
+    )
+    return Decimal(total)
 
 
 async def payment_exists(conn: asyncpg.Connection, payment_id: str) -> bool:

@@ -57,7 +57,7 @@ async def flush(uow: UnitOfWork) -> None:
 async def on_payment(uow: UnitOfWork, payment: m.ReceivablesSettled, fee_bps: int) -> None:
     ledger = ledger_of(uow)
     head = await ledger.head(uow.conn, payment.pool_id)
-    existing = await ledger.settlement(uow.conn, payment.payment_id)
+    existing = await _settlement_of(uow, payment.pool_id, payment.payment_id)
     if existing is not None and existing["state"] != "instructed":
         raise Rejected(
             m.Reason.DUPLICATE_PAYMENT,
@@ -93,7 +93,7 @@ async def on_instruction(
 ) -> None:
     ledger = ledger_of(uow)
     head = await ledger.head(uow.conn, instruction.pool_id)
-    existing = await ledger.settlement(uow.conn, instruction.payment_id)
+    existing = await _settlement_of(uow, instruction.pool_id, instruction.payment_id)
     if existing is None:
         # The instruction overtook the payment: keep it; no money moves (invariant 3).
         ledger.save_settlement(
@@ -115,6 +115,18 @@ async def on_instruction(
             f"instruction is for {instruction.amount}, {existing['amount']} is frozen",
         )
     await _split(uow, head, instruction.payment_id, instruction, fee_bps)
+
+
+async def _settlement_of(uow: UnitOfWork, pool_id: str, payment_id: str) -> dict[str, Any] | None:
+    """The payment's settlement, which must be of this pool: a lookup by id alone would let a
+    message of one pool split money frozen in another's account (issue 6, defect 1)."""
+    existing = await ledger_of(uow).settlement(uow.conn, payment_id)
+    if existing is not None and existing["pool_id"] != pool_id:
+        raise Rejected(
+            m.Reason.PAYMENT_NOT_IN_POOL,
+            f"payment {payment_id} belongs to another pool, not {pool_id}",
+        )
+    return existing
 
 
 def _freeze(ledger: repo.LedgerBatch, head: dict[str, Any], payment: m.ReceivablesSettled) -> None:

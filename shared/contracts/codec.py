@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -82,8 +83,9 @@ def parse_json(raw: bytes) -> Any:
         raise Rejected(m.Reason.NOT_JSON, f"payload is not usable JSON: {exc}") from exc
 
 
-def decode(topic: str, raw: bytes) -> m.Message:
-    """Validate raw bytes read from `topic` into its message model."""
+def decode(topic: str, raw: bytes, today: date | None = None) -> m.Message:
+    """Validate raw bytes read from `topic` into its message model. Dates an outside party
+    gives are checked against `today`, the day the message arrives (default: today, UTC)."""
     document = parse_json(raw)
     if not isinstance(document, dict):
         raise Rejected(m.Reason.INVALID_MESSAGE, "payload must be a JSON object")
@@ -96,12 +98,18 @@ def decode(topic: str, raw: bytes) -> m.Message:
             f"type {kind!r} is not accepted on {topic}; expected one of {sorted(allowed)}",
         )
     try:
-        message: m.Message = adapter.validate_python(document)
+        message: m.Message = adapter.validate_python(
+            document, context={"today": today or datetime.now(UTC).date()}
+        )
     except ValidationError as exc:
         problems = exc.errors(include_url=False)
         fields = {str(err["loc"][-1]) if err["loc"] else "" for err in problems}
         if any(str(loc) in AMOUNT_FIELDS for err in problems for loc in err["loc"]):
             reason = m.Reason.INVALID_AMOUNT
+        elif all(
+            err["type"] == "value_error" and "date" in err["msg"] for err in problems
+        ):  # a well-formed date outside its bounds or window
+            reason = m.Reason.INVALID_DATE
         else:
             reason = m.Reason.INVALID_MESSAGE
         detail = "; ".join(

@@ -9,17 +9,104 @@ does not break an older consumer.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    model_validator,
+)
 
-from shared.money import Amount, PositiveAmount, Rate
+from shared.money import Amount, PositiveAmount, PositiveTotal, Rate
 
 SCHEMA_VERSION = 1
 
 Currency = Literal["CNY"]
+
+# Dates are bounded at the edge, so no service accepts a date another cannot compute with
+# (issue 6, defect 3). Every date lies in [DATE_FLOOR, DATE_CEILING]. A date an outside party
+# says something happened on (a slip issued, a payment made, money disbursed) lies within
+# PAST_WINDOW before and FUTURE_SLACK after the day the message arrives; a due date lies on or
+# after the issue date and within DUE_WINDOW of arrival. "Arrival" is the UTC date on which
+# the consuming service decodes the message (FUTURE_SLACK covers Beijing being ahead of UTC).
+DATE_FLOOR = date(2000, 1, 1)
+DATE_CEILING = date(2099, 12, 31)
+PAST_WINDOW = timedelta(days=3660)
+FUTURE_SLACK = timedelta(days=1)
+DUE_WINDOW = timedelta(days=3660)
+
+
+def arrival_day(info: ValidationInfo) -> date | None:
+    """The day a message arrives, when the decoder says (external topics); else None."""
+    context = info.context if isinstance(info.context, dict) else {}
+    today = context.get("today")
+    return today if isinstance(today, date) else None
+
+
+def _within_bounds(value: date) -> date:
+    if not DATE_FLOOR <= value <= DATE_CEILING:
+        raise ValueError(f"date {value} is outside {DATE_FLOOR} to {DATE_CEILING}")
+    return value
+
+
+def _happened(value: date, info: ValidationInfo) -> date:
+    today = arrival_day(info)
+    if today is not None and not today - PAST_WINDOW <= value <= today + FUTURE_SLACK:
+        raise ValueError(
+            f"date {value} must lie between {today - PAST_WINDOW} and {today + FUTURE_SLACK}"
+            f" ({PAST_WINDOW.days} days before the day it arrives, to the day after)"
+        )
+    return value
+
+
+def _due(value: date, info: ValidationInfo) -> date:
+    today = arrival_day(info)
+    if today is not None and value > today + DUE_WINDOW:
+        raise ValueError(f"due date {value} is after {today + DUE_WINDOW}")
+    return value
+
+
+_DATE_SCHEMA = {"type": "string", "format": "date"}
+BoundedDate = Annotated[
+    date,
+    AfterValidator(_within_bounds),
+    WithJsonSchema(
+        {
+            **_DATE_SCHEMA,
+            "description": f"ISO date from {DATE_FLOOR} to {DATE_CEILING}.",
+        }
+    ),
+]
+HappenedOn = Annotated[
+    date,
+    AfterValidator(_within_bounds),
+    AfterValidator(_happened),
+    WithJsonSchema(
+        {
+            **_DATE_SCHEMA,
+            "description": f"ISO date, at most {PAST_WINDOW.days} days before the day the "
+            "message arrives and at most one day after it.",
+        }
+    ),
+]
+DueOn = Annotated[
+    date,
+    AfterValidator(_within_bounds),
+    AfterValidator(_due),
+    WithJsonSchema(
+        {
+            **_DATE_SCHEMA,
+            "description": "ISO date, on or after issued_on, at most "
+            f"{DUE_WINDOW.days} days after the day the message arrives.",
+        }
+    ),
+]
 Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:/-]+$")]
 
 
@@ -41,6 +128,11 @@ class Reason(StrEnum):
     DUPLICATE_PAYMENT = "duplicate_payment"
     UNKNOWN_APPLICATION = "unknown_application"
     APPLICATION_NOT_PENDING = "application_not_pending"
+    APPLICATION_NOT_IN_POOL = "application_not_in_pool"
+    NOT_THE_POOLS_BUYER = "not_the_pools_buyer"
+    PAYMENT_NOT_IN_POOL = "payment_not_in_pool"
+    POOL_LIMIT_EXCEEDED = "pool_limit_exceeded"
+    INVALID_DATE = "invalid_date"
     UNKNOWN_REQUEST = "unknown_request"
     INVALID_FACILITY = "invalid_facility"
     NO_FACILITY = "no_facility"
@@ -102,8 +194,16 @@ class SettlementSlipIssued(Message):
     receivable_id: Id = Field(description="The settlement slip's id, unique per core enterprise.")
     amount: PositiveAmount = Field(description="Amount owed, CNY, decimal string.")
     currency: Currency = Field(default="CNY", description="ISO 4217 currency code.")
-    issued_on: date = Field(description="Date the slip was generated.")
-    due_on: date | None = Field(default=None, description="Agreed payment date.")
+    issued_on: HappenedOn = Field(description="Date the slip was generated.")
+    due_on: DueOn | None = Field(default=None, description="Agreed payment date.")
+
+    @model_validator(mode="after")
+    def _due_after_issue(self) -> SettlementSlipIssued:
+        if self.due_on is not None and self.due_on < self.issued_on:
+            raise ValueError(
+                f"due date {self.due_on} (due_on) is before the issue date {self.issued_on}"
+            )
+        return self
 
 
 class PaymentReceived(Message):
@@ -116,7 +216,9 @@ class PaymentReceived(Message):
     receivable_ids: list[Id] = Field(
         min_length=1, max_length=1000, description="Receivables this payment writes off."
     )
-    paid_on: date = Field(description="Value date of the payment; interest runs to this date.")
+    paid_on: HappenedOn = Field(
+        description="Value date of the payment; interest runs to this date."
+    )
 
 
 class FinancingConfirmation(Message):
@@ -126,6 +228,10 @@ class FinancingConfirmation(Message):
     application_id: Id = Field(description="The application being confirmed or declined.")
     confirmed: bool = Field(description="True: the buyer confirms the trade background.")
     note: str | None = Field(default=None, max_length=1024, description="Free text.")
+    core_enterprise_id: Id | None = Field(
+        default=None,
+        description="The confirming buyer; when given it must be the pool's core enterprise.",
+    )
 
 
 # ---------------------------------------------------------------- operators and suppliers
@@ -174,7 +280,7 @@ class ReceivableAdded(Message):
     type: Literal["ReceivableAdded"] = "ReceivableAdded"
     receivable_id: Id = Field(description="The settlement slip now in the pool.")
     amount: PositiveAmount = Field(description="Its amount, CNY.")
-    due_on: date | None = Field(default=None, description="Agreed payment date.")
+    due_on: BoundedDate | None = Field(default=None, description="Agreed payment date.")
 
 
 class ReceivablesSettled(Message):
@@ -183,9 +289,9 @@ class ReceivablesSettled(Message):
     type: Literal["ReceivablesSettled"] = "ReceivablesSettled"
     payment_id: Id = Field(description="The ERP payment id.")
     amount: PositiveAmount = Field(description="Money received, CNY (A).")
-    written_off: PositiveAmount = Field(description="Sum of the receivables written off.")
+    written_off: PositiveTotal = Field(description="Sum of the receivables written off.")
     receivable_ids: list[Id] = Field(description="The receivables written off.")
-    paid_on: date = Field(description="Value date.")
+    paid_on: BoundedDate = Field(description="Value date.")
     core_enterprise_id: Id = Field(description="Who paid.")
 
 
@@ -193,6 +299,9 @@ class BuyerConfirmedFinancing(Message):
     type: Literal["BuyerConfirmedFinancing"] = "BuyerConfirmedFinancing"
     application_id: Id = Field(description="The application.")
     confirmed: bool = Field(description="True when the buyer confirmed.")
+    core_enterprise_id: Id | None = Field(
+        default=None, description="The pool's core enterprise, which confirmed (intake)."
+    )
 
 
 PoolEvent = Annotated[
@@ -239,8 +348,8 @@ class LoanOpened(Message):
     loan_id: Id = Field(description="= the funding request id.")
     funder_id: Id = Field(description="The lender.")
     principal: PositiveAmount = Field(description="Disbursed principal, CNY.")
-    disbursed_on: date = Field(description="Interest runs from this date.")
-    maturity_on: date = Field(description="Principal due at the latest on this date.")
+    disbursed_on: BoundedDate = Field(description="Interest runs from this date.")
+    maturity_on: BoundedDate = Field(description="Principal due at the latest on this date.")
 
 
 class PoolPosition(Message):
@@ -306,8 +415,10 @@ class FunderResponse(Message):
     request_id: Id = Field(description="The request answered.")
     funder_id: Id = Field(description="Who answers.")
     decision: FunderDecision = Field(description="approved | rejected | disbursed.")
-    amount: Amount | None = Field(default=None, description="Disbursed amount (= requested).")
-    value_date: date | None = Field(default=None, description="Disbursement value date.")
+    amount: PositiveAmount | None = Field(
+        default=None, description="Disbursed amount (= requested)."
+    )
+    value_date: HappenedOn | None = Field(default=None, description="Disbursement value date.")
     reason: str | None = Field(default=None, max_length=1024, description="Why, if rejected.")
 
 
@@ -317,7 +428,7 @@ class FundingResult(Message):
     funder_id: Id = Field(description="The funder.")
     decision: FunderDecision = Field(description="approved | rejected | disbursed.")
     amount: Amount = Field(description="Amount, CNY.")
-    value_date: date | None = Field(default=None, description="Disbursement value date.")
+    value_date: BoundedDate | None = Field(default=None, description="Disbursement value date.")
     reason: str | None = Field(default=None, description="Why, if rejected.")
 
 

@@ -12,6 +12,8 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from shared.money import (
     FEN,
+    MAX_AMOUNT,
+    MAX_TOTAL,
     Amount,
     PositiveAmount,
     Rate,
@@ -237,9 +239,15 @@ def test_amount_with_a_third_decimal_is_refused(text: str) -> None:
         POSITIVE.validate_python(text)
 
 
-@pytest.mark.parametrize("text", ["0", "0.00", "-0.01", "-5"])
-def test_positive_amount_refuses_zero_and_negative(text: str) -> None:
+@pytest.mark.parametrize("text", ["0", "0.00"])
+def test_positive_amount_refuses_zero(text: str) -> None:
     with pytest.raises(ValidationError, match="greater than 0"):
+        POSITIVE.validate_python(text)
+
+
+@pytest.mark.parametrize("text", ["-0.01", "-5"])
+def test_positive_amount_refuses_a_sign_as_its_schema_does(text: str) -> None:
+    with pytest.raises(ValidationError, match="is not an amount"):
         POSITIVE.validate_python(text)
 
 
@@ -247,10 +255,26 @@ def test_plain_amount_admits_zero() -> None:
     assert AMOUNT.validate_python("0") == Decimal("0.00")
 
 
-def test_amount_beyond_eighteen_digits_is_refused() -> None:
-    assert AMOUNT.validate_python("9999999999999999.99") == Decimal("9999999999999999.99")
-    with pytest.raises(ValidationError):
-        AMOUNT.validate_python("99999999999999999.99")
+def test_amounts_are_bounded_where_every_table_and_sum_can_hold_them() -> None:
+    """One message moves at most MAX_AMOUNT; totals (a pool's level) stay within MAX_TOTAL,
+    far below numeric(18,2)'s 10^16 (issue 6, defect 3)."""
+    assert POSITIVE.validate_python(str(MAX_AMOUNT)) == MAX_AMOUNT
+    assert AMOUNT.validate_python(str(MAX_TOTAL)) == MAX_TOTAL
+    assert MAX_TOTAL < Decimal(10) ** 16
+    for text in ("1000000000000.00", "9999999999999999.99"):
+        with pytest.raises(ValidationError, match="at most 12 digits"):
+            POSITIVE.validate_python(text)
+    with pytest.raises(ValidationError, match="at most 15 digits"):
+        AMOUNT.validate_python("9999999999999999.99")
+    with pytest.raises(ValidationError, match="outside the bounds"):
+        POSITIVE.validate_python(MAX_AMOUNT + FEN)  # a Decimal built in code, too
+
+
+@pytest.mark.parametrize("text", ["1.000", "10.50000", "0.100"])
+def test_amount_text_follows_the_published_pattern_exactly(text: str) -> None:
+    """The schema's pattern allows two decimals at most; so does decode (was: "1.000" passed)."""
+    with pytest.raises(ValidationError, match="2 decimal places"):
+        POSITIVE.validate_python(text)
 
 
 def test_refusal_names_the_field() -> None:
