@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -128,12 +128,9 @@ def up() -> None:
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
         while not stopping:
-            for name, process in stack.processes.items():
-                if process.poll() is not None:
-                    typer.echo(
-                        f"service {name} exited ({process.returncode}); restarting", err=True
-                    )
-                    stack.start_service(name)
+            # The broker, PostgreSQL and the services are all supervised (defect 5).
+            for line in stack.supervise():
+                typer.echo(line, err=True)
             time.sleep(0.5)
     finally:
         typer.echo("stopping …")
@@ -228,23 +225,39 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
     from services.status import status as gather
 
     settings = Settings()
-    with _unreachable_is_an_error(
-        "Kafka or PostgreSQL",
-        settings.kafka_bootstrap,
-        "POOLFIN_KAFKA_BOOTSTRAP and POOLFIN_DATABASE_URL",
-    ):
+
+    async def database_answers() -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(settings.database_url, timeout=5)
+        await conn.close()
+
+    # Each part checked on its own, so the one that is down is the one named.
+    with _unreachable_is_an_error("PostgreSQL", settings.database_url, "POOLFIN_DATABASE_URL"):
+        asyncio.run(database_answers())
+    with _unreachable_is_an_error("Kafka", settings.kafka_bootstrap, "POOLFIN_KAFKA_BOOTSTRAP"):
         rows = asyncio.run(gather(settings))
     typer.echo(json.dumps(rows, indent=2) if as_json else render(rows))
 
 
 @ledger_app.command("verify")
 def ledger_verify() -> None:
-    """Walk every pool's hash chain and the balances; exit 1 on any problem."""
+    """Walk every pool's hash chain and the balances, and check credit's exposure (loans within
+    the borrowing base, or the sweep rule applied); exit 1 on any problem."""
+    from services.credit.exposure_audit import audit_exposure
     from services.settlement_splitter.ledger_audit import audit
 
     settings = Settings()
+
+    async def both() -> dict[str, Any]:
+        report = await audit(settings.database_url)
+        exposure = await audit_exposure(settings.database_url)
+        report["pools_with_loans"] = exposure["pools_with_loans"]
+        report["problems"] = [*report["problems"], *exposure["problems"]]
+        return report
+
     with _unreachable_is_an_error("PostgreSQL", settings.database_url, "POOLFIN_DATABASE_URL"):
-        report = asyncio.run(audit(settings.database_url))
+        report = asyncio.run(both())
     typer.echo(json.dumps(report, indent=2, default=str))
     raise typer.Exit(0 if not report["problems"] else 1)
 

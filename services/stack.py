@@ -136,6 +136,34 @@ class Stack:
         if self.postgres:
             self.postgres.stop()
 
+    def supervise(self) -> list[str]:
+        """Restart what died (the broker, PostgreSQL, a service); returns what was done, in
+        words for the operator. The embedded broker keeps its topics in memory: a new one has
+        none of the old records or consumer offsets, and that is said loudly."""
+        said: list[str] = []
+        if self.kafka is not None and not self.kafka.alive():
+            said.append(
+                "BROKER DIED: started a new embedded broker on the same port; its topics, "
+                "their records and every consumer offset were in memory and are LOST "
+                "(topics recreated empty; services restarted; outbox rows not yet sent are "
+                "still sent)"
+            )
+            self.kafka = EmbeddedKafka(port=self.kafka.port, log_file=self.work_dir / "kafka.log")
+            self.kafka.start()
+            asyncio.run(ensure_topics(self.bootstrap, ALL_STATIC_TOPICS, self.partitions))
+            for name in list(self.processes):
+                self.kill(name)
+                self.start_service(name)
+        if self.postgres is not None and not self.postgres.alive():
+            said.append("PostgreSQL died: restarting it on the same data directory")
+            self.postgres.restart()
+            said.append("PostgreSQL is back; services reconnect by themselves")
+        for name, process in list(self.processes.items()):
+            if process.poll() is not None:
+                said.append(f"service {name} exited ({process.returncode}); restarting")
+                self.start_service(name)
+        return said
+
     def describe(self) -> dict[str, object]:
         return {
             "kafka_bootstrap": self.bootstrap,

@@ -27,7 +27,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from shared.contracts.codec import Rejected, decode, payload_digest
+from shared.contracts.codec import Rejected, decode, parse_json, payload_digest
 from shared.contracts.messages import DeadLetter, Message, Reason
 from shared.outbox import Outbox
 
@@ -306,8 +306,9 @@ class BatchConsumer:
         dead-lettered before, i.e. it is read again after a crash. A record at an offset that an
         older dead letter holds (the broker or topic was reset) is another record: it gets its
         own dead letter, and the reuse is logged as the error it is."""
-        pool_id = message.pool_id if message else None
-        event_id = message.event_id if message else None
+        pool_id, event_id = (
+            (message.pool_id, message.event_id) if message else peek_envelope(record.value)
+        )
         row = await uow.conn.fetchrow(
             "WITH reused AS (SELECT count(*) AS n FROM dead_letters WHERE source_topic = $1"
             "  AND source_partition = $2 AND source_offset = $3 AND record_id <> $9),"
@@ -333,6 +334,22 @@ class BatchConsumer:
         key = pool_id or (record.key.decode(errors="replace") if record.key else None)
         uow.outbox.emit(self._dead_letter_topic, letter, key=key)
         return "offset_reused" if row["reused"] else "new"
+
+
+def peek_envelope(raw: bytes) -> tuple[str | None, str | None]:
+    """(pool_id, event_id) of a refused payload, when it is a JSON object that names them as
+    plain ids: the operator can then find the dead letter by the id the sender used."""
+    try:
+        document = parse_json(raw)
+    except Rejected:
+        return None, None
+    if not isinstance(document, dict):
+        return None, None
+
+    def plain(value: Any) -> str | None:
+        return value if isinstance(value, str) and 0 < len(value) <= 128 else None
+
+    return plain(document.get("pool_id")), plain(document.get("event_id"))
 
 
 # A dead letter must fit in one Kafka record (1 MiB by default) whatever it carries: above these

@@ -130,7 +130,7 @@ async def _database_reachable(pool: asyncpg.Pool, timeout: float) -> str | None:
                 await conn.fetchval("SELECT 1")
     except TimeoutError:
         return f"no answer from PostgreSQL within {timeout:g} s"
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except Exception as exc:  # whatever the driver raises, the answer is "not reachable"
         return f"PostgreSQL: {type(exc).__name__}: {exc}"
     return None
 
@@ -217,11 +217,8 @@ def make_app(pool: asyncpg.Pool, producer: AIOKafkaProducer, settings: Settings)
             )
         if not isinstance(fields, dict):
             return _error(400, m.Reason.INVALID_MESSAGE.value, "body must be a JSON object")
+        # A body's id is checked with the rest of the body, by decode() below (422).
         application_id = fields.get("application_id") or f"A-{uuid.uuid4().hex[:16]}"
-        if not isinstance(application_id, str):
-            return _error(400, m.Reason.INVALID_MESSAGE.value, "application_id must be a string")
-        if bad := _bad_id("application", application_id):
-            return bad
         event = {
             "event_id": str(uuid.uuid4()),
             "type": "FinancingApplied",
@@ -234,9 +231,11 @@ def make_app(pool: asyncpg.Pool, producer: AIOKafkaProducer, settings: Settings)
         }
         raw = json.dumps(event).encode()
         try:  # the very check credit applies to the topic, so the answers agree
-            decode(topics.SUPPLIER_FINANCING_APPLICATIONS, raw)
+            applied = decode(topics.SUPPLIER_FINANCING_APPLICATIONS, raw)
         except Rejected as refusal:
             return _error(422, refusal.reason.value, refusal.detail)
+        assert isinstance(applied, m.FinancingApplied)
+        application_id = applied.application_id
         async with pool.acquire() as conn:
             known = await conn.fetchval("SELECT true FROM pools WHERE pool_id = $1", pool_id)
             if not known:
@@ -290,6 +289,7 @@ def make_app(pool: asyncpg.Pool, producer: AIOKafkaProducer, settings: Settings)
         exception_handlers={
             OSError: _unavailable,
             asyncpg.InterfaceError: _unavailable,
+            asyncpg.InternalClientError: _unavailable,
             asyncpg.PostgresConnectionError: _unavailable,
             asyncpg.exceptions.CannotConnectNowError: _unavailable,
         },

@@ -60,6 +60,9 @@ class EmbeddedKafka:
         wait_for_port("127.0.0.1", self.port)
         return self
 
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None

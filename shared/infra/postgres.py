@@ -9,6 +9,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,6 +85,37 @@ class EmbeddedPostgres:
                 self.data_dir, cleanup_mode="stop" if self._keep else "delete"
             )
         return self
+
+    def alive(self) -> bool:
+        """Is the server (its postmaster) still running?"""
+        if self._server is None:
+            return False
+        process = self._server.get_postmaster_info().process
+        try:
+            return bool(process.is_running() and process.status() != "zombie")
+        except Exception:  # psutil.NoSuchProcess and kin: gone
+            return False
+
+    def restart(self, timeout: float = 30) -> None:
+        """Start the server again on the same data directory (and so the same socket and
+        URL) after it died; a killed postmaster's children may hold its shared memory for a
+        moment, so this retries until `timeout`."""
+        assert self._server is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.alive():
+                # A killed postmaster can linger as a zombie (nobody reaps it in a container):
+                # its pid still "exists", so both the library and PostgreSQL would take the
+                # stale lock file for a running server. It is not one.
+                (self._server.pgdata / "postmaster.pid").unlink(missing_ok=True)
+            try:
+                with _system_dirs_on_path(), self._server._lock:
+                    self._server.ensure_postgres_running()
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
 
     @property
     def url(self) -> str:

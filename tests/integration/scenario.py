@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,6 +89,40 @@ def payment(
     )
 
 
+async def apply(publisher: Publisher, observer: Observer, pool: Pool, amount: str) -> str:
+    """Apply to borrow; returns the application id once credit has it awaiting the buyer."""
+    application_id = f"A-{uuid.uuid4().hex[:10]}"
+    await publisher.send(
+        topics.SUPPLIER_FINANCING_APPLICATIONS,
+        erp_event("FinancingApplied", pool.pool_id, application_id=application_id, amount=amount),
+    )
+    await observer.wait_for(
+        topics.CREDIT_DECISIONS, application_id=application_id, state="awaiting_buyer"
+    )
+    return application_id
+
+
+def confirmation(pool: Pool, application_id: str, **extra: Any) -> dict[str, Any]:
+    """The buyer's confirmation of an application, as its ERP publishes it."""
+    return erp_event(
+        "FinancingConfirmation",
+        pool.pool_id,
+        application_id=application_id,
+        confirmed=True,
+        **extra,
+    )
+
+
+def http_json(base_url: str, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
+    """One HTTP call as any client makes it: (status, JSON answer), errors included."""
+    request = urllib.request.Request(base_url + path, data=body, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
 async def borrow(
     publisher: Publisher,
     observer: Observer,
@@ -95,20 +132,8 @@ async def borrow(
     value_date: str = "2026-08-03",
 ) -> str:
     """Apply, have the buyer confirm and the funder disburse; returns the loan id."""
-    application_id = f"A-{uuid.uuid4().hex[:10]}"
-    await publisher.send(
-        topics.SUPPLIER_FINANCING_APPLICATIONS,
-        erp_event("FinancingApplied", pool.pool_id, application_id=application_id, amount=amount),
-    )
-    await observer.wait_for(
-        topics.CREDIT_DECISIONS, application_id=application_id, state="awaiting_buyer"
-    )
-    await publisher.send(
-        topics.ERP_FINANCING_CONFIRMATIONS,
-        erp_event(
-            "FinancingConfirmation", pool.pool_id, application_id=application_id, confirmed=True
-        ),
-    )
+    application_id = await apply(publisher, observer, pool, amount)
+    await publisher.send(topics.ERP_FINANCING_CONFIRMATIONS, confirmation(pool, application_id))
     # Answer what reached the funder's own topic, as a funder does.
     await observer.wait_for(topics.funder_requests_topic(funder), request_id=application_id)
     await publisher.send(

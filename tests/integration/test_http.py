@@ -39,7 +39,10 @@ async def call(
 
 async def test_health(stack: Stack) -> None:
     status, body, _ = await call(stack, "GET", "/health")
-    assert (status, body) == (200, {"service": "credit", "status": "ok"})
+    assert (status, body) == (
+        200,
+        {"service": "credit", "status": "ok", "database": "ok", "kafka": "ok"},
+    )
 
 
 async def test_a_supplier_sees_its_pool_and_applies_online(
