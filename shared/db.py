@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
 import structlog
+
+from shared.money import json_default
 
 log = structlog.get_logger(__name__)
 
@@ -22,15 +23,9 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         "jsonb",
         schema="pg_catalog",
         format="text",
-        encoder=lambda v: json.dumps(v, default=_json_default),
+        encoder=lambda v: json.dumps(v, default=json_default),
         decoder=json.loads,
     )
-
-
-def _json_default(value: object) -> str:
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 async def create_pool(dsn: str, schema: str, size: int = 5) -> asyncpg.Pool:

@@ -15,7 +15,6 @@ from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, Wi
 
 FEN = Decimal("0.01")
 ZERO = Decimal("0.00")
-CURRENCY = "CNY"
 
 K = TypeVar("K")
 
@@ -163,6 +162,15 @@ def fen(value: Decimal | int | str) -> Decimal:
 def fen_down(value: Decimal) -> Decimal:
     """Quantize to the fen, towards zero: never promise a cent that is not there."""
     return value.quantize(FEN, rounding=ROUND_DOWN)
+
+
+def json_default(value: object) -> Any:
+    """The one way poolfin writes a Decimal (or a date) into JSON: its exact decimal text."""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def money_text(value: Decimal) -> str:

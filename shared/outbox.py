@@ -15,6 +15,12 @@ import asyncpg
 import structlog
 from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    wait_exponential_jitter,
+)
 
 from shared.contracts.codec import encode
 
@@ -61,6 +67,21 @@ class KnownTopics:
             self.known.update(missing)
 
 
+RETRY_MAX_WAIT_S = 30.0
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome is not None else None
+    wait = state.next_action.sleep if state.next_action is not None else 0.0
+    log.warning(
+        "outbox relay failed; retrying",
+        attempt=state.attempt_number,
+        retry_in_s=round(wait, 2),
+        error=repr(error),
+        exc_info=error if state.attempt_number == 1 else None,
+    )
+
+
 class OutboxRelay:
     """Publishes a service's outbox. Woken right after each commit, and polls as a fallback."""
 
@@ -79,17 +100,21 @@ class OutboxRelay:
         self._poll_s = poll_s
         self._topics = topics
         self._wakeup = asyncio.Event()
-        self.published = 0
 
     def wake(self) -> None:
         self._wakeup.set()
 
     async def drain_once(self) -> int:
+        """Publish the oldest rows, then delete them. One relay per schema is active at a
+        time (a transaction-level advisory lock): with several instances of a service, two
+        relays publishing different ranges at once could reorder one pool's messages."""
         async with self._pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval(
+                "SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || '.outbox'))"
+            ):
+                return 0  # another instance's relay is publishing this schema's outbox
             rows = await conn.fetch(
-                "SELECT id, topic, key, value FROM outbox ORDER BY id LIMIT $1 "
-                "FOR UPDATE SKIP LOCKED",
-                self._batch,
+                "SELECT id, topic, key, value FROM outbox ORDER BY id LIMIT $1", self._batch
             )
             if not rows:
                 return 0
@@ -104,19 +129,19 @@ class OutboxRelay:
             await conn.execute(
                 "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [row["id"] for row in rows]
             )
-        self.published += len(rows)
         return len(rows)
 
     async def run(self) -> None:
+        """Relay until cancelled. A failure (broker or database away) is retried with capped
+        exponential backoff and one log line per attempt; rows wait safely in the table."""
+        retrying = AsyncRetrying(
+            wait=wait_exponential_jitter(initial=0.2, max=RETRY_MAX_WAIT_S),
+            retry=retry_if_exception_type(Exception),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
         while True:
-            try:
-                sent = await self.drain_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox relay failed; retrying")
-                await asyncio.sleep(1.0)
-                continue
+            sent: int = await retrying(self.drain_once)
             if sent >= self._batch:
                 continue
             try:

@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import os
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,6 @@ class ServiceSpec:
     # An HTTP front, served when POOLFIN_HTTP_PORT is set: (database pool, producer) → ASGI app.
     http: Callable[[asyncpg.Pool, AIOKafkaProducer, Settings], ASGIApp] | None = None
     description: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class _ServiceHttpServer(uvicorn.Server):
@@ -134,21 +133,26 @@ def build_broker(
 
 
 async def ensure_topics(bootstrap: str, topics: Sequence[str], partitions: int) -> None:
-    """Create the topics that do not exist yet (idempotent)."""
+    """Create the topics that do not exist yet (idempotent). A topic another process created
+    meanwhile is fine; one that still does not exist afterwards is an error, raised with what
+    the broker said."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [NewTopic(t, partitions, 1) for t in topics if t not in existing]
-        if missing:
-            try:
-                await admin.create_topics(missing)
-            except Exception as exc:  # e.g. created meanwhile by another service: say so
-                log.warning(
-                    "could not create every topic",
-                    topics=[t.name for t in missing],
-                    error=repr(exc),
-                )
+        if not missing:
+            return
+        error: Exception | None = None
+        try:
+            await admin.create_topics(missing)
+        except Exception as exc:  # e.g. TopicAlreadyExists from a concurrent start
+            error = exc
+        still = sorted({t.name for t in missing} - set(await admin.list_topics()))
+        if still:
+            raise RuntimeError(f"could not create topics {still}: {error!r}") from error
+        if error is not None:
+            log.info("topics created meanwhile by another process", error=repr(error))
     finally:
         await admin.close()
 
@@ -242,7 +246,9 @@ async def run_service(
         relay_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await relay_task
-        with contextlib.suppress(Exception):
+        try:  # what the last batches emitted, before the producer closes
             await relay.drain_once()
+        except Exception:
+            log.exception("last outbox drain failed; the rows stay and are sent at next start")
         await producer.stop()
         await pool.close()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-from functools import lru_cache
-
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -74,12 +71,3 @@ class Settings(BaseSettings):
     )
     http_host: str = Field(default="127.0.0.1", description="Address the HTTP front binds.")
     data_dir: str = Field(default=".poolfin", description="Where `poolfin up` keeps its state.")
-
-    @property
-    def fee_bps(self) -> Decimal:
-        return Decimal(self.settlement_fee_bps)
-
-
-@lru_cache(maxsize=1)
-def load_settings() -> Settings:
-    return Settings()

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 
-from services.clients import Observer, Publisher
-from services.stack import Stack
+from poolfin.clients import Observer, Publisher
+from poolfin.stack import Stack
 from shared.contracts import topics
 
 TEST_FUNDER = "bank-test"

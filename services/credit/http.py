@@ -18,7 +18,7 @@ import json
 import re
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -34,7 +34,7 @@ from services.credit.domain import available_to_borrow, borrowing_base
 from shared.contracts import messages as m
 from shared.contracts import topics
 from shared.contracts.codec import Rejected, decode
-from shared.money import money_text
+from shared.money import json_default
 from shared.settings import Settings
 
 SOURCE = "credit-http"
@@ -42,18 +42,9 @@ MAX_BODY = 16 * 1024
 ID = re.compile(r"^[A-Za-z0-9._:/-]{1,128}$")
 
 
-def _text(value: Any) -> str:
-    """Amounts as exact decimal strings (as on the topics), dates and times in ISO 8601."""
-    if isinstance(value, Decimal):
-        return money_text(value)
-    if isinstance(value, date | datetime):
-        return value.isoformat()
-    return str(value)
-
-
 def _json(data: Mapping[str, Any], status: int = 200) -> Response:
     return Response(
-        json.dumps(data, default=_text), status_code=status, media_type="application/json"
+        json.dumps(data, default=json_default), status_code=status, media_type="application/json"
     )
 
 

@@ -90,17 +90,69 @@ def split_payment(
     )
 
 
-def canonical(value: Any) -> str:
-    """JSON with sorted keys and amounts as their exact decimal text (never a float)."""
+# The ledger hash format (invariant 7). Version 2: one serializer makes the hashed bytes, and
+# those exact bytes are stored beside the transaction. Entry amounts enter as integer fen (so
+# 10.0 and 10.00 hash alike), every other Decimal as normalised fixed-point text (a rate of
+# 1E-8 enters as "0.00000001"), keys sorted, no floats. Version 1 (exact decimal text, inputs
+# hashed by one serializer and stored by another) is still verified for old rows.
+HASH_FORMAT = "poolfin-ledger/2"
+LEGACY_FORMAT = "poolfin-ledger/1"
 
-    def default(obj: object) -> str:
-        if isinstance(obj, Decimal):
-            return money_text(obj)
-        raise TypeError(f"{type(obj).__name__} cannot enter a ledger hash")
 
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), default=default, ensure_ascii=False
-    )
+def fixed_point(value: Decimal) -> str:
+    """A Decimal as plain fixed-point text, the same for every way of writing one value."""
+    if not value.is_finite():
+        raise TypeError(f"{value} cannot enter a ledger hash")
+    text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "0") else text
+
+
+def in_fen(amount: Decimal) -> int | str:
+    """An entry's amount as integer fen; an amount that is not whole fen (an edit) stays
+    text, so it can never hash like a real entry."""
+    cents = amount * 100
+    return int(cents) if cents == cents.to_integral_value() else fixed_point(amount)
+
+
+def canonical_value(value: Any) -> Any:
+    """The JSON-native form of a hash input: Decimals as fixed-point text, dates as ISO text."""
+    if isinstance(value, bool) or value is None or isinstance(value, int | str):
+        return value
+    if isinstance(value, Decimal):
+        return fixed_point(value)
+    if isinstance(value, float):
+        raise TypeError("a float cannot enter a ledger hash; use a Decimal")
+    if isinstance(value, Mapping):
+        return {str(k): canonical_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [canonical_value(v) for v in value]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} cannot enter a ledger hash")
+
+
+def canonical_bytes(
+    prev_hash: str,
+    *,
+    pool_id: str,
+    seq: int,
+    payment_id: str,
+    kind: str,
+    entries: Sequence[tuple[str, Decimal]],
+    inputs: Mapping[str, Any],
+) -> bytes:
+    """The exact bytes a transaction's hash is taken over (and stored as)."""
+    body = {
+        "format": HASH_FORMAT,
+        "pool_id": pool_id,
+        "seq": seq,
+        "payment_id": payment_id,
+        "kind": kind,
+        "entries": [[account, in_fen(amount)] for account, amount in entries],
+        "inputs": canonical_value(inputs),
+        "prev": prev_hash,
+    }
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def transaction_hash(
@@ -113,16 +165,41 @@ def transaction_hash(
     entries: Sequence[tuple[str, Decimal]],
     inputs: Mapping[str, Any],
 ) -> str:
-    body = canonical(
+    return hashlib.sha256(
+        canonical_bytes(
+            prev_hash,
+            pool_id=pool_id,
+            seq=seq,
+            payment_id=payment_id,
+            kind=kind,
+            entries=entries,
+            inputs=inputs,
+        )
+    ).hexdigest()
+
+
+def _legacy_hash(tx: PostedTransaction) -> str:
+    """Format 1, for rows written before format 2: exact decimal text, sorted keys."""
+
+    def default(obj: object) -> str:
+        if isinstance(obj, Decimal):
+            return money_text(obj)
+        raise TypeError(f"{type(obj).__name__} cannot enter a ledger hash")
+
+    body = json.dumps(
         {
-            "pool_id": pool_id,
-            "seq": seq,
-            "payment_id": payment_id,
-            "kind": kind,
-            "entries": [[account, money_text(amount)] for account, amount in entries],
-            "inputs": inputs,
-            "prev": prev_hash,
-        }
+            "pool_id": tx.pool_id,
+            "seq": tx.seq,
+            "payment_id": tx.payment_id,
+            "kind": tx.kind,
+            "entries": [[account, money_text(amount)] for account, amount in tx.entries],
+            "inputs": tx.inputs,
+            "prev": tx.prev_hash,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        default=default,
+        ensure_ascii=False,
     )
     return hashlib.sha256(body.encode()).hexdigest()
 
@@ -137,10 +214,12 @@ class PostedTransaction:
     inputs: Mapping[str, Any]
     prev_hash: str
     hash: str
+    format: str = HASH_FORMAT
+    # The bytes that were hashed, as stored (format 2).
+    hashed: bytes | None = None
 
-    def recomputed_hash(self) -> str:
-        """The hash its content and link call for; differs from `hash` once anything is edited."""
-        return transaction_hash(
+    def recomputed_bytes(self) -> bytes:
+        return canonical_bytes(
             self.prev_hash,
             pool_id=self.pool_id,
             seq=self.seq,
@@ -149,6 +228,12 @@ class PostedTransaction:
             entries=self.entries,
             inputs=self.inputs,
         )
+
+    def recomputed_hash(self) -> str:
+        """The hash its content and link call for; differs from `hash` once anything is edited."""
+        if self.format == LEGACY_FORMAT:
+            return _legacy_hash(self)
+        return hashlib.sha256(self.recomputed_bytes()).hexdigest()
 
 
 def verify_chain(
@@ -170,8 +255,13 @@ def verify_chain(
         total = sum((amount for _, amount in tx.entries), ZERO)
         if total != 0:
             problems.append(f"{where}: entries sum to {total}, not zero")
-        if tx.recomputed_hash() != tx.hash:
+        if tx.format not in (HASH_FORMAT, LEGACY_FORMAT):
+            problems.append(f"{where}: unknown hash format {tx.format!r}")
+        elif tx.recomputed_hash() != tx.hash:
             problems.append(f"{where}: hash mismatch, the transaction was altered")
+        elif tx.hashed is not None and tx.format == HASH_FORMAT:
+            if tx.hashed != tx.recomputed_bytes():
+                problems.append(f"{where}: the stored hashed bytes differ from its rows")
         prev = tx.hash
     if head is not None:
         last_seq = transactions[-1].seq if transactions else 0

@@ -11,13 +11,13 @@ from services.settlement_splitter import repository as repo
 from services.settlement_splitter.domain import (
     buyer_account,
     frozen_account,
+    in_fen,
     split_payment,
 )
 from shared.contracts import messages as m
 from shared.contracts import topics
 from shared.contracts.codec import Rejected
 from shared.inbox import Handler, UnitOfWork
-from shared.money import money_text
 
 SOURCE = "settlement-splitter"
 
@@ -142,7 +142,7 @@ def _freeze(ledger: repo.LedgerBatch, head: dict[str, Any], payment: m.Receivabl
         inputs={
             "event_id": payment.event_id,
             "receivable_ids": payment.receivable_ids,
-            "written_off": money_text(payment.written_off),
+            "written_off": in_fen(payment.written_off),
             "paid_on": payment.paid_on.isoformat(),
         },
     )
@@ -172,12 +172,21 @@ async def _split(
         # What decided this split, so an auditor can replay why (invariant 7).
         inputs={
             "instruction_event_id": instruction.event_id,
-            "water_level_after": money_text(instruction.water_level_after),
-            "discount_rate": str(instruction.discount_rate),
-            "credit_line": money_text(instruction.credit_line),
-            "loan_balance_before": money_text(instruction.loan_balance_before),
-            "loan_balance_after": money_text(instruction.loan_balance_after),
-            "repayments": [r.model_dump(mode="json") for r in instruction.repayments],
+            "water_level_after": in_fen(instruction.water_level_after),
+            "discount_rate": instruction.discount_rate,  # fixed-point text in the hash
+            "credit_line": in_fen(instruction.credit_line),
+            "loan_balance_before": in_fen(instruction.loan_balance_before),
+            "loan_balance_after": in_fen(instruction.loan_balance_after),
+            "repayments": [
+                {
+                    "loan_id": r.loan_id,
+                    "funder_id": r.funder_id,
+                    "principal": in_fen(r.principal),
+                    "interest": in_fen(r.interest),
+                    "days": r.days,
+                }
+                for r in instruction.repayments
+            ],
             "rule_version": split.rule_version,
         },
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -10,7 +11,13 @@ from typing import Any
 
 import asyncpg
 
-from services.settlement_splitter.domain import GENESIS, PostedTransaction, transaction_hash
+from services.settlement_splitter.domain import (
+    GENESIS,
+    HASH_FORMAT,
+    PostedTransaction,
+    canonical_bytes,
+    canonical_value,
+)
 
 
 @dataclass
@@ -27,7 +34,9 @@ class LedgerBatch:
 
     heads: dict[str, dict[str, Any]] = field(default_factory=dict)
     settlements: dict[str, dict[str, Any] | None] = field(default_factory=dict)
-    _transactions: list[tuple[str, int, str, str, str, str, str]] = field(default_factory=list)
+    _transactions: list[tuple[str, int, str, str, str, str, str, str, bytes]] = field(
+        default_factory=list
+    )
     _entries: list[tuple[str, int, int, str, Decimal]] = field(default_factory=list)
     _saved: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -79,7 +88,7 @@ class LedgerBatch:
         if sum(amount for _, amount in entries) != 0:
             raise ValueError(f"unbalanced ledger transaction for {payment_id}: {entries}")
         seq = head["seq"] + 1
-        digest = transaction_hash(
+        hashed = canonical_bytes(
             head["hash"],
             pool_id=pool_id,
             seq=seq,
@@ -88,9 +97,10 @@ class LedgerBatch:
             entries=entries,
             inputs=inputs,
         )
-        inputs_json = json.dumps(dict(inputs), default=str)
+        digest = hashlib.sha256(hashed).hexdigest()
+        inputs_json = json.dumps(canonical_value(inputs), sort_keys=True, ensure_ascii=False)
         self._transactions.append(
-            (pool_id, seq, payment_id, kind, inputs_json, head["hash"], digest)
+            (pool_id, seq, payment_id, kind, inputs_json, head["hash"], digest, HASH_FORMAT, hashed)
         )
         self._entries.extend(
             (pool_id, seq, line, account, amount) for line, (account, amount) in enumerate(entries)
@@ -123,24 +133,26 @@ class LedgerBatch:
 
     async def flush(self, conn: asyncpg.Connection) -> None:
         if self._transactions:
-            last = {pool: (seq, digest) for pool, seq, _, _, _, _, digest in self._transactions}
+            last = {
+                pool: (seq, digest) for pool, seq, _, _, _, _, digest, _, _ in self._transactions
+            }
             await conn.execute(
                 "WITH tx AS ("
                 "  INSERT INTO ledger_transactions(pool_id, seq, payment_id, kind, inputs,"
-                "  prev_hash, hash)"
+                "  prev_hash, hash, format, hashed)"
                 "  SELECT t.pool_id, t.seq, t.payment_id, t.kind, t.inputs::jsonb, t.prev_hash,"
-                "  t.hash FROM unnest($1::text[], $2::integer[], $3::text[], $4::text[],"
-                "  $5::text[], $6::text[], $7::text[])"
-                "  AS t(pool_id, seq, payment_id, kind, inputs, prev_hash, hash)"
+                "  t.hash, t.format, t.hashed FROM unnest($1::text[], $2::integer[], $3::text[],"
+                "  $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bytea[])"
+                "  AS t(pool_id, seq, payment_id, kind, inputs, prev_hash, hash, format, hashed)"
                 "  RETURNING id, pool_id, seq),"
                 " entries AS ("
                 "  INSERT INTO ledger_entries(transaction_id, line, account, amount)"
                 "  SELECT tx.id, e.line, e.account, e.amount FROM tx JOIN"
-                "  unnest($8::text[], $9::integer[], $10::integer[], $11::text[], $12::numeric[])"
-                "  AS e(pool_id, seq, line, account, amount)"
+                "  unnest($10::text[], $11::integer[], $12::integer[], $13::text[],"
+                "  $14::numeric[]) AS e(pool_id, seq, line, account, amount)"
                 "  ON e.pool_id = tx.pool_id AND e.seq = tx.seq)"
                 " UPDATE controlled_accounts SET last_seq = h.seq, head_hash = h.hash"
-                " FROM unnest($13::text[], $14::integer[], $15::text[]) AS h(pool_id, seq, hash)"
+                " FROM unnest($15::text[], $16::integer[], $17::text[]) AS h(pool_id, seq, hash)"
                 " WHERE controlled_accounts.pool_id = h.pool_id",
                 *map(list, zip(*self._transactions, strict=True)),
                 *map(list, zip(*self._entries, strict=True)),
@@ -180,6 +192,7 @@ def _json_or_null(value: dict[str, Any] | None) -> str | None:
 async def chain(conn: asyncpg.Connection, pool_id: str) -> list[PostedTransaction]:
     rows = await conn.fetch(
         "SELECT t.id, t.pool_id, t.seq, t.payment_id, t.kind, t.inputs, t.prev_hash, t.hash,"
+        " t.format, t.hashed,"
         " coalesce(array_agg(e.account ORDER BY e.line) FILTER (WHERE e.account IS NOT NULL),"
         "   '{}') AS accounts,"
         " coalesce(array_agg(e.amount ORDER BY e.line) FILTER (WHERE e.account IS NOT NULL),"
@@ -198,6 +211,8 @@ async def chain(conn: asyncpg.Connection, pool_id: str) -> list[PostedTransactio
             r["inputs"],
             r["prev_hash"],
             r["hash"],
+            r["format"],
+            r["hashed"],
         )
         for r in rows
     ]

@@ -304,12 +304,6 @@ class BuyerConfirmedFinancing(Message):
     )
 
 
-PoolEvent = Annotated[
-    PoolOpened | ReceivableAdded | ReceivablesSettled | BuyerConfirmedFinancing,
-    Field(discriminator="type"),
-]
-
-
 # ---------------------------------------------------------------- credit
 
 

@@ -117,11 +117,6 @@ class EmbeddedPostgres:
                     raise
                 time.sleep(1)
 
-    @property
-    def url(self) -> str:
-        """DSN of the `postgres` database."""
-        return str(self._server.get_uri())
-
     def database_url(self, name: str) -> str:
         return str(self._server.get_uri(database=name))
 

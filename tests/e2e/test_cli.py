@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from services.clients import Publisher
-from services.stack import Stack
+from poolfin.clients import Publisher
+from poolfin.stack import Stack
 from shared.contracts import topics
 
-POOLFIN = [sys.executable, "-m", "services.cli"]
+POOLFIN = [sys.executable, "-m", "poolfin.cli"]
 
 
 @pytest.mark.integration

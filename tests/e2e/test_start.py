@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-POOLFIN = [sys.executable, "-m", "services.cli"]
+POOLFIN = [sys.executable, "-m", "poolfin.cli"]
 ROOT = Path(__file__).parents[2]
 
 # Starts embedded PostgreSQL, asks it for a number, stops it; prints the number.
@@ -81,7 +81,7 @@ def _brokers_and_databases() -> set[int]:
         if (
             (program.startswith("tansu") and "broker" in cmdline)
             or (program == "postgres" and "-D" in cmdline)
-            or "services.cli" in cmdline
+            or "poolfin.cli" in cmdline
         ):
             found.add(process.pid)
     return found

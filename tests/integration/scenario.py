@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.clients import Observer, Publisher, erp_event
+from poolfin.clients import Observer, Publisher, erp_event
 from shared.contracts import topics
 
 CORE = "CE-TEST"

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from services.clients import Observer, Publisher, erp_event
+from poolfin.clients import Observer, Publisher, erp_event
 from shared.contracts import topics
 from tests.integration.scenario import Pool, open_pool, payment
 

@@ -9,10 +9,10 @@ import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from services.clients import Observer, Publisher, erp_event
-from services.demo import EXPECTED_LEVELS, run_demo
+from poolfin.clients import Observer, Publisher, erp_event
+from poolfin.demo import EXPECTED_LEVELS, run_demo
+from poolfin.stack import Stack
 from services.settlement_splitter.ledger_audit import audit
-from services.stack import Stack
 from shared.contracts import topics
 from tests.integration.scenario import Pool, borrow, facility, open_pool, payment
 

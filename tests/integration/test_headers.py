@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from services.clients import Observer, Publisher, erp_event
-from services.registry import SERVICES
+from poolfin.clients import Observer, Publisher, erp_event
+from poolfin.registry import SERVICES
 from shared.contracts import topics
 from shared.settings import Settings
 from tests.integration.scenario import CORE

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from services.clients import Observer, Publisher
-from services.stack import Stack
+from poolfin.clients import Observer, Publisher
+from poolfin.stack import Stack
 from shared.contracts import topics
 from tests.integration.scenario import facility, open_pool
 

@@ -16,8 +16,8 @@ import pytest
 from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
 
-from services.clients import erp_event
-from services.stack import Stack
+from poolfin.clients import erp_event
+from poolfin.stack import Stack
 from shared.contracts import messages as m
 from shared.contracts import topics
 from shared.contracts.codec import Rejected

@@ -23,8 +23,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from services.clients import Publisher, erp_event
-from services.stack import Stack
+from poolfin.clients import Publisher, erp_event
+from poolfin.stack import Stack
 from shared.contracts import topics
 from tests.integration.scenario import http_json
 
@@ -139,7 +139,7 @@ def test_a_killed_database_is_restarted_and_health_tells_meanwhile(
     )
     assert health[1]["database"] != "ok"
     status = subprocess.run(
-        [sys.executable, "-m", "services.cli", "status"],
+        [sys.executable, "-m", "poolfin.cli", "status"],
         capture_output=True,
         text=True,
         timeout=60,

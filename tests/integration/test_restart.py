@@ -13,9 +13,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from services.clients import Observer, Publisher
+from poolfin.clients import Observer, Publisher
+from poolfin.stack import Stack
 from services.settlement_splitter.ledger_audit import audit
-from services.stack import Stack
 from shared.contracts import topics
 from tests.conftest import WATCHED
 from tests.integration.scenario import borrow, facility, open_pool, payment
@@ -146,7 +146,7 @@ async def test_services_killed_mid_stream_settle_every_payment_exactly_once(
     assert report["problems"] == [] and report["sum_of_balances"] == 0
 
     # Tamper evidence, through the operator's command: edit one cent, the verifier finds it.
-    verify = [sys.executable, "-m", "services.cli", "ledger", "verify"]
+    verify = [sys.executable, "-m", "poolfin.cli", "ledger", "verify"]
     env = {**own_stack.service_env("verify"), "POOLFIN_DATABASE_URL": own_stack.database_url}
     clean = await asyncio.to_thread(subprocess.run, verify, env=env, capture_output=True)
     assert clean.returncode == 0

@@ -16,8 +16,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from services.clients import Observer, Publisher, erp_event
-from services.stack import Stack
+from poolfin.clients import Observer, Publisher, erp_event
+from poolfin.stack import Stack
 from shared.contracts import topics
 from shared.money import MAX_AMOUNT
 from tests.conftest import TEST_FUNDER
@@ -93,7 +93,7 @@ async def test_ledger_verify_reports_loans_above_the_base_without_a_sweep(
     try:
         verify = await asyncio.to_thread(
             subprocess.run,
-            [sys.executable, "-m", "services.cli", "ledger", "verify"],
+            [sys.executable, "-m", "poolfin.cli", "ledger", "verify"],
             capture_output=True,
             text=True,
             timeout=120,

@@ -17,6 +17,7 @@ from services.settlement_splitter.domain import (
     PLATFORM_FEES,
     PostedTransaction,
     Split,
+    canonical_bytes,
     free_account,
     frozen_account,
     funder_account,
@@ -282,22 +283,62 @@ def test_moving_a_fen_between_lines_keeps_the_balance_but_is_still_reported(
     assert any(f"seq {index + 1} " in p and "altered" in p for p in problems)
 
 
-def test_the_same_amount_written_10_0_instead_of_10_00_is_reported() -> None:
+def test_the_same_amount_in_another_notation_hashes_alike_and_a_fen_more_does_not() -> None:
+    """Hash format 2: entries enter as integer fen, so 10.0 and 10.00 are one value (was: two
+    hashes for one amount); a one-fen edit is still reported."""
     chain = seed_chain()
     assert chain[1].entries[-1][1] == Decimal("9.97")  # pay-2: 10.00 less a 30 bps fee
-    edited = edit_entry(chain, 1, 0, lambda v: Decimal("-10.0"))
-    assert edited[1].entries[0][1] == Decimal("-10.00")  # numerically equal
+    same = edit_entry(chain, 1, 0, lambda v: Decimal("-10.0"))
+    assert verify_chain(same) == []
+    edited = edit_entry(chain, 1, 0, lambda v: Decimal("-10.01"))
     problems = verify_chain(edited)
-    assert problems == [
+    assert (
         f"pool {POOL} seq 2 (settlement of pay-2): hash mismatch, the transaction was altered"
-    ]
+        in (problems)
+    )
+
+
+def test_the_hashed_bytes_are_canonical_fixed_point_and_tagged_with_their_format() -> None:
+    entries = ((frozen_account(POOL), Decimal("-10.0")), (free_account(POOL), Decimal("10.00")))
+    hashed = canonical_bytes(
+        GENESIS,
+        pool_id=POOL,
+        seq=1,
+        payment_id="p",
+        kind="split",
+        entries=entries,
+        inputs={"discount_rate": Decimal("1E-8"), "line": Decimal("800000.0")},
+    )
+    text = hashed.decode()
+    assert '"format":"poolfin-ledger/2"' in text
+    assert '"discount_rate":"0.00000001"' in text and "E-8" not in text
+    assert f'[["frozen:{POOL}",-1000],["free:{POOL}",1000]]' in text
+    with pytest.raises(TypeError, match="float"):
+        canonical_bytes(
+            GENESIS,
+            pool_id=POOL,
+            seq=1,
+            payment_id="p",
+            kind="split",
+            entries=entries,
+            inputs={"rate": 0.8},
+        )
+
+
+def test_stored_hashed_bytes_that_differ_from_the_rows_are_reported() -> None:
+    chain = seed_chain()
+    tx = chain[0]
+    stored = dataclasses.replace(tx, hashed=tx.recomputed_bytes())
+    assert verify_chain([stored, *chain[1:]]) == []
+    forged = dataclasses.replace(tx, hashed=tx.recomputed_bytes().replace(b"pay-1", b"pay-9"))
+    assert any("stored hashed bytes" in p for p in verify_chain([forged, *chain[1:]]))
 
 
 @pytest.mark.parametrize(
     ("field", "value"),
     [
         ("water_level_after", Decimal("900000.01")),
-        ("loan_balance", Decimal("800000.0")),  # the same number, other text
+        ("loan_balance", Decimal("800000.01")),
         ("discount_rate", Decimal("0.6")),
         ("rule_version", "split-v0"),
     ],

@@ -15,7 +15,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from services.clients import Observer, Publisher, erp_event
+from poolfin.clients import Observer, Publisher, erp_event
 from shared.contracts import topics
 from shared.money import money_text
 

@@ -10,7 +10,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from services.registry import SERVICES
+from poolfin.registry import SERVICES
 from shared.settings import Settings
 
 

@@ -18,7 +18,7 @@ import typer
 from shared.settings import Settings
 
 if TYPE_CHECKING:
-    from services.stack import Stack
+    from poolfin.stack import Stack
 
 app = typer.Typer(
     help="poolfin: receivables-pool financing and settlement splitting.",
@@ -79,7 +79,7 @@ def run(
     ],
 ) -> None:
     """Run one service until SIGINT/SIGTERM (settings from POOLFIN_* variables)."""
-    from services.registry import SERVICES
+    from poolfin.registry import SERVICES
     from shared.runtime import run_service
 
     if service not in SERVICES:
@@ -100,7 +100,7 @@ def run(
 @app.command()
 def up() -> None:
     """Start the embedded broker, PostgreSQL and the four services; stay up until Ctrl-C."""
-    from services.stack import Stack, new_work_dir, state_file
+    from poolfin.stack import Stack, new_work_dir, state_file
 
     settings = Settings()
     work_dir = new_work_dir(settings.data_dir)
@@ -145,8 +145,8 @@ def demo(
 ) -> None:
     """Reproduce the seed paper's worked examples against the running stack (starting one if
     none is up). Exits non-zero if any figure differs."""
-    from services.demo import run_demo
-    from services.stack import Stack, new_work_dir, running_stack
+    from poolfin.demo import run_demo
+    from poolfin.stack import Stack, new_work_dir, running_stack
 
     settings = Settings()
     say = (lambda *_: None) if as_json else typer.echo
@@ -184,7 +184,7 @@ def facility_set(
     tenor_days: Annotated[int, typer.Option(help="loan term")] = 180,
 ) -> None:
     """Publish a FacilitySet for a pool on admin.facilities.v1."""
-    from services.clients import Publisher, erp_event
+    from poolfin.clients import Publisher, erp_event
     from shared.contracts import decode, topics
     from shared.contracts.codec import Rejected
 
@@ -221,8 +221,8 @@ def facility_set(
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Per service: consumer lag, outbox backlog and dead letters (latest reason)."""
-    from services.status import render
-    from services.status import status as gather
+    from poolfin.status import render
+    from poolfin.status import status as gather
 
     settings = Settings()
 
@@ -246,6 +246,7 @@ def ledger_verify() -> None:
     the borrowing base, or the sweep rule applied); exit 1 on any problem."""
     from services.credit.exposure_audit import audit_exposure
     from services.settlement_splitter.ledger_audit import audit
+    from shared.money import json_default
 
     settings = Settings()
 
@@ -258,7 +259,7 @@ def ledger_verify() -> None:
 
     with _unreachable_is_an_error("PostgreSQL", settings.database_url, "POOLFIN_DATABASE_URL"):
         report = asyncio.run(both())
-    typer.echo(json.dumps(report, indent=2, default=str))
+    typer.echo(json.dumps(report, indent=2, default=json_default))
     raise typer.Exit(0 if not report["problems"] else 1)
 
 
@@ -296,7 +297,7 @@ def bench(
     ] = 0,
 ) -> None:
     """Push N payments through a fresh embedded stack; print settlements/s and latencies."""
-    from services.bench import run_bench
+    from poolfin.bench import run_bench
 
     with contextlib.suppress(KeyboardInterrupt):
         run_bench(payments, pools, rate)

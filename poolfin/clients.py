@@ -143,15 +143,6 @@ class Observer:
             if (topic is None or t == topic) and all(body.get(k) == v for k, v in match.items())
         ]
 
-    def find_where(
-        self, topic: str | None, predicate: Callable[[dict[str, Any]], bool]
-    ) -> list[dict[str, Any]]:
-        return [
-            body
-            for t, body, _ in self.messages
-            if (topic is None or t == topic) and predicate(body)
-        ]
-
     async def wait_for(
         self,
         topic: str | None = None,

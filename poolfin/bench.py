@@ -17,8 +17,8 @@ from pathlib import Path
 
 import psutil
 
-from services.clients import Observer, Publisher, erp_event
-from services.stack import Stack
+from poolfin.clients import Observer, Publisher, erp_event
+from poolfin.stack import Stack
 from shared.contracts import topics
 
 

@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.registry import SERVICES
+from poolfin.registry import SERVICES
 from shared.contracts.topics import ALL_STATIC_TOPICS
 from shared.infra.kafka import EmbeddedKafka
 from shared.infra.postgres import EmbeddedPostgres
@@ -92,7 +92,7 @@ class Stack:
         self._ready_file(name).unlink(missing_ok=True)
         log = open(self.work_dir / f"{name}.log", "ab")
         self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "run", name],
+            [sys.executable, "-m", "poolfin.cli", "run", name],
             env=self.service_env(name),
             stdout=log,
             stderr=log,
