@@ -9,17 +9,28 @@ second: below capacity, the latency is what one settlement costs end to end."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
+import json
 import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import psutil
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from poolfin.clients import Observer, Publisher, erp_event
+from poolfin import scenario
+from poolfin.clients import Observer, Publisher
 from poolfin.stack import Stack
 from shared.contracts import topics
+from shared.runtime import ensure_topics
 
 
 def cpu_seconds(stack: Stack) -> dict[str, float]:
@@ -54,51 +65,133 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def _drive(stack: Stack, payments: int, pools: int, rate: float) -> dict[str, float]:
-    run = uuid.uuid4().hex[:6]
+FUNDER = "bench-bank"
+SLIP = Decimal("100.00")
+
+
+async def _until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"bench: {what} not reached within {timeout:.0f}s")
+        await asyncio.sleep(0.1)
+
+
+async def _preload(db: asyncpg.Connection, pool_ids: list[str], count: int, run: str) -> None:
+    """`count` open receivables of 1.00 spread over the pools, written straight into intake's
+    registry and credit's levels (as if an ERP had pushed them long ago): the measured path
+    then runs against pools that already hold that much."""
+    per_pool = -(-count // len(pool_ids))
+    for index, pool_id in enumerate(pool_ids):
+        n = min(per_pool, count - index * per_pool)
+        if n <= 0:
+            break
+        await db.execute(
+            "INSERT INTO intake.receivables(core_enterprise_id, receivable_id, pool_id, amount,"
+            " issued_on, state) SELECT $1, $2 || g, $3, 1.00, current_date, 'open'"
+            " FROM generate_series(1, $4) AS g",
+            CORE,
+            f"PRE-{run}-{index}-",
+            pool_id,
+            n,
+        )
+        await db.execute(
+            "UPDATE credit.pools SET water_level = water_level + $2 WHERE pool_id = $1",
+            pool_id,
+            Decimal(n),
+        )
+
+
+CORE = "CE-BENCH"
+
+
+async def _setup(
+    stack: Stack, db: asyncpg.Connection, payments: int, pools: int, preload: int, run: str
+) -> list[tuple[str, str]]:
+    """Pools with a facility, a slip per payment, and in every pool a loan as large as the
+    base, disbursed 30 days ago: every payment then repays principal and interest."""
+    today = datetime.now(UTC).date()
+    pool_ids = [f"{CORE}/S-{run}-{i}" for i in range(pools)]
     async with (
         Publisher(stack.bootstrap) as publisher,
-        Observer(stack.bootstrap, [topics.CREDIT_POSITIONS, topics.SETTLEMENT_RESULTS]) as observer,
+        Observer(stack.bootstrap, [topics.funder_requests_topic(FUNDER)]) as funder,
     ):
-        pool_ids = [f"CE-BENCH/S-{run}-{i}" for i in range(pools)]
         for pool_id in pool_ids:
+            await publisher.send(*scenario.onboarding(pool_id, CORE, pool_id.split("/")[1]))
             await publisher.send(
-                topics.ERP_SUPPLIERS,
-                erp_event(
-                    "SupplierOnboarded",
-                    pool_id,
-                    core_enterprise_id="CE-BENCH",
-                    supplier_id=pool_id.split("/")[1],
-                    supplier_name="bench",
-                ),
+                *scenario.facility(pool_id, line="999999999999.99", rate="0.8", funder=FUNDER)
             )
-        await observer.wait_for(topics.CREDIT_POSITIONS, count=pools, timeout=60)
-        print(f"  {pools} pools onboarded; pushing {payments} settlement slips …", flush=True)
-        slips_started = time.monotonic()
+        await publisher.flush()
+        await _until(
+            lambda: _is(
+                db,
+                "SELECT count(*) FROM credit.facilities WHERE pool_id LIKE $1",
+                pools,
+                f"%-{run}-%",
+            ),
+            "pools and facilities",
+        )
+        if preload:
+            print(f"  preloading {preload} open receivables …", flush=True)
+            await _preload(db, pool_ids, preload, run)
+        print(f"  {pools} pools with a facility; pushing {payments} settlement slips …", flush=True)
         receivables = []
         for n in range(payments):
             pool_id = pool_ids[n % pools]
-            receivable_id = f"R-{run}-{n}"
-            receivables.append((pool_id, receivable_id))
-            await publisher.send(
-                topics.ERP_SETTLEMENT_SLIPS,
-                erp_event(
-                    "SettlementSlipIssued",
-                    pool_id,
-                    receivable_id=receivable_id,
-                    amount="100.00",
-                    issued_on="2026-07-01",
-                ),
-            )
+            receivables.append((pool_id, f"R-{run}-{n}"))
+            await publisher.send(*scenario.slip(pool_id, f"R-{run}-{n}", str(SLIP), today))
         await publisher.flush()
-        await observer.wait_for(topics.CREDIT_POSITIONS, count=pools + payments, timeout=600)
-        slips_seconds = time.monotonic() - slips_started
-        pace = f"at {rate:g}/s" if rate > 0 else "all at once"
+        level = SLIP * payments + preload
+        await _until(
+            lambda: _is(
+                db,
+                "SELECT sum(water_level) FROM credit.pools WHERE pool_id LIKE $1",
+                level,
+                f"%-{run}-%",
+            ),
+            "slips in the pools",
+        )
         print(
-            f"  slips in the pools after {slips_seconds:.1f}s; pushing {payments} payments "
-            f"{pace} …",
+            f"  borrowing the whole base in every pool (disbursed {today - timedelta(days=30)}) …",
             flush=True,
         )
+        for pool_id in pool_ids:
+            pool_level = await db.fetchval(
+                "SELECT water_level FROM credit.pools WHERE pool_id = $1", pool_id
+            )
+            base = (pool_level * Decimal("0.8")).quantize(Decimal("0.01"))
+            application_id = f"A-{pool_id.split('/')[1]}"
+            await publisher.send(*scenario.application(pool_id, application_id, str(base)))
+            await publisher.send(*scenario.confirmation(pool_id, application_id))
+        await publisher.flush()
+        requests = await funder.wait_for(
+            topics.funder_requests_topic(FUNDER), count=pools, timeout=600
+        )
+        for request in requests:
+            await publisher.send(*scenario.disbursal(request, today - timedelta(days=30)))
+        await publisher.flush()
+        await _until(
+            lambda: _is(
+                db, "SELECT count(*) FROM credit.loans WHERE pool_id LIKE $1", pools, f"%-{run}-%"
+            ),
+            "a loan in every pool",
+        )
+    return receivables
+
+
+async def _is(db: asyncpg.Connection, sql: str, expected: object, *args: object) -> bool:
+    return bool(await db.fetchval(sql, *args) == expected)
+
+
+async def _measure(
+    stack: Stack, receivables: list[tuple[str, str]], rate: float, run: str
+) -> dict[str, float]:
+    today = datetime.now(UTC).date()
+    payments = len(receivables)
+    async with (
+        Publisher(stack.bootstrap) as publisher,
+        Observer(stack.bootstrap, [topics.SETTLEMENT_RESULTS]) as observer,
+    ):
         sent_at: dict[str, float] = {}
         cpu_before = cpu_seconds(stack)
         started = time.monotonic()
@@ -107,82 +200,191 @@ async def _drive(stack: Stack, payments: int, pools: int, rate: float) -> dict[s
                 await asyncio.sleep(wait)
             payment_id = f"P-{run}-{n}"
             sent_at[payment_id] = await publisher.send(
-                topics.ERP_PAYMENTS,
-                erp_event(
-                    "PaymentReceived",
-                    pool_id,
-                    payment_id=payment_id,
-                    amount="100.00",
-                    receivable_ids=[receivable_id],
-                    paid_on="2026-08-03",
-                ),
+                *scenario.payment(pool_id, payment_id, str(SLIP), [receivable_id], today)
             )
         await publisher.flush()
+        released: dict[str, tuple[float, dict[str, Any]]] = {}
         deadline = time.monotonic() + 600
-        while (
-            len(
-                {b["payment_id"] for t, b, _ in observer.messages if t == topics.SETTLEMENT_RESULTS}
-            )
-            < payments
-        ):
-            if time.monotonic() > deadline:
-                raise TimeoutError("not all payments settled within 600s")
-            await asyncio.sleep(0.05)
+        while len(released) < payments:
+            for topic, body, seen in observer.messages[len(released) :]:
+                if topic == topics.SETTLEMENT_RESULTS and body["payment_id"] in sent_at:
+                    released.setdefault(body["payment_id"], (seen, body))
+            if len(released) < payments:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("not all payments settled within 600s")
+                await asyncio.sleep(0.05)
         cpu_after = cpu_seconds(stack)
-        released_at = {}
-        for topic, body, seen in observer.messages:
-            if topic == topics.SETTLEMENT_RESULTS:
-                released_at.setdefault(body["payment_id"], seen)
-        finished = max(released_at.values())
-        latencies = [(released_at[p] - sent_at[p]) * 1000 for p in sent_at]
-        return {
-            "slips_per_s": payments / slips_seconds,
-            "settlements_per_s": payments / (finished - started),
-            "p50_ms": _percentile(latencies, 0.50),
-            "p99_ms": _percentile(latencies, 0.99),
-            "max_ms": max(latencies),
-            "mean_ms": statistics.fmean(latencies),
-            **{
-                f"cpu_ms_per_settlement:{part}": (cpu_after[part] - cpu_before.get(part, 0.0))
-                * 1000
-                / payments
-                for part in cpu_after
-            },
-        }
+    finished = max(seen for seen, _ in released.values())
+    latencies = [(released[p][0] - sent_at[p]) * 1000 for p in sent_at]
+    bodies = [body for _, body in released.values()]
+    return {
+        "payments": payments,
+        "settlements_per_s": payments / (finished - started),
+        "p50_ms": _percentile(latencies, 0.50),
+        "p99_ms": _percentile(latencies, 0.99),
+        "max_ms": max(latencies),
+        "mean_ms": statistics.fmean(latencies),
+        "repaid_principal": float(sum(Decimal(b["repaid_principal"]) for b in bodies)),
+        "repaid_interest": float(sum(Decimal(b["repaid_interest"]) for b in bodies)),
+        "released": float(sum(Decimal(b["released"]) for b in bodies)),
+        **{
+            f"cpu_ms_per_settlement:{part}": (cpu_after[part] - cpu_before.get(part, 0.0))
+            * 1000
+            / payments
+            for part in cpu_after
+        },
+    }
 
 
-def run_bench(payments: int, pools: int, rate: float = 0) -> dict[str, float]:
-    print(
-        f"poolfin bench: {payments} payments over {pools} pools, embedded Kafka (Tansu) + "
-        "PostgreSQL, four service processes",
-        flush=True,
+async def _ceiling(stack: Stack, events: int, pools: int) -> float:
+    """The stack's own ceiling, in the same run: a bare batched consume → one PostgreSQL
+    statement per batch → produce loop on the same broker and database (events/s per hop)."""
+    run = uuid.uuid4().hex[:6]
+    source, sink = f"bench.ceiling.{run}.in", f"bench.ceiling.{run}.out"
+    await ensure_topics(stack.bootstrap, [source, sink], 3)
+    db = await asyncpg.connect(stack.database_url)
+    await db.execute(
+        "CREATE TABLE IF NOT EXISTS public.bench_ceiling (pool_id text PRIMARY KEY, n bigint)"
     )
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, linger_ms=2)
+    await producer.start()
+    consumer = AIOKafkaConsumer(
+        source,
+        bootstrap_servers=stack.bootstrap,
+        group_id=f"bench-ceiling-{run}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=100,
+    )
+    try:
+        body = json.dumps({"type": "Ceiling", "amount": "100.00", "pad": "x" * 200}).encode()
+        for n in range(events):
+            await producer.send(source, body, key=f"pool-{n % pools}".encode())
+        await producer.flush()
+        await consumer.start()
+        done = 0
+        started = time.monotonic()
+        while done < events:
+            batches = await consumer.getmany(timeout_ms=200, max_records=500)
+            records = [r for batch in batches.values() for r in batch]
+            if not records:
+                continue
+            keys = [r.key.decode() for r in records if r.key is not None]
+            async with db.transaction():
+                await db.execute(
+                    "INSERT INTO public.bench_ceiling(pool_id, n) SELECT k, count(*)"
+                    " FROM unnest($1::text[]) AS k GROUP BY k"
+                    " ON CONFLICT (pool_id) DO UPDATE SET n = bench_ceiling.n + EXCLUDED.n",
+                    keys,
+                )
+            for record in records:  # every hop decodes what it reads
+                json.loads(record.value or b"{}")
+            pending = [await producer.send(sink, r.value, key=r.key) for r in records]
+            await asyncio.gather(*pending)
+            await consumer.commit()
+            done += len(records)
+        return events / (time.monotonic() - started)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        await db.close()
+
+
+def run_bench(
+    payments: int,
+    pools: int,
+    rate: float = 0,
+    *,
+    open_receivables: int = 0,
+    ceiling: bool = False,
+    as_json: bool = False,
+) -> dict[str, Any]:
+    say = (lambda *_: None) if as_json else print
+    say(
+        f"poolfin bench: {payments} payments over {pools} pools on the real path (facility, a "
+        "loan in every pool, each payment repays principal and interest), embedded Kafka "
+        "(Tansu) + PostgreSQL, four service processes"
+    )
+    run = uuid.uuid4().hex[:6]
     with tempfile.TemporaryDirectory(prefix="poolfin-bench-") as tmp, Stack(Path(tmp)) as stack:
-        figures = asyncio.run(_drive(stack, payments, pools, rate))
-        rss = {
-            name: psutil.Process(p.pid).memory_info().rss / 2**20
+
+        async def drive() -> dict[str, Any]:
+            db = await asyncpg.connect(stack.database_url)
+            try:
+                receivables = await _setup(stack, db, payments, pools, open_receivables, run)
+            finally:
+                await db.close()
+            pace = f"at {rate:g}/s" if rate > 0 else "all at once"
+            say(f"  pushing {payments} payments {pace} …")
+            figures: dict[str, Any] = await _measure(stack, receivables, rate, run)
+            if ceiling:
+                say(f"  measuring the stack's ceiling with {payments} events …")
+                figures["ceiling_events_per_s"] = await _ceiling(stack, payments, pools)
+                figures["fraction_of_ceiling"] = (
+                    figures["settlements_per_s"] / figures["ceiling_events_per_s"]
+                )
+            return figures
+
+        with contextlib.redirect_stdout(io.StringIO()) if as_json else contextlib.nullcontext():
+            figures = asyncio.run(drive())
+        figures["rss_mib"] = {
+            name: round(psutil.Process(p.pid).memory_info().rss / 2**20, 1)
             for name, p in stack.processes.items()
         }
-    print(f"  slips ingested      : {figures['slips_per_s']:8.0f} /s (intake → credit)")
-    print(
-        f"  settlements         : {figures['settlements_per_s']:8.0f} /s "
-        "(ERP publish → release, end to end)"
-    )
-    print(
-        f"  latency p50 / p99   : {figures['p50_ms']:8.0f} ms / {figures['p99_ms']:.0f} ms "
-        f"(max {figures['max_ms']:.0f} ms)"
-        + ("" if rate > 0 else "; all sent at once, so this is queueing (try --rate)")
-    )
-    print("  service memory (RSS): " + ", ".join(f"{n} {v:.0f} MiB" for n, v in rss.items()))
     cpu = {
         key.split(":", 1)[1]: value
         for key, value in figures.items()
         if key.startswith("cpu_ms_per_settlement:")
     }
+    summary = {
+        "payments": payments,
+        "pools": pools,
+        "rate": rate,
+        "open_receivables": open_receivables,
+        "settlements_per_s": round(figures["settlements_per_s"], 1),
+        "p50_ms": round(figures["p50_ms"], 1),
+        "p99_ms": round(figures["p99_ms"], 1),
+        "max_ms": round(figures["max_ms"], 1),
+        "cpu_ms_per_settlement": round(sum(cpu.values()), 3),
+        "cpu_ms_per_settlement_by_component": {k: round(v, 3) for k, v in cpu.items()},
+        "repaid_principal": f"{figures['repaid_principal']:.2f}",
+        "repaid_interest": f"{figures['repaid_interest']:.2f}",
+        "released": f"{figures['released']:.2f}",
+        "rss_mib": figures["rss_mib"],
+    }
+    if ceiling:
+        summary["ceiling_events_per_s"] = round(figures["ceiling_events_per_s"], 1)
+        summary["fraction_of_ceiling"] = round(figures["fraction_of_ceiling"], 4)
+    if as_json:
+        print(json.dumps(summary))
+        return summary
     print(
-        f"  CPU per settlement  : {sum(cpu.values()):.1f} ms in all — "
+        f"  settlements         : {summary['settlements_per_s']:8.0f} /s "
+        "(ERP publish → release, end to end)"
+    )
+    print(
+        f"  latency p50 / p99   : {summary['p50_ms']:8.0f} ms / {summary['p99_ms']:.0f} ms "
+        f"(max {summary['max_ms']:.0f} ms)"
+        + ("" if rate > 0 else "; all sent at once, so this is queueing (try --rate)")
+    )
+    print(
+        f"  repaid / released   : principal {summary['repaid_principal']}, interest "
+        f"{summary['repaid_interest']}, released {summary['released']}"
+    )
+    print(
+        "  service memory (RSS): "
+        + ", ".join(f"{n} {v:.0f} MiB" for n, v in summary["rss_mib"].items())
+    )
+    print(
+        f"  CPU per settlement  : {sum(cpu.values()):.2f} ms in all — "
         + ", ".join(
-            f"{part} {value:.1f}" for part, value in sorted(cpu.items(), key=lambda kv: -kv[1])
+            f"{part} {value:.2f}" for part, value in sorted(cpu.items(), key=lambda kv: -kv[1])
         )
     )
-    return figures
+    if ceiling:
+        print(
+            f"  ceiling             : {summary['ceiling_events_per_s']:8.0f} events/s per hop "
+            f"(bare consume → PostgreSQL → produce); settlements are "
+            f"{summary['fraction_of_ceiling']:.1%} of it"
+        )
+    return summary

@@ -7,7 +7,6 @@ import contextlib
 import json
 import re
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -295,12 +294,30 @@ def bench(
     rate: Annotated[
         float, typer.Option(min=0, help="payments per second to offer; 0 sends them all at once")
     ] = 0,
+    open_receivables: Annotated[
+        int, typer.Option(min=0, help="open receivables preloaded into the pools first")
+    ] = 0,
+    ceiling: Annotated[
+        bool, typer.Option(help="also measure a bare consume → PostgreSQL → produce loop")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line.")] = False,
 ) -> None:
-    """Push N payments through a fresh embedded stack; print settlements/s and latencies."""
+    """Push N payments through a fresh embedded stack on the real path (a facility and a loan
+    in every pool); print settlements/s, latencies, CPU per settlement and memory."""
     from poolfin.bench import run_bench
 
+    if payments < pools or payments % pools:
+        typer.echo("error: --payments must be a positive multiple of --pools", err=True)
+        raise typer.Exit(2)
     with contextlib.suppress(KeyboardInterrupt):
-        run_bench(payments, pools, rate)
+        run_bench(
+            payments,
+            pools,
+            rate,
+            open_receivables=open_receivables,
+            ceiling=ceiling,
+            as_json=as_json,
+        )
 
 
 def main() -> None:
@@ -308,4 +325,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -16,6 +16,9 @@ log = structlog.get_logger(__name__)
 
 SHARED_MIGRATIONS = Path(__file__).parent / "migrations"
 
+# A pooled connection or a plain one: repositories and handlers do not care which.
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     # JSON columns come back as Python objects; Decimals go in as exact text.

@@ -29,12 +29,11 @@ import structlog
 
 from shared.contracts.codec import Rejected, decode, parse_json, payload_digest
 from shared.contracts.messages import DeadLetter, Message, Reason
+from shared.db import Connection
 from shared.outbox import Outbox
 
 log = structlog.get_logger(__name__)
 
-# A pooled connection or a plain one: handlers do not care which.
-Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,

@@ -23,6 +23,7 @@ from tenacity import (
 )
 
 from shared.contracts.codec import encode
+from shared.db import Connection
 
 log = structlog.get_logger(__name__)
 
@@ -37,9 +38,7 @@ class Outbox:
         pool_id = key if key is not None else getattr(message, "pool_id", None)
         self.rows.append((topic, pool_id.encode() if pool_id else None, encode(message)))
 
-    async def write(
-        self, conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy, schema: str
-    ) -> None:
+    async def write(self, conn: Connection, schema: str) -> None:
         if self.rows:
             await conn.copy_records_to_table(
                 "outbox", schema_name=schema, records=self.rows, columns=["topic", "key", "value"]

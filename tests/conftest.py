@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -20,7 +21,7 @@ WATCHED = [t for t in topics.ALL_STATIC_TOPICS if not t.startswith("erp.")]
 WATCHED.append(topics.funder_requests_topic(TEST_FUNDER))
 
 
-def _docker_stack(work_dir: object) -> Iterator[Stack]:
+def _docker_stack(work_dir: Path) -> Iterator[Stack]:
     from testcontainers.postgres import PostgresContainer
 
     from tests.containers import ApacheKafkaContainer
@@ -28,7 +29,7 @@ def _docker_stack(work_dir: object) -> Iterator[Stack]:
     with ApacheKafkaContainer() as kafka, PostgresContainer("postgres:16", driver=None) as postgres:
         stack = Stack(
             work_dir,
-            bootstrap=kafka.get_bootstrap_server(),  # type: ignore[arg-type]
+            bootstrap=kafka.get_bootstrap_server(),
             database_url=postgres.get_connection_url(),
         )
         stack.start()

@@ -34,6 +34,7 @@ from services.credit.domain import available_to_borrow, borrowing_base
 from shared.contracts import messages as m
 from shared.contracts import topics
 from shared.contracts.codec import Rejected, decode
+from shared.db import Connection
 from shared.money import json_default
 from shared.settings import Settings
 
@@ -52,7 +53,7 @@ def _error(status: int, reason: str, detail: str) -> JSONResponse:
     return JSONResponse({"error": reason, "detail": detail}, status_code=status)
 
 
-async def _position(conn: asyncpg.Connection, pool_id: str) -> dict[str, Any] | None:
+async def _position(conn: Connection, pool_id: str) -> dict[str, Any] | None:
     pool = await conn.fetchrow(
         "SELECT core_enterprise_id, supplier_id, water_level FROM pools WHERE pool_id = $1", pool_id
     )
@@ -109,7 +110,7 @@ async def _broker_reachable(producer: AIOKafkaProducer, timeout: float) -> str |
         await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout)
     except TimeoutError:
         return f"no answer from Kafka within {timeout:g} s"
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable", told as such
         return f"Kafka: {type(exc).__name__}: {exc}"
     return None
 
@@ -121,7 +122,7 @@ async def _database_reachable(pool: asyncpg.Pool, timeout: float) -> str | None:
                 await conn.fetchval("SELECT 1")
     except TimeoutError:
         return f"no answer from PostgreSQL within {timeout:g} s"
-    except Exception as exc:  # whatever the driver raises, the answer is "not reachable"
+    except Exception as exc:  # noqa: BLE001 - whatever the driver raises: "not reachable"
         return f"PostgreSQL: {type(exc).__name__}: {exc}"
     return None
 
@@ -247,7 +248,7 @@ def make_app(pool: asyncpg.Pool, producer: AIOKafkaProducer, settings: Settings)
                 ),
                 publish_timeout,
             )
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any publish failure is a 503 with its name
             return _error(
                 503,
                 "unavailable",

@@ -10,10 +10,11 @@ import asyncpg
 
 from services.credit.domain import Facility, Loan, Repayment
 from shared.contracts.messages import DayCount, FacilitySet
+from shared.db import Connection
 from shared.money import FEN, ZERO
 
 
-async def create_pool(conn: asyncpg.Connection, pool_id: str, core: str, supplier: str) -> None:
+async def create_pool(conn: Connection, pool_id: str, core: str, supplier: str) -> None:
     await conn.execute(
         "INSERT INTO pools(pool_id, core_enterprise_id, supplier_id) VALUES ($1, $2, $3)"
         " ON CONFLICT (pool_id) DO UPDATE SET core_enterprise_id = $2, supplier_id = $3",
@@ -23,7 +24,7 @@ async def create_pool(conn: asyncpg.Connection, pool_id: str, core: str, supplie
     )
 
 
-async def lock_pool(conn: asyncpg.Connection, pool_id: str) -> asyncpg.Record | None:
+async def lock_pool(conn: Connection, pool_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
         "SELECT pool_id, core_enterprise_id, supplier_id, water_level FROM pools"
         " WHERE pool_id = $1 FOR UPDATE",
@@ -31,11 +32,11 @@ async def lock_pool(conn: asyncpg.Connection, pool_id: str) -> asyncpg.Record | 
     )
 
 
-async def set_water_level(conn: asyncpg.Connection, pool_id: str, level: Decimal) -> None:
+async def set_water_level(conn: Connection, pool_id: str, level: Decimal) -> None:
     await conn.execute("UPDATE pools SET water_level = $2 WHERE pool_id = $1", pool_id, level)
 
 
-async def upsert_facility(conn: asyncpg.Connection, event: FacilitySet) -> None:
+async def upsert_facility(conn: Connection, event: FacilitySet) -> None:
     await conn.execute(
         "INSERT INTO facilities(pool_id, credit_line, discount_rate, annual_interest_rate,"
         " funder_id, funder_kind, day_count, tenor_days, set_by_event)"
@@ -55,7 +56,7 @@ async def upsert_facility(conn: asyncpg.Connection, event: FacilitySet) -> None:
     )
 
 
-async def facility(conn: asyncpg.Connection, pool_id: str) -> Facility | None:
+async def facility(conn: Connection, pool_id: str) -> Facility | None:
     row = await conn.fetchrow("SELECT * FROM facilities WHERE pool_id = $1", pool_id)
     if row is None:
         return None
@@ -69,7 +70,7 @@ async def facility(conn: asyncpg.Connection, pool_id: str) -> Facility | None:
     )
 
 
-async def lock_open_loans(conn: asyncpg.Connection, pool_id: str) -> list[Loan]:
+async def lock_open_loans(conn: Connection, pool_id: str) -> list[Loan]:
     rows = await conn.fetch(
         "SELECT * FROM loans WHERE pool_id = $1 AND outstanding > 0"
         " ORDER BY disbursed_on, loan_id FOR UPDATE",
@@ -89,9 +90,7 @@ async def lock_open_loans(conn: asyncpg.Connection, pool_id: str) -> list[Loan]:
     ]
 
 
-async def loan_balance_and_in_flight(
-    conn: asyncpg.Connection, pool_id: str
-) -> tuple[Decimal, Decimal]:
+async def loan_balance_and_in_flight(conn: Connection, pool_id: str) -> tuple[Decimal, Decimal]:
     row = await conn.fetchrow(
         "SELECT (SELECT coalesce(sum(outstanding), 0) FROM loans WHERE pool_id = $1) AS loans,"
         " (SELECT coalesce(sum(amount), 0) FROM applications WHERE pool_id = $1"
@@ -102,9 +101,7 @@ async def loan_balance_and_in_flight(
     return Decimal(row["loans"]).quantize(FEN), Decimal(row["in_flight"]).quantize(FEN)
 
 
-async def application(
-    conn: asyncpg.Connection, pool_id: str, application_id: str
-) -> asyncpg.Record | None:
+async def application(conn: Connection, pool_id: str, application_id: str) -> asyncpg.Record | None:
     """The application, locked, if it belongs to this pool: every lookup by id is scoped by
     the pool, or a message of one pool could move another's money (issue 6, defect 1)."""
     return await conn.fetchrow(
@@ -114,7 +111,7 @@ async def application(
     )
 
 
-async def application_pool(conn: asyncpg.Connection, application_id: str) -> str | None:
+async def application_pool(conn: Connection, application_id: str) -> str | None:
     """Which pool holds (or has claimed) an application id: ids are unique platform-wide."""
     return await conn.fetchval(  # type: ignore[no-any-return]
         "SELECT pool_id FROM applications WHERE application_id = $1"
@@ -123,7 +120,7 @@ async def application_pool(conn: asyncpg.Connection, application_id: str) -> str
     )
 
 
-async def claim_application_id(conn: asyncpg.Connection, pool_id: str, application_id: str) -> bool:
+async def claim_application_id(conn: Connection, pool_id: str, application_id: str) -> bool:
     """Reserve an application id for a pool before its application is published (the HTTP
     front), so that a collision is refused at once; False when it is taken."""
     if await application_pool(conn, application_id) is not None:
@@ -138,9 +135,7 @@ async def claim_application_id(conn: asyncpg.Connection, pool_id: str, applicati
     )
 
 
-async def release_application_claim(
-    conn: asyncpg.Connection, pool_id: str, application_id: str
-) -> None:
+async def release_application_claim(conn: Connection, pool_id: str, application_id: str) -> None:
     await conn.execute(
         "DELETE FROM application_claims WHERE application_id = $1 AND pool_id = $2",
         application_id,
@@ -149,7 +144,7 @@ async def release_application_claim(
 
 
 async def insert_application(
-    conn: asyncpg.Connection,
+    conn: Connection,
     application_id: str,
     pool_id: str,
     amount: Decimal,
@@ -170,7 +165,7 @@ async def insert_application(
 
 
 async def set_application_state(
-    conn: asyncpg.Connection,
+    conn: Connection,
     pool_id: str,
     application_id: str,
     state: str,
@@ -186,7 +181,7 @@ async def set_application_state(
     )
 
 
-async def open_loan(conn: asyncpg.Connection, loan: Loan, pool_id: str) -> None:
+async def open_loan(conn: Connection, loan: Loan, pool_id: str) -> None:
     await conn.execute(
         "INSERT INTO loans(loan_id, pool_id, funder_id, principal, outstanding,"
         " annual_interest_rate, day_count, disbursed_on, maturity_on)"
@@ -203,7 +198,7 @@ async def open_loan(conn: asyncpg.Connection, loan: Loan, pool_id: str) -> None:
 
 
 async def reserve_repayment(
-    conn: asyncpg.Connection,
+    conn: Connection,
     pool_id: str,
     payment_id: str,
     amount: Decimal,
@@ -239,7 +234,7 @@ async def reserve_repayment(
     return bool(reserved)
 
 
-async def confirm_repayments(conn: asyncpg.Connection, settled: Sequence[tuple[str, str]]) -> None:
+async def confirm_repayments(conn: Connection, settled: Sequence[tuple[str, str]]) -> None:
     """Confirm the reserved repayments of these (pool_id, payment_id) pairs."""
     await conn.execute(
         "UPDATE repayments SET state = 'confirmed' FROM unnest($1::text[], $2::text[])"

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncpg
 
 from shared.contracts.messages import FunderResponse, LoanRequested
+from shared.db import Connection
 
 
-async def insert_request(conn: asyncpg.Connection, request: LoanRequested) -> bool:
+async def insert_request(conn: Connection, request: LoanRequested) -> bool:
     return bool(
         await conn.fetchval(
             "INSERT INTO funding_requests(request_id, pool_id, funder_id, supplier_id, amount,"
@@ -21,13 +22,13 @@ async def insert_request(conn: asyncpg.Connection, request: LoanRequested) -> bo
     )
 
 
-async def lock_request(conn: asyncpg.Connection, request_id: str) -> asyncpg.Record | None:
+async def lock_request(conn: Connection, request_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
         "SELECT * FROM funding_requests WHERE request_id = $1 FOR UPDATE", request_id
     )
 
 
-async def record_response(conn: asyncpg.Connection, response: FunderResponse) -> None:
+async def record_response(conn: Connection, response: FunderResponse) -> None:
     await conn.execute(
         "INSERT INTO funder_responses(event_id, request_id, decision, amount)"
         " VALUES ($1, $2, $3, $4)",

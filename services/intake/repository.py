@@ -9,10 +9,11 @@ import asyncpg
 
 from services.intake.domain import Receivable
 from shared.contracts.messages import PaymentReceived, SettlementSlipIssued, SupplierOnboarded
+from shared.db import Connection
 from shared.inbox import Inbound
 
 
-async def archive(conn: asyncpg.Connection, records: Sequence[Inbound]) -> int:
+async def archive(conn: Connection, records: Sequence[Inbound]) -> int:
     """Archive every record of the batch; returns how many were archived before (read again
     after a crash: the same record, so the same `record_id`)."""
     archived = await conn.fetchval(
@@ -33,14 +34,14 @@ async def archive(conn: asyncpg.Connection, records: Sequence[Inbound]) -> int:
     return len(records) - int(archived)
 
 
-async def lock_pool(conn: asyncpg.Connection, pool_id: str) -> asyncpg.Record | None:
+async def lock_pool(conn: Connection, pool_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
         "SELECT pool_id, core_enterprise_id, supplier_id FROM pools WHERE pool_id = $1 FOR UPDATE",
         pool_id,
     )
 
 
-async def open_pool(conn: asyncpg.Connection, event: SupplierOnboarded) -> bool:
+async def open_pool(conn: Connection, event: SupplierOnboarded) -> bool:
     created = await conn.fetchval(
         "INSERT INTO pools(pool_id, core_enterprise_id, supplier_id, supplier_name)"
         " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING true",
@@ -52,9 +53,7 @@ async def open_pool(conn: asyncpg.Connection, event: SupplierOnboarded) -> bool:
     return bool(created)
 
 
-async def find_pool_of(
-    conn: asyncpg.Connection, core_enterprise_id: str, supplier_id: str
-) -> str | None:
+async def find_pool_of(conn: Connection, core_enterprise_id: str, supplier_id: str) -> str | None:
     return await conn.fetchval(  # type: ignore[no-any-return]
         "SELECT pool_id FROM pools WHERE core_enterprise_id = $1 AND supplier_id = $2",
         core_enterprise_id,
@@ -62,9 +61,7 @@ async def find_pool_of(
     )
 
 
-async def receivable_exists(
-    conn: asyncpg.Connection, core_enterprise_id: str, receivable_id: str
-) -> bool:
+async def receivable_exists(conn: Connection, core_enterprise_id: str, receivable_id: str) -> bool:
     return bool(
         await conn.fetchval(
             "SELECT true FROM receivables WHERE core_enterprise_id = $1 AND receivable_id = $2",
@@ -75,7 +72,7 @@ async def receivable_exists(
 
 
 async def add_receivable(
-    conn: asyncpg.Connection, core_enterprise_id: str, slip: SettlementSlipIssued
+    conn: Connection, core_enterprise_id: str, slip: SettlementSlipIssued
 ) -> None:
     await conn.execute(
         "INSERT INTO receivables(core_enterprise_id, receivable_id, pool_id, amount, issued_on,"
@@ -90,7 +87,7 @@ async def add_receivable(
 
 
 async def lock_receivables(
-    conn: asyncpg.Connection, core_enterprise_id: str, receivable_ids: Sequence[str]
+    conn: Connection, core_enterprise_id: str, receivable_ids: Sequence[str]
 ) -> dict[str, Receivable]:
     rows = await conn.fetch(
         "SELECT receivable_id, pool_id, amount, state FROM receivables"
@@ -105,7 +102,7 @@ async def lock_receivables(
     }
 
 
-async def open_total(conn: asyncpg.Connection, pool_id: str) -> Decimal:
+async def open_total(conn: Connection, pool_id: str) -> Decimal:
     """What the pool's open receivables add up to (its water level as intake sees it)."""
     total = await conn.fetchval(
         "SELECT coalesce(sum(amount), 0) FROM receivables WHERE pool_id = $1 AND state = 'open'",
@@ -114,12 +111,12 @@ async def open_total(conn: asyncpg.Connection, pool_id: str) -> Decimal:
     return Decimal(total)
 
 
-async def payment_exists(conn: asyncpg.Connection, payment_id: str) -> bool:
+async def payment_exists(conn: Connection, payment_id: str) -> bool:
     return bool(await conn.fetchval("SELECT true FROM payments WHERE payment_id = $1", payment_id))
 
 
 async def record_payment(
-    conn: asyncpg.Connection, core_enterprise_id: str, payment: PaymentReceived, written_off: object
+    conn: Connection, core_enterprise_id: str, payment: PaymentReceived, written_off: object
 ) -> None:
     await conn.execute(
         "INSERT INTO payments(payment_id, pool_id, amount, written_off, paid_on)"

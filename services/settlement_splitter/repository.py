@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import asyncpg
-
 from services.settlement_splitter.domain import (
     GENESIS,
     HASH_FORMAT,
@@ -18,6 +16,7 @@ from services.settlement_splitter.domain import (
     canonical_bytes,
     canonical_value,
 )
+from shared.db import Connection
 
 
 @dataclass
@@ -41,7 +40,7 @@ class LedgerBatch:
     _saved: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     async def prepare(
-        self, conn: asyncpg.Connection, pool_ids: Iterable[str], payment_ids: Iterable[str]
+        self, conn: Connection, pool_ids: Iterable[str], payment_ids: Iterable[str]
     ) -> None:
         pools = sorted(set(pool_ids) - set(self.heads))  # one lock order for every batch
         if pools:
@@ -63,13 +62,13 @@ class LedgerBatch:
             ):
                 self.settlements[row["payment_id"]] = dict(row)
 
-    async def head(self, conn: asyncpg.Connection, pool_id: str) -> dict[str, Any]:
+    async def head(self, conn: Connection, pool_id: str) -> dict[str, Any]:
         """The pool's chain head ({"seq", "hash"}), its account locked until commit."""
         if pool_id not in self.heads:
             await self.prepare(conn, [pool_id], [])
         return self.heads[pool_id]
 
-    async def settlement(self, conn: asyncpg.Connection, payment_id: str) -> dict[str, Any] | None:
+    async def settlement(self, conn: Connection, payment_id: str) -> dict[str, Any] | None:
         if payment_id not in self.settlements:
             await self.prepare(conn, [], [payment_id])
         return self.settlements[payment_id]
@@ -131,7 +130,7 @@ class LedgerBatch:
         }
         self.settlements[payment_id] = self._saved[payment_id] = row
 
-    async def flush(self, conn: asyncpg.Connection) -> None:
+    async def flush(self, conn: Connection) -> None:
         if self._transactions:
             last = {
                 pool: (seq, digest) for pool, seq, _, _, _, _, digest, _, _ in self._transactions
@@ -189,7 +188,7 @@ def _json_or_null(value: dict[str, Any] | None) -> str | None:
     return None if value is None else json.dumps(value)
 
 
-async def chain(conn: asyncpg.Connection, pool_id: str) -> list[PostedTransaction]:
+async def chain(conn: Connection, pool_id: str) -> list[PostedTransaction]:
     rows = await conn.fetch(
         "SELECT t.id, t.pool_id, t.seq, t.payment_id, t.kind, t.inputs, t.prev_hash, t.hash,"
         " t.format, t.hashed,"
@@ -218,7 +217,7 @@ async def chain(conn: asyncpg.Connection, pool_id: str) -> list[PostedTransactio
     ]
 
 
-async def heads(conn: asyncpg.Connection) -> list[tuple[str, int, str]]:
+async def heads(conn: Connection) -> list[tuple[str, int, str]]:
     """Each pool's recorded chain head: (pool_id, last_seq, head_hash)."""
     return [
         (r["pool_id"], r["last_seq"], r["head_hash"])
@@ -228,7 +227,7 @@ async def heads(conn: asyncpg.Connection) -> list[tuple[str, int, str]]:
     ]
 
 
-async def balances(conn: asyncpg.Connection) -> dict[str, Decimal]:
+async def balances(conn: Connection) -> dict[str, Decimal]:
     rows = await conn.fetch(
         "SELECT account, sum(amount) AS balance FROM ledger_entries GROUP BY account"
         " ORDER BY account"

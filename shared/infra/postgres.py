@@ -93,7 +93,7 @@ class EmbeddedPostgres:
         process = self._server.get_postmaster_info().process
         try:
             return bool(process.is_running() and process.status() != "zombie")
-        except Exception:  # psutil.NoSuchProcess and kin: gone
+        except Exception:  # noqa: BLE001 - psutil.NoSuchProcess and kin: gone
             return False
 
     def restart(self, timeout: float = 30) -> None:

@@ -20,6 +20,7 @@ class Pool:
     pool_id: str
     supplier_id: str
     slips: dict[str, str] = field(default_factory=dict)  # receivable_id -> amount
+    paid: list[str] = field(default_factory=list)  # receivable ids a test has paid
 
 
 async def open_pool(

@@ -123,8 +123,8 @@ CASES: dict[str, tuple[str, Case]] = {
     ),
     "receivable_already_paid": (
         "receivable_already_paid",
-        lambda pool, other: (topics.ERP_PAYMENTS, raw(payment(pool, "10.00", [pool.paid_id]))),
-    ),  # type: ignore[attr-defined]
+        lambda pool, other: (topics.ERP_PAYMENTS, raw(payment(pool, "10.00", [pool.paid[0]]))),
+    ),
     "payment_larger_than_receivables": (
         "payment_exceeds_receivables",
         lambda pool, _: (topics.ERP_PAYMENTS, raw(payment(pool, "100.01", [list(pool.slips)[0]]))),
@@ -155,7 +155,7 @@ async def test_bad_erp_input_is_dead_lettered_with_reason_and_raw_bytes(
     paid = payment(pool, "25.00", [list(pool.slips)[2]])
     await publisher.send(topics.ERP_PAYMENTS, paid)
     await observer.wait_for(topics.SETTLEMENT_RESULTS, payment_id=paid["payment_id"])
-    pool.paid_id = list(pool.slips)[2]  # type: ignore[attr-defined]
+    pool.paid.append(list(pool.slips)[2])
     before = await _state(db, pool)
 
     reason, build = CASES[case]

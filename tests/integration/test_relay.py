@@ -88,7 +88,7 @@ async def test_a_relay_that_cannot_publish_retries_with_a_log_line_and_keeps_the
         async def send(self, *_: object, **__: object) -> asyncio.Future[None]:
             raise ConnectionError("broker away")
 
-    relay = OutboxRelay(schema_pool, Unreachable(), batch=10)  # type: ignore[arg-type]
+    relay = OutboxRelay(schema_pool, Unreachable(), batch=10)
     with structlog.testing.capture_logs() as logs:
         task = asyncio.create_task(relay.run())
         deadline = asyncio.get_running_loop().time() + 10

@@ -133,12 +133,14 @@ async def test_services_killed_mid_stream_settle_every_payment_exactly_once(
             == -100 * total
         )
         for pool in pools:
-            level, balance = await conn.fetchrow(
+            row = await conn.fetchrow(
                 "SELECT p.water_level, coalesce(sum(l.outstanding), 0) FROM credit.pools p"
                 " LEFT JOIN credit.loans l USING (pool_id) WHERE p.pool_id = $1"
                 " GROUP BY p.water_level",
                 pool.pool_id,
             )
+            assert row is not None
+            level, balance = row
             assert balance <= level * Decimal("0.8")  # invariant 2
     finally:
         await conn.close()

@@ -62,6 +62,7 @@ async def test_a_confirmation_naming_another_pools_application_lends_nothing(
         "SELECT pool_id, state FROM credit.applications WHERE application_id = $1",
         application_id,
     )
+    assert row is not None
     assert (row["pool_id"], row["state"]) == (big.pool_id, "awaiting_buyer")
 
     # A buyer that is not the pool's own is refused at intake.

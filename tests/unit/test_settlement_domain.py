@@ -353,7 +353,8 @@ def test_editing_an_input_that_decided_the_split_is_reported(field: str, value: 
 @pytest.mark.parametrize("field", ["payment_id", "kind", "pool_id"])
 def test_editing_what_a_transaction_is_about_is_reported(field: str) -> None:
     chain = seed_chain()
-    edited = [chain[0], dataclasses.replace(chain[1], **{field: "forged"}), chain[2]]
+    forged: dict[str, Any] = {field: "forged"}
+    edited = [chain[0], dataclasses.replace(chain[1], **forged), chain[2]]
     assert any("seq 2 " in p and "altered" in p for p in verify_chain(edited))
 
 

@@ -1,0 +1,97 @@
+"""The ERP scenario, once: the raw messages an ERP, an operator, a supplier and a funder
+publish, as JSON-ready dicts with amounts as strings. The demo, the benchmark and the tests
+build their traffic from these."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from poolfin.clients import erp_event
+from shared.contracts import topics
+
+Record = tuple[str, dict[str, Any]]  # (topic, message)
+
+
+def onboarding(pool_id: str, core: str, supplier: str, name: str = "Supplier") -> Record:
+    return topics.ERP_SUPPLIERS, erp_event(
+        "SupplierOnboarded",
+        pool_id,
+        core_enterprise_id=core,
+        supplier_id=supplier,
+        supplier_name=name,
+    )
+
+
+def facility(
+    pool_id: str,
+    *,
+    line: str = "1000000.00",
+    rate: str = "0.8",
+    interest: str = "0.0435",
+    funder: str = "bank-test",
+    **extra: Any,
+) -> Record:
+    return topics.ADMIN_FACILITIES, erp_event(
+        "FacilitySet",
+        pool_id,
+        source="operator",
+        credit_line=line,
+        discount_rate=rate,
+        annual_interest_rate=interest,
+        funder_id=funder,
+        **extra,
+    )
+
+
+def slip(pool_id: str, receivable_id: str, amount: str, issued_on: date | str) -> Record:
+    return topics.ERP_SETTLEMENT_SLIPS, erp_event(
+        "SettlementSlipIssued",
+        pool_id,
+        receivable_id=receivable_id,
+        amount=amount,
+        issued_on=str(issued_on),
+    )
+
+
+def payment(
+    pool_id: str, payment_id: str, amount: str, receivable_ids: list[str], paid_on: date | str
+) -> Record:
+    return topics.ERP_PAYMENTS, erp_event(
+        "PaymentReceived",
+        pool_id,
+        payment_id=payment_id,
+        amount=amount,
+        receivable_ids=receivable_ids,
+        paid_on=str(paid_on),
+    )
+
+
+def application(pool_id: str, application_id: str, amount: str) -> Record:
+    return topics.SUPPLIER_FINANCING_APPLICATIONS, erp_event(
+        "FinancingApplied", pool_id, application_id=application_id, amount=amount
+    )
+
+
+def confirmation(pool_id: str, application_id: str, confirmed: bool = True, **extra: Any) -> Record:
+    return topics.ERP_FINANCING_CONFIRMATIONS, erp_event(
+        "FinancingConfirmation",
+        pool_id,
+        application_id=application_id,
+        confirmed=confirmed,
+        **extra,
+    )
+
+
+def disbursal(request: dict[str, Any], value_date: date | str) -> Record:
+    """A bank's answer to a FundingRequest it read on its topic: the money is paid out."""
+    return topics.FUNDING_RESPONSES, erp_event(
+        "FunderResponse",
+        request["pool_id"],
+        source=request["funder_id"],
+        request_id=request["request_id"],
+        funder_id=request["funder_id"],
+        decision="disbursed",
+        amount=request["amount"],
+        value_date=str(value_date),
+    )
