@@ -19,10 +19,10 @@ import asyncio
 import base64
 import hashlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import structlog
@@ -75,25 +75,40 @@ class Inbound:
         return digest.hexdigest()
 
 
+S = TypeVar("S")
+
+
 @dataclass(slots=True)
-class UnitOfWork:
-    """What a handler gets: the batch's connection and the outbox it writes to."""
+class UnitOfWork(Generic[S]):
+    """What a handler gets: the batch's connection, the outbox it writes to, and `state`, the
+    service's typed batch state (what `prepare` loaded and locked, what handlers decided, what
+    `flush` writes). A new state per transaction: a retried batch starts clean."""
 
     conn: Connection
     outbox: Outbox
     schema: str
-    # What a handler may remember for the rest of this transaction (e.g. the pools it has
-    # locked): gone with the transaction, so a retried batch starts clean.
-    scratch: dict[Any, Any] = field(default_factory=dict)
+    state: S
 
     def emit(self, topic: str, message: Message) -> None:
         self.outbox.emit(topic, message)
 
 
-Handler = Callable[[UnitOfWork, Message], Awaitable[None]]
-BatchHook = Callable[[UnitOfWork, Sequence[Inbound]], Awaitable[None]]
-BatchPrepare = Callable[[UnitOfWork, Sequence[Message]], Awaitable[None]]
-BatchFlush = Callable[[UnitOfWork], Awaitable[None]]
+Handler = Callable[[UnitOfWork[Any], Message], Awaitable[None]]
+BatchHook = Callable[[UnitOfWork[Any], Sequence[Inbound]], Awaitable[None]]
+BatchPrepare = Callable[[UnitOfWork[Any], Sequence[Message]], Awaitable[None]]
+BatchFlush = Callable[[UnitOfWork[Any]], Awaitable[None]]
+
+
+def dispatch(handlers: Mapping[type[Any], Callable[..., Awaitable[None]]]) -> Handler:
+    """One handler per message type, looked up in a map (no isinstance chains)."""
+
+    async def handle(uow: UnitOfWork[Any], message: Message) -> None:
+        handler = handlers.get(type(message))
+        if handler is None:
+            raise Rejected(Reason.UNKNOWN_TYPE, f"{message.type} is not handled here")
+        await handler(uow, message)
+
+    return handle
 
 
 class BatchConsumer:
@@ -109,6 +124,7 @@ class BatchConsumer:
         after_commit: Callable[[], None] | None = None,
         prepare: BatchPrepare | None = None,
         flush: BatchFlush | None = None,
+        new_state: Callable[[], Any] = lambda: None,
     ) -> None:
         self.service = service
         self.schema = schema
@@ -119,6 +135,7 @@ class BatchConsumer:
         self._after_commit = after_commit
         self._prepare = prepare
         self._flush = flush
+        self._new_state = new_state
         self.stats = {
             "effects": 0,
             "duplicates": 0,
@@ -201,7 +218,9 @@ class BatchConsumer:
         # time must not be reported twice.
         outcomes: list[tuple[str, dict[str, Any]]] = []
         async with self._pool.acquire() as conn, conn.transaction():
-            uow = UnitOfWork(conn=conn, outbox=Outbox(), schema=self.schema)
+            uow = UnitOfWork(
+                conn=conn, outbox=Outbox(), schema=self.schema, state=self._new_state()
+            )
             if self._on_batch is not None:
                 await self._on_batch(uow, [record for record, _, _ in items])
             event_ids = [message.event_id for _, message, _ in items if message is not None]
@@ -299,7 +318,7 @@ class BatchConsumer:
                 log.info("processed" if outcome == "effects" else "duplicate skipped", **fields)
 
     async def _dead_letter(
-        self, uow: UnitOfWork, record: Inbound, message: Message | None, refusal: Rejected
+        self, uow: UnitOfWork[Any], record: Inbound, message: Message | None, refusal: Rejected
     ) -> str:
         """Record and emit the dead letter; "reread" when this very record (same `record_id`) was
         dead-lettered before, i.e. it is read again after a crash. A record at an offset that an

@@ -58,6 +58,8 @@ class ServiceSpec:
     # handlers decide in memory, `flush` writes the batch's changes before it commits.
     prepare: BatchPrepare | None = None
     flush: BatchFlush | None = None
+    # The service's typed batch state, new for every transaction (UnitOfWork.state).
+    new_state: Callable[[], Any] = lambda: None
     # An HTTP front, served when POOLFIN_HTTP_PORT is set: (database pool, producer) → ASGI app.
     http: Callable[[asyncpg.Pool, AIOKafkaProducer, Settings], ASGIApp] | None = None
     description: str = ""
@@ -196,6 +198,7 @@ async def run_service(
         after_commit=relay.wake,
         prepare=spec.prepare,
         flush=spec.flush,
+        new_state=spec.new_state,
     )
     broker = build_broker(spec, settings, consumer)
     relay_task = asyncio.create_task(relay.run(), name=f"{spec.name}-relay")

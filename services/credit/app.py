@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.credit.handlers import flush, handle
+from services.credit.handlers import flush, handle, prepare
 from services.credit.http import make_app
+from services.credit.repository import CreditBatch
 from shared.contracts import topics
 from shared.runtime import ServiceSpec
 from shared.settings import Settings
@@ -25,7 +26,9 @@ def spec(settings: Settings) -> ServiceSpec:
         dead_letter_topic=topics.CREDIT_REJECTED,
         migrations=Path(__file__).parent / "migrations",
         handle=handle,
+        prepare=prepare,
         flush=flush,
+        new_state=CreditBatch,
         http=make_app,
         description="Pool positions, financing decisions, loans and repayment instructions.",
     )

@@ -62,6 +62,15 @@ def available_to_borrow(
     return max(ZERO, borrowing_base(water_level, facility) - loan_balance - in_flight)
 
 
+def facility_refusal(discount_rate: Decimal, annual_interest_rate: Decimal) -> str | None:
+    """Why a facility cannot be set, or None: the rate must be in (0, 1], interest at most 1."""
+    if not (0 < discount_rate <= 1):
+        return f"discount_rate {discount_rate} must be in (0, 1]"
+    if annual_interest_rate > 1:
+        return f"annual_interest_rate {annual_interest_rate} must be at most 1"
+    return None
+
+
 def refusal_of(amount: Decimal, facility: Facility | None, available: Decimal) -> Reason | None:
     if facility is None:
         return Reason.NO_FACILITY

@@ -1,39 +1,22 @@
-"""SQL for credit's own schema."""
+"""SQL for credit's own schema: `CreditBatch` prepares a batch set-based (pools, facilities,
+open loans, amounts in flight, the applications and payments it names), handlers decide in
+memory, `flush` writes what changed set-based. The single-row functions below serve the HTTP
+front's reads and the id claims."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import asyncpg
-
 from services.credit.domain import Facility, Loan, Repayment
+from shared.contracts import messages as m
 from shared.contracts.messages import DayCount, FacilitySet
 from shared.db import Connection
-from shared.money import FEN, ZERO
-
-
-async def create_pool(conn: Connection, pool_id: str, core: str, supplier: str) -> None:
-    await conn.execute(
-        "INSERT INTO pools(pool_id, core_enterprise_id, supplier_id) VALUES ($1, $2, $3)"
-        " ON CONFLICT (pool_id) DO UPDATE SET core_enterprise_id = $2, supplier_id = $3",
-        pool_id,
-        core,
-        supplier,
-    )
-
-
-async def lock_pool(conn: Connection, pool_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        "SELECT pool_id, core_enterprise_id, supplier_id, water_level FROM pools"
-        " WHERE pool_id = $1 FOR UPDATE",
-        pool_id,
-    )
-
-
-async def set_water_level(conn: Connection, pool_id: str, level: Decimal) -> None:
-    await conn.execute("UPDATE pools SET water_level = $2 WHERE pool_id = $1", pool_id, level)
+from shared.money import FEN, ZERO, json_default
 
 
 async def upsert_facility(conn: Connection, event: FacilitySet) -> None:
@@ -58,36 +41,7 @@ async def upsert_facility(conn: Connection, event: FacilitySet) -> None:
 
 async def facility(conn: Connection, pool_id: str) -> Facility | None:
     row = await conn.fetchrow("SELECT * FROM facilities WHERE pool_id = $1", pool_id)
-    if row is None:
-        return None
-    return Facility(
-        row["credit_line"],
-        row["discount_rate"],
-        row["annual_interest_rate"],
-        row["funder_id"],
-        DayCount(row["day_count"]),
-        row["tenor_days"],
-    )
-
-
-async def lock_open_loans(conn: Connection, pool_id: str) -> list[Loan]:
-    rows = await conn.fetch(
-        "SELECT * FROM loans WHERE pool_id = $1 AND outstanding > 0"
-        " ORDER BY disbursed_on, loan_id FOR UPDATE",
-        pool_id,
-    )
-    return [
-        Loan(
-            r["loan_id"],
-            r["funder_id"],
-            r["outstanding"],
-            r["annual_interest_rate"],
-            r["disbursed_on"],
-            r["maturity_on"],
-            DayCount(r["day_count"]),
-        )
-        for r in rows
-    ]
+    return None if row is None else _facility_of(row)
 
 
 async def loan_balance_and_in_flight(conn: Connection, pool_id: str) -> tuple[Decimal, Decimal]:
@@ -101,84 +55,24 @@ async def loan_balance_and_in_flight(conn: Connection, pool_id: str) -> tuple[De
     return Decimal(row["loans"]).quantize(FEN), Decimal(row["in_flight"]).quantize(FEN)
 
 
-async def application(conn: Connection, pool_id: str, application_id: str) -> asyncpg.Record | None:
-    """The application, locked, if it belongs to this pool: every lookup by id is scoped by
-    the pool, or a message of one pool could move another's money (issue 6, defect 1)."""
-    return await conn.fetchrow(
-        "SELECT * FROM applications WHERE application_id = $1 AND pool_id = $2 FOR UPDATE",
-        application_id,
-        pool_id,
-    )
-
-
-async def application_pool(conn: Connection, application_id: str) -> str | None:
-    """Which pool holds (or has claimed) an application id: ids are unique platform-wide."""
-    return await conn.fetchval(  # type: ignore[no-any-return]
-        "SELECT pool_id FROM applications WHERE application_id = $1"
-        " UNION ALL SELECT pool_id FROM application_claims WHERE application_id = $1 LIMIT 1",
-        application_id,
-    )
-
-
 async def claim_application_id(conn: Connection, pool_id: str, application_id: str) -> bool:
     """Reserve an application id for a pool before its application is published (the HTTP
-    front), so that a collision is refused at once; False when it is taken."""
-    if await application_pool(conn, application_id) is not None:
+    front), so that a collision is refused at once. False when another pool holds the id or
+    it was already decided; claiming it again for the same pool before then (a client's
+    retry) is allowed."""
+    if await conn.fetchval(
+        "SELECT true FROM applications WHERE application_id = $1", application_id
+    ):
         return False
-    return bool(
-        await conn.fetchval(
-            "INSERT INTO application_claims(application_id, pool_id) VALUES ($1, $2)"
-            " ON CONFLICT (application_id) DO NOTHING RETURNING true",
-            application_id,
-            pool_id,
-        )
-    )
-
-
-async def release_application_claim(conn: Connection, pool_id: str, application_id: str) -> None:
-    await conn.execute(
-        "DELETE FROM application_claims WHERE application_id = $1 AND pool_id = $2",
+    holder = await conn.fetchval(
+        "WITH claimed AS (INSERT INTO application_claims(application_id, pool_id)"
+        " VALUES ($1, $2) ON CONFLICT (application_id) DO NOTHING RETURNING pool_id)"
+        " SELECT pool_id FROM claimed UNION ALL"
+        " SELECT pool_id FROM application_claims WHERE application_id = $1 LIMIT 1",
         application_id,
         pool_id,
     )
-
-
-async def insert_application(
-    conn: Connection,
-    application_id: str,
-    pool_id: str,
-    amount: Decimal,
-    state: str,
-    reason: str | None,
-    funder_id: str | None,
-) -> None:
-    await conn.execute(
-        "INSERT INTO applications(application_id, pool_id, amount, state, reason, funder_id)"
-        " VALUES ($1, $2, $3, $4, $5, $6)",
-        application_id,
-        pool_id,
-        amount,
-        state,
-        reason,
-        funder_id,
-    )
-
-
-async def set_application_state(
-    conn: Connection,
-    pool_id: str,
-    application_id: str,
-    state: str,
-    reason: str | None = None,
-) -> None:
-    await conn.execute(
-        "UPDATE applications SET state = $3, reason = $4, updated_at = now()"
-        " WHERE application_id = $1 AND pool_id = $2",
-        application_id,
-        pool_id,
-        state,
-        reason,
-    )
+    return bool(holder == pool_id)
 
 
 async def open_loan(conn: Connection, loan: Loan, pool_id: str) -> None:
@@ -197,43 +91,6 @@ async def open_loan(conn: Connection, loan: Loan, pool_id: str) -> None:
     )
 
 
-async def reserve_repayment(
-    conn: Connection,
-    pool_id: str,
-    payment_id: str,
-    amount: Decimal,
-    plan: Sequence[Repayment],
-    level_after: Decimal,
-    instruction: dict[str, Any],
-) -> bool:
-    """Record the repayment decided for a payment, reduce the loans at once (so the next
-    payment sees the reduced balance, step 4) and set the pool's level after the write-off:
-    one statement, and nothing at all when the payment was already decided (returns False)."""
-    reserved = await conn.fetchval(
-        "WITH reserved AS ("
-        "  INSERT INTO repayments(payment_id, pool_id, amount, principal, interest, state,"
-        "  instruction) VALUES ($1, $2, $3, $4, $5, 'reserved', $6)"
-        "  ON CONFLICT (payment_id) DO NOTHING RETURNING payment_id),"
-        " repaid AS ("
-        "  UPDATE loans SET outstanding = outstanding - r.principal"
-        "  FROM unnest($7::text[], $8::numeric[]) AS r(loan_id, principal), reserved"
-        "  WHERE loans.loan_id = r.loan_id AND loans.pool_id = $2),"
-        " level AS ("
-        "  UPDATE pools SET water_level = $9 FROM reserved WHERE pools.pool_id = $2)"
-        " SELECT count(*) FROM reserved",
-        payment_id,
-        pool_id,
-        amount,
-        sum((r.principal for r in plan), ZERO),
-        sum((r.interest for r in plan), ZERO),
-        instruction,
-        [r.loan_id for r in plan],
-        [r.principal for r in plan],
-        level_after,
-    )
-    return bool(reserved)
-
-
 async def confirm_repayments(conn: Connection, settled: Sequence[tuple[str, str]]) -> None:
     """Confirm the reserved repayments of these (pool_id, payment_id) pairs."""
     await conn.execute(
@@ -242,4 +99,353 @@ async def confirm_repayments(conn: Connection, settled: Sequence[tuple[str, str]
         " WHERE repayments.payment_id = s.payment_id AND repayments.pool_id = s.pool_id",
         [pool_id for pool_id, _ in settled],
         [payment_id for _, payment_id in settled],
+    )
+
+
+IN_FLIGHT = ("awaiting_buyer", "requested")
+
+
+@dataclass(slots=True)
+class PoolState:
+    """One pool as this batch sees it, its row locked until commit."""
+
+    pool_id: str
+    core_enterprise_id: str | None
+    supplier_id: str | None
+    water_level: Decimal
+    facility: Facility | None
+    loans: list[Loan]  # open loans, oldest first
+    in_flight: Decimal  # applications awaiting the buyer or the funder
+    exists: bool = True  # a row in credit.pools
+
+    @property
+    def loan_balance(self) -> Decimal:
+        return sum((loan.outstanding for loan in self.loans), ZERO)
+
+
+@dataclass(slots=True)
+class Application:
+    application_id: str
+    pool_id: str
+    amount: Decimal
+    state: str
+    reason: str | None
+    funder_id: str | None
+
+
+@dataclass
+class CreditBatch:
+    pools: dict[str, PoolState] = field(default_factory=dict)
+    applications: dict[str, Application] = field(default_factory=dict)
+    claims: dict[str, str] = field(default_factory=dict)  # application id -> pool
+    decided_payments: set[str] = field(default_factory=set)
+    _looked_up_pools: set[str] = field(default_factory=set)
+    _looked_up_applications: set[str] = field(default_factory=set)
+    _looked_up_payments: set[str] = field(default_factory=set)
+    _pools_changed: set[str] = field(default_factory=set)
+    _facilities: dict[str, FacilitySet] = field(default_factory=dict)
+    _new_applications: set[str] = field(default_factory=set)
+    _applications_changed: set[str] = field(default_factory=set)
+    _new_loans: list[tuple[str, Loan]] = field(default_factory=list)
+    _loans_changed: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+    _repayments: list[tuple[str, str, Decimal, Decimal, Decimal, dict[str, Any]]] = field(
+        default_factory=list
+    )
+    _confirmed: list[tuple[str, str]] = field(default_factory=list)
+
+    async def prepare(self, conn: Connection, events: Sequence[m.Message]) -> None:
+        await self._load_pools(conn, {e.pool_id for e in events})
+        await self._load_applications(
+            conn,
+            {
+                e.application_id
+                for e in events
+                if isinstance(e, m.FinancingApplied | m.BuyerConfirmedFinancing)
+            }
+            | {e.request_id for e in events if isinstance(e, m.FundingResult)},
+        )
+        await self._load_payments(
+            conn, {e.payment_id for e in events if isinstance(e, m.ReceivablesSettled)}
+        )
+
+    async def _load_pools(self, conn: Connection, pool_ids: Iterable[str]) -> None:
+        wanted = sorted(set(pool_ids) - self._looked_up_pools)
+        if not wanted:
+            return
+        self._looked_up_pools.update(wanted)
+        rows = {
+            r["pool_id"]: r
+            for r in await conn.fetch(
+                "SELECT pool_id, core_enterprise_id, supplier_id, water_level FROM pools"
+                " WHERE pool_id = ANY($1::text[]) ORDER BY pool_id FOR UPDATE",
+                wanted,
+            )
+        }
+        facilities = {
+            r["pool_id"]: _facility_of(r)
+            for r in await conn.fetch(
+                "SELECT * FROM facilities WHERE pool_id = ANY($1::text[])", wanted
+            )
+        }
+        loans: dict[str, list[Loan]] = {}
+        for r in await conn.fetch(
+            "SELECT * FROM loans WHERE pool_id = ANY($1::text[]) AND outstanding > 0"
+            " ORDER BY pool_id, disbursed_on, loan_id FOR UPDATE",
+            wanted,
+        ):
+            loans.setdefault(r["pool_id"], []).append(_loan_of(r))
+        in_flight = {
+            r["pool_id"]: Decimal(r["total"])
+            for r in await conn.fetch(
+                "SELECT pool_id, sum(amount) AS total FROM applications"
+                " WHERE pool_id = ANY($1::text[]) AND state = ANY($2::text[]) GROUP BY pool_id",
+                wanted,
+                list(IN_FLIGHT),
+            )
+        }
+        for pool_id in wanted:
+            row = rows.get(pool_id)
+            self.pools[pool_id] = PoolState(
+                pool_id,
+                row["core_enterprise_id"] if row else None,
+                row["supplier_id"] if row else None,
+                Decimal(row["water_level"]) if row else ZERO,
+                facilities.get(pool_id),
+                loans.get(pool_id, []),
+                in_flight.get(pool_id, ZERO).quantize(FEN),
+                exists=row is not None,
+            )
+
+    async def _load_applications(self, conn: Connection, ids: Iterable[str]) -> None:
+        wanted = sorted(set(ids) - self._looked_up_applications)
+        if not wanted:
+            return
+        self._looked_up_applications.update(wanted)
+        for r in await conn.fetch(
+            "SELECT application_id, pool_id, amount, state, reason, funder_id FROM applications"
+            " WHERE application_id = ANY($1::text[]) ORDER BY application_id FOR UPDATE",
+            wanted,
+        ):
+            self.applications[r["application_id"]] = Application(
+                r["application_id"],
+                r["pool_id"],
+                r["amount"],
+                r["state"],
+                r["reason"],
+                r["funder_id"],
+            )
+        for r in await conn.fetch(
+            "SELECT application_id, pool_id FROM application_claims"
+            " WHERE application_id = ANY($1::text[])",
+            wanted,
+        ):
+            self.claims[r["application_id"]] = r["pool_id"]
+
+    async def _load_payments(self, conn: Connection, payment_ids: Iterable[str]) -> None:
+        wanted = sorted(set(payment_ids) - self._looked_up_payments)
+        if not wanted:
+            return
+        self._looked_up_payments.update(wanted)
+        self.decided_payments.update(
+            r["payment_id"]
+            for r in await conn.fetch(
+                "SELECT payment_id FROM repayments WHERE payment_id = ANY($1::text[])", wanted
+            )
+        )
+
+    # ------------------------------------------------------------ reads (loaded on first use)
+
+    async def pool(self, conn: Connection, pool_id: str) -> PoolState:
+        await self._load_pools(conn, [pool_id])
+        return self.pools[pool_id]
+
+    async def application(self, conn: Connection, application_id: str) -> Application | None:
+        await self._load_applications(conn, [application_id])
+        return self.applications.get(application_id)
+
+    async def holder(self, conn: Connection, application_id: str) -> str | None:
+        """The pool an application id belongs to (or is claimed by), if any."""
+        application = await self.application(conn, application_id)
+        return application.pool_id if application else self.claims.get(application_id)
+
+    async def payment_decided(self, conn: Connection, payment_id: str) -> bool:
+        await self._load_payments(conn, [payment_id])
+        return payment_id in self.decided_payments
+
+    # ------------------------------------------------------------ decisions (in memory)
+
+    def open_pool(self, pool: PoolState, core: str, supplier: str) -> None:
+        pool.core_enterprise_id, pool.supplier_id = core, supplier
+        self._pools_changed.add(pool.pool_id)
+
+    def set_level(self, pool: PoolState, level: Decimal) -> None:
+        pool.water_level = level
+        self._pools_changed.add(pool.pool_id)
+
+    def set_facility(self, pool: PoolState, event: FacilitySet) -> None:
+        pool.facility = Facility(
+            event.credit_line,
+            event.discount_rate,
+            event.annual_interest_rate,
+            event.funder_id,
+            event.day_count,
+            event.tenor_days,
+        )
+        self._facilities[pool.pool_id] = event
+
+    def add_application(self, pool: PoolState, application: Application) -> None:
+        self.applications[application.application_id] = application
+        self._new_applications.add(application.application_id)
+        if application.state in IN_FLIGHT:
+            pool.in_flight += application.amount
+
+    def move_application(
+        self, pool: PoolState, application: Application, state: str, reason: str | None = None
+    ) -> None:
+        was_in_flight = application.state in IN_FLIGHT
+        application.state, application.reason = state, reason
+        if was_in_flight and state not in IN_FLIGHT:
+            pool.in_flight -= application.amount
+        self._applications_changed.add(application.application_id)
+
+    def open_loan(self, pool: PoolState, loan: Loan) -> None:
+        pool.loans.append(loan)
+        pool.loans.sort(key=lambda open_loan: (open_loan.disbursed_on, open_loan.loan_id))
+        self._new_loans.append((pool.pool_id, loan))
+
+    def repay(
+        self,
+        pool: PoolState,
+        payment_id: str,
+        amount: Decimal,
+        plan: Sequence[Repayment],
+        instruction: dict[str, Any],
+    ) -> None:
+        """Reserve the repayment decided for a payment and reduce the loans at once, so the
+        next payment (in this batch too) sees the reduced balance (DESIGN step 4)."""
+        repaid = {r.loan_id: r.principal for r in plan}
+        loans = []
+        for loan in pool.loans:
+            if loan.loan_id in repaid:
+                loan = dataclasses.replace(
+                    loan, outstanding=loan.outstanding - repaid[loan.loan_id]
+                )
+                self._loans_changed[(pool.pool_id, loan.loan_id)] = loan.outstanding
+            if loan.outstanding > 0:
+                loans.append(loan)
+        pool.loans = loans
+        self.decided_payments.add(payment_id)
+        self._repayments.append(
+            (
+                payment_id,
+                pool.pool_id,
+                amount,
+                sum((r.principal for r in plan), ZERO),
+                sum((r.interest for r in plan), ZERO),
+                instruction,
+            )
+        )
+
+    def confirm(self, pool_id: str, payment_id: str) -> None:
+        self._confirmed.append((pool_id, payment_id))
+
+    # ------------------------------------------------------------ writes
+
+    async def flush(self, conn: Connection) -> None:
+        if self._pools_changed:
+            changed = [self.pools[p] for p in sorted(self._pools_changed)]
+            await conn.execute(
+                "INSERT INTO pools(pool_id, core_enterprise_id, supplier_id, water_level)"
+                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::numeric[])"
+                " ON CONFLICT (pool_id) DO UPDATE SET"
+                " core_enterprise_id = EXCLUDED.core_enterprise_id,"
+                " supplier_id = EXCLUDED.supplier_id, water_level = EXCLUDED.water_level",
+                [p.pool_id for p in changed],
+                [p.core_enterprise_id for p in changed],
+                [p.supplier_id for p in changed],
+                [p.water_level for p in changed],
+            )
+        for event in self._facilities.values():  # rare: an operator's change
+            await upsert_facility(conn, event)
+        if self._new_applications:
+            new = [self.applications[a] for a in sorted(self._new_applications)]
+            await conn.execute(
+                "INSERT INTO applications(application_id, pool_id, amount, state, reason,"
+                " funder_id) SELECT * FROM unnest($1::text[], $2::text[], $3::numeric[],"
+                " $4::text[], $5::text[], $6::text[])",
+                [a.application_id for a in new],
+                [a.pool_id for a in new],
+                [a.amount for a in new],
+                [a.state for a in new],
+                [a.reason for a in new],
+                [a.funder_id for a in new],
+            )
+        moved = sorted(self._applications_changed - self._new_applications)
+        if moved:
+            rows = [self.applications[a] for a in moved]
+            await conn.execute(
+                "UPDATE applications SET state = t.state, reason = t.reason, updated_at = now()"
+                " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])"
+                " AS t(application_id, pool_id, state, reason)"
+                " WHERE applications.application_id = t.application_id"
+                " AND applications.pool_id = t.pool_id",
+                [a.application_id for a in rows],
+                [a.pool_id for a in rows],
+                [a.state for a in rows],
+                [a.reason for a in rows],
+            )
+        for pool_id, loan in self._new_loans:  # rare: one per disbursal
+            await open_loan(conn, loan, pool_id)
+        if self._loans_changed:
+            keys = sorted(self._loans_changed)
+            await conn.execute(
+                "UPDATE loans SET outstanding = t.outstanding"
+                " FROM unnest($1::text[], $2::text[], $3::numeric[])"
+                " AS t(pool_id, loan_id, outstanding)"
+                " WHERE loans.pool_id = t.pool_id AND loans.loan_id = t.loan_id",
+                [pool_id for pool_id, _ in keys],
+                [loan_id for _, loan_id in keys],
+                [self._loans_changed[k] for k in keys],
+            )
+        if self._repayments:
+            await conn.execute(
+                "INSERT INTO repayments(payment_id, pool_id, amount, principal, interest, state,"
+                " instruction) SELECT p, pool, a, pr, i, 'reserved', ins::jsonb FROM unnest("
+                " $1::text[], $2::text[], $3::numeric[], $4::numeric[], $5::numeric[],"
+                " $6::text[]) AS t(p, pool, a, pr, i, ins)",
+                *[list(column) for column in zip(*self._repayments, strict=True)][:5],
+                [json.dumps(r[5], default=json_default) for r in self._repayments],
+            )
+        if self._confirmed:
+            await confirm_repayments(conn, self._confirmed)
+        self._pools_changed.clear()
+        self._facilities.clear()
+        self._new_applications.clear()
+        self._applications_changed.clear()
+        self._new_loans.clear()
+        self._loans_changed.clear()
+        self._repayments.clear()
+        self._confirmed.clear()
+
+
+def _facility_of(row: Any) -> Facility:
+    return Facility(
+        row["credit_line"],
+        row["discount_rate"],
+        row["annual_interest_rate"],
+        row["funder_id"],
+        DayCount(row["day_count"]),
+        row["tenor_days"],
+    )
+
+
+def _loan_of(r: Any) -> Loan:
+    return Loan(
+        r["loan_id"],
+        r["funder_id"],
+        r["outstanding"],
+        r["annual_interest_rate"],
+        r["disbursed_on"],
+        r["maturity_on"],
+        DayCount(r["day_count"]),
     )

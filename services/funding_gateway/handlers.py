@@ -9,21 +9,15 @@ from services.funding_gateway.domain import accept_response
 from shared.contracts import messages as m
 from shared.contracts import topics
 from shared.contracts.codec import Rejected
-from shared.inbox import UnitOfWork
+from shared.inbox import UnitOfWork, dispatch
 
 SOURCE = "funding-gateway"
 
 
-async def handle(uow: UnitOfWork, event: m.Message) -> None:
-    if isinstance(event, m.LoanRequested):
-        await on_loan_requested(uow, event)
-    elif isinstance(event, m.FunderResponse):
-        await on_funder_response(uow, event)
-    else:  # pragma: no cover
-        raise Rejected(m.Reason.UNKNOWN_TYPE, f"funding-gateway does not handle {event.type}")
+Uow = UnitOfWork[None]
 
 
-async def on_loan_requested(uow: UnitOfWork, request: m.LoanRequested) -> None:
+async def on_loan_requested(uow: Uow, request: m.LoanRequested) -> None:
     if not await repo.insert_request(uow.conn, request):
         raise Rejected(m.Reason.INVALID_MESSAGE, f"request {request.request_id} was already sent")
     uow.emit(
@@ -43,7 +37,7 @@ async def on_loan_requested(uow: UnitOfWork, request: m.LoanRequested) -> None:
     )
 
 
-async def on_funder_response(uow: UnitOfWork, response: m.FunderResponse) -> None:
+async def on_funder_response(uow: Uow, response: m.FunderResponse) -> None:
     request = await repo.lock_request(uow.conn, response.request_id)
     if request is None:
         raise Rejected(m.Reason.UNKNOWN_REQUEST, f"request {response.request_id} unknown")
@@ -72,3 +66,6 @@ async def on_funder_response(uow: UnitOfWork, response: m.FunderResponse) -> Non
             reason=response.reason,
         ),
     )
+
+
+handle = dispatch({m.LoanRequested: on_loan_requested, m.FunderResponse: on_funder_response})

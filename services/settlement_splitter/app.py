@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from services.settlement_splitter.handlers import flush, make_handler, prepare
+from services.settlement_splitter.repository import LedgerBatch
 from shared.contracts import topics
 from shared.runtime import ServiceSpec
 from shared.settings import Settings
@@ -20,5 +21,6 @@ def spec(settings: Settings) -> ServiceSpec:
         handle=make_handler(settings.settlement_fee_bps),
         prepare=prepare,
         flush=flush,
+        new_state=LedgerBatch,
         description="Freezes payments, splits them by instruction and rules, releases the rest.",
     )

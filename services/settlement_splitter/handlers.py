@@ -17,32 +17,41 @@ from services.settlement_splitter.domain import (
 from shared.contracts import messages as m
 from shared.contracts import topics
 from shared.contracts.codec import Rejected
-from shared.inbox import Handler, UnitOfWork
+from shared.inbox import Handler, UnitOfWork, dispatch
 
 SOURCE = "settlement-splitter"
 
 
+Uow = UnitOfWork[repo.LedgerBatch]
+
+
 def make_handler(fee_bps: int) -> Handler:
-    async def handle(uow: UnitOfWork, event: m.Message) -> None:
-        if isinstance(event, m.ReceivablesSettled):
-            await on_payment(uow, event, fee_bps)
-        elif isinstance(event, m.RepaymentInstruction):
-            await on_instruction(uow, event, fee_bps)
-        elif isinstance(event, m.PoolOpened | m.ReceivableAdded | m.BuyerConfirmedFinancing):
-            return  # pool events that move no money
-        else:  # pragma: no cover
-            raise Rejected(m.Reason.UNKNOWN_TYPE, f"settlement does not handle {event.type}")
+    async def on_payment_(uow: Uow, event: m.ReceivablesSettled) -> None:
+        await on_payment(uow, event, fee_bps)
 
-    return handle
+    async def on_instruction_(uow: Uow, event: m.RepaymentInstruction) -> None:
+        await on_instruction(uow, event, fee_bps)
+
+    async def moves_no_money(uow: Uow, event: m.Message) -> None:
+        return None
+
+    return dispatch(
+        {
+            m.ReceivablesSettled: on_payment_,
+            m.RepaymentInstruction: on_instruction_,
+            m.PoolOpened: moves_no_money,
+            m.ReceivableAdded: moves_no_money,
+            m.BuyerConfirmedFinancing: moves_no_money,
+        }
+    )
 
 
-def ledger_of(uow: UnitOfWork) -> repo.LedgerBatch:
+def ledger_of(uow: Uow) -> repo.LedgerBatch:
     """This batch transaction's reads and pending writes (flushed by `flush` before commit)."""
-    ledger: repo.LedgerBatch = uow.scratch.setdefault("ledger", repo.LedgerBatch())
-    return ledger
+    return uow.state
 
 
-async def prepare(uow: UnitOfWork, events: Sequence[m.Message]) -> None:
+async def prepare(uow: Uow, events: Sequence[m.Message]) -> None:
     """Lock every account and load every settlement the batch names, in two statements."""
     moving = [e for e in events if isinstance(e, m.ReceivablesSettled | m.RepaymentInstruction)]
     await ledger_of(uow).prepare(
@@ -50,11 +59,11 @@ async def prepare(uow: UnitOfWork, events: Sequence[m.Message]) -> None:
     )
 
 
-async def flush(uow: UnitOfWork) -> None:
+async def flush(uow: Uow) -> None:
     await ledger_of(uow).flush(uow.conn)
 
 
-async def on_payment(uow: UnitOfWork, payment: m.ReceivablesSettled, fee_bps: int) -> None:
+async def on_payment(uow: Uow, payment: m.ReceivablesSettled, fee_bps: int) -> None:
     ledger = ledger_of(uow)
     head = await ledger.head(uow.conn, payment.pool_id)
     existing = await _settlement_of(uow, payment.pool_id, payment.payment_id)
@@ -88,9 +97,7 @@ async def on_payment(uow: UnitOfWork, payment: m.ReceivablesSettled, fee_bps: in
     )
 
 
-async def on_instruction(
-    uow: UnitOfWork, instruction: m.RepaymentInstruction, fee_bps: int
-) -> None:
+async def on_instruction(uow: Uow, instruction: m.RepaymentInstruction, fee_bps: int) -> None:
     ledger = ledger_of(uow)
     head = await ledger.head(uow.conn, instruction.pool_id)
     existing = await _settlement_of(uow, instruction.pool_id, instruction.payment_id)
@@ -117,7 +124,7 @@ async def on_instruction(
     await _split(uow, head, instruction.payment_id, instruction, fee_bps)
 
 
-async def _settlement_of(uow: UnitOfWork, pool_id: str, payment_id: str) -> dict[str, Any] | None:
+async def _settlement_of(uow: Uow, pool_id: str, payment_id: str) -> dict[str, Any] | None:
     """The payment's settlement, which must be of this pool: a lookup by id alone would let a
     message of one pool split money frozen in another's account (issue 6, defect 1)."""
     existing = await ledger_of(uow).settlement(uow.conn, payment_id)
@@ -149,7 +156,7 @@ def _freeze(ledger: repo.LedgerBatch, head: dict[str, Any], payment: m.Receivabl
 
 
 async def _split(
-    uow: UnitOfWork,
+    uow: Uow,
     head: dict[str, Any],
     payment_id: str,
     instruction: m.RepaymentInstruction,

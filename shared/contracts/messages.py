@@ -132,6 +132,7 @@ class Reason(StrEnum):
     NOT_THE_POOLS_BUYER = "not_the_pools_buyer"
     PAYMENT_NOT_IN_POOL = "payment_not_in_pool"
     POOL_LIMIT_EXCEEDED = "pool_limit_exceeded"
+    LEVEL_BELOW_ZERO = "level_below_zero"
     INVALID_DATE = "invalid_date"
     UNKNOWN_REQUEST = "unknown_request"
     INVALID_FACILITY = "invalid_facility"

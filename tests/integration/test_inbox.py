@@ -64,7 +64,7 @@ async def test_each_record_of_a_batch_ends_as_one_effect_or_one_dead_letter(
     schema, pool = schema_pool
     effects: list[str] = []
 
-    async def handle(uow: UnitOfWork, event: m.Message) -> None:
+    async def handle(uow: UnitOfWork[None], event: m.Message) -> None:
         assert isinstance(event, m.SupplierOnboarded)
         if event.supplier_id == "REFUSED":
             raise Rejected(m.Reason.POOL_EXISTS, "refused by the domain")
