@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import asyncpg
 import structlog
@@ -18,6 +20,19 @@ SHARED_MIGRATIONS = Path(__file__).parent / "migrations"
 
 # A pooled connection or a plain one: repositories and handlers do not care which.
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+K = TypeVar("K")
+
+
+def first_time(keys: Iterable[K], seen: set[K]) -> list[K]:
+    """The keys not looked up yet in this batch, sorted (one lock order), now marked seen."""
+    wanted = sorted(set(keys) - seen)  # type: ignore[type-var]
+    seen.update(wanted)
+    return wanted
+
+
+def columns(rows: Sequence[Any], *names: str) -> list[list[Any]]:
+    """Rows of objects as one list per attribute: the arguments of an `unnest(...)` write."""
+    return [[getattr(row, name) for row in rows] for name in names]
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

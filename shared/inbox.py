@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import asyncpg
 import structlog
@@ -78,6 +78,18 @@ class Inbound:
 S = TypeVar("S")
 
 
+@runtime_checkable
+class BatchState(Protocol):
+    """A service's typed batch state, the kernel's one shape (DESIGN "Reliability mechanics"):
+    `prepare` loads and locks what the batch's messages need in a few set-based statements,
+    handlers decide in memory on it, `flush` writes what they changed, set-based, before the
+    batch's inbox and outbox rows in the same transaction."""
+
+    async def prepare(self, conn: Connection, events: Sequence[Message]) -> None: ...
+
+    async def flush(self, conn: Connection) -> None: ...
+
+
 @dataclass(slots=True)
 class UnitOfWork(Generic[S]):
     """What a handler gets: the batch's connection, the outbox it writes to, and `state`, the
@@ -95,8 +107,6 @@ class UnitOfWork(Generic[S]):
 
 Handler = Callable[[UnitOfWork[Any], Message], Awaitable[None]]
 BatchHook = Callable[[UnitOfWork[Any], Sequence[Inbound]], Awaitable[None]]
-BatchPrepare = Callable[[UnitOfWork[Any], Sequence[Message]], Awaitable[None]]
-BatchFlush = Callable[[UnitOfWork[Any]], Awaitable[None]]
 
 
 def dispatch(handlers: Mapping[type[Any], Callable[..., Awaitable[None]]]) -> Handler:
@@ -122,8 +132,6 @@ class BatchConsumer:
         dead_letter_topic: str,
         on_batch: BatchHook | None = None,
         after_commit: Callable[[], None] | None = None,
-        prepare: BatchPrepare | None = None,
-        flush: BatchFlush | None = None,
         new_state: Callable[[], Any] = lambda: None,
     ) -> None:
         self.service = service
@@ -133,8 +141,6 @@ class BatchConsumer:
         self._dead_letter_topic = dead_letter_topic
         self._on_batch = on_batch
         self._after_commit = after_commit
-        self._prepare = prepare
-        self._flush = flush
         self._new_state = new_state
         self.stats = {
             "effects": 0,
@@ -238,9 +244,9 @@ class BatchConsumer:
                 else {}
             )
             new_rows: list[tuple[str, str, str]] = []
-            if self._prepare is not None and not skip_handler:
-                await self._prepare(
-                    uow, [message for _, message, refusal in items if message and not refusal]
+            if isinstance(uow.state, BatchState) and not skip_handler:
+                await uow.state.prepare(
+                    conn, [message for _, message, refusal in items if message and not refusal]
                 )
             for record, message, refusal in items:
                 context = {
@@ -294,8 +300,8 @@ class BatchConsumer:
                 else:
                     outcomes.append(("dead_letter_rereads", context))
             structlog.contextvars.clear_contextvars()
-            if self._flush is not None:
-                await self._flush(uow)
+            if isinstance(uow.state, BatchState):
+                await uow.state.flush(conn)
             if new_rows:
                 await conn.executemany(
                     "INSERT INTO processed(consumer, event_id, payload_hash) VALUES ($1, $2, $3)",

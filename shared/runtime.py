@@ -30,9 +30,7 @@ from starlette.types import ASGIApp
 from shared.db import create_pool, migrate
 from shared.inbox import (
     BatchConsumer,
-    BatchFlush,
     BatchHook,
-    BatchPrepare,
     Handler,
     Inbound,
     backoff,
@@ -54,10 +52,6 @@ class ServiceSpec:
     migrations: Path
     handle: Handler
     on_batch: BatchHook | None = None
-    # Set-based handling: `prepare` reads what the batch's messages need in a few statements,
-    # handlers decide in memory, `flush` writes the batch's changes before it commits.
-    prepare: BatchPrepare | None = None
-    flush: BatchFlush | None = None
     # The service's typed batch state, new for every transaction (UnitOfWork.state).
     new_state: Callable[[], Any] = lambda: None
     # An HTTP front, served when POOLFIN_HTTP_PORT is set: (database pool, producer) → ASGI app.
@@ -196,8 +190,6 @@ async def run_service(
         dead_letter_topic=spec.dead_letter_topic,
         on_batch=spec.on_batch,
         after_commit=relay.wake,
-        prepare=spec.prepare,
-        flush=spec.flush,
         new_state=spec.new_state,
     )
     broker = build_broker(spec, settings, consumer)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.credit.handlers import flush, handle, prepare
+from services.credit.handlers import handle
 from services.credit.http import make_app
 from services.credit.repository import CreditBatch
 from shared.contracts import topics
@@ -26,8 +26,6 @@ def spec(settings: Settings) -> ServiceSpec:
         dead_letter_topic=topics.CREDIT_REJECTED,
         migrations=Path(__file__).parent / "migrations",
         handle=handle,
-        prepare=prepare,
-        flush=flush,
         new_state=CreditBatch,
         http=make_app,
         description="Pool positions, financing decisions, loans and repayment instructions.",

@@ -5,7 +5,6 @@ no statement per message."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import timedelta
 from decimal import Decimal
 
@@ -28,14 +27,6 @@ SOURCE = "credit"
 
 Uow = UnitOfWork[repo.CreditBatch]
 A = m.ApplicationState
-
-
-async def prepare(uow: Uow, events: Sequence[m.Message]) -> None:
-    await uow.state.prepare(uow.conn, events)
-
-
-async def flush(uow: Uow) -> None:
-    await uow.state.flush(uow.conn)
 
 
 async def _known_pool(uow: Uow, pool_id: str) -> repo.PoolState:

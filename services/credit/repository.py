@@ -15,7 +15,7 @@ from typing import Any
 from services.credit.domain import Facility, Loan, Repayment
 from shared.contracts import messages as m
 from shared.contracts.messages import DayCount, FacilitySet
-from shared.db import Connection
+from shared.db import Connection, columns, first_time
 from shared.money import FEN, ZERO, json_default
 
 
@@ -169,10 +169,9 @@ class CreditBatch:
         )
 
     async def _load_pools(self, conn: Connection, pool_ids: Iterable[str]) -> None:
-        wanted = sorted(set(pool_ids) - self._looked_up_pools)
+        wanted = first_time(pool_ids, self._looked_up_pools)
         if not wanted:
             return
-        self._looked_up_pools.update(wanted)
         rows = {
             r["pool_id"]: r
             for r in await conn.fetch(
@@ -217,10 +216,9 @@ class CreditBatch:
             )
 
     async def _load_applications(self, conn: Connection, ids: Iterable[str]) -> None:
-        wanted = sorted(set(ids) - self._looked_up_applications)
+        wanted = first_time(ids, self._looked_up_applications)
         if not wanted:
             return
-        self._looked_up_applications.update(wanted)
         for r in await conn.fetch(
             "SELECT application_id, pool_id, amount, state, reason, funder_id FROM applications"
             " WHERE application_id = ANY($1::text[]) ORDER BY application_id FOR UPDATE",
@@ -242,10 +240,9 @@ class CreditBatch:
             self.claims[r["application_id"]] = r["pool_id"]
 
     async def _load_payments(self, conn: Connection, payment_ids: Iterable[str]) -> None:
-        wanted = sorted(set(payment_ids) - self._looked_up_payments)
+        wanted = first_time(payment_ids, self._looked_up_payments)
         if not wanted:
             return
-        self._looked_up_payments.update(wanted)
         self.decided_payments.update(
             r["payment_id"]
             for r in await conn.fetch(
@@ -360,10 +357,7 @@ class CreditBatch:
                 " ON CONFLICT (pool_id) DO UPDATE SET"
                 " core_enterprise_id = EXCLUDED.core_enterprise_id,"
                 " supplier_id = EXCLUDED.supplier_id, water_level = EXCLUDED.water_level",
-                [p.pool_id for p in changed],
-                [p.core_enterprise_id for p in changed],
-                [p.supplier_id for p in changed],
-                [p.water_level for p in changed],
+                *columns(changed, "pool_id", "core_enterprise_id", "supplier_id", "water_level"),
             )
         for event in self._facilities.values():  # rare: an operator's change
             await upsert_facility(conn, event)
@@ -373,12 +367,9 @@ class CreditBatch:
                 "INSERT INTO applications(application_id, pool_id, amount, state, reason,"
                 " funder_id) SELECT * FROM unnest($1::text[], $2::text[], $3::numeric[],"
                 " $4::text[], $5::text[], $6::text[])",
-                [a.application_id for a in new],
-                [a.pool_id for a in new],
-                [a.amount for a in new],
-                [a.state for a in new],
-                [a.reason for a in new],
-                [a.funder_id for a in new],
+                *columns(
+                    new, "application_id", "pool_id", "amount", "state", "reason", "funder_id"
+                ),
             )
         moved = sorted(self._applications_changed - self._new_applications)
         if moved:
@@ -389,10 +380,7 @@ class CreditBatch:
                 " AS t(application_id, pool_id, state, reason)"
                 " WHERE applications.application_id = t.application_id"
                 " AND applications.pool_id = t.pool_id",
-                [a.application_id for a in rows],
-                [a.pool_id for a in rows],
-                [a.state for a in rows],
-                [a.reason for a in rows],
+                *columns(rows, "application_id", "pool_id", "state", "reason"),
             )
         for pool_id, loan in self._new_loans:  # rare: one per disbursal
             await open_loan(conn, loan, pool_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.intake.handlers import archive_batch, flush, handle, prepare
+from services.intake.handlers import archive_batch, handle
 from services.intake.repository import IntakeBatch
 from shared.contracts import topics
 from shared.runtime import ServiceSpec
@@ -20,8 +20,6 @@ def spec(settings: Settings) -> ServiceSpec:
         migrations=Path(__file__).parent / "migrations",
         handle=handle,
         on_batch=archive_batch,
-        prepare=prepare,
-        flush=flush,
         new_state=IntakeBatch,
         description="Validates ERP events and publishes canonical pool events.",
     )

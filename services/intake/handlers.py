@@ -29,14 +29,6 @@ async def archive_batch(uow: Uow, records: Sequence[Inbound]) -> None:
         log.warning("records read again were archived before; kept once", records=again)
 
 
-async def prepare(uow: Uow, events: Sequence[m.Message]) -> None:
-    await uow.state.prepare(uow.conn, events)
-
-
-async def flush(uow: Uow) -> None:
-    await uow.state.flush(uow.conn)
-
-
 async def _known_pool(uow: Uow, pool_id: str) -> repo.Pool:
     pool = await uow.state.pool(uow.conn, pool_id)
     if pool is None:

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from services.intake.domain import Receivable
 from shared.contracts import messages as m
-from shared.db import Connection
+from shared.db import Connection, first_time
 from shared.inbox import Inbound
 
 
@@ -95,10 +95,9 @@ class IntakeBatch:
             self.pool_of_supplier[(pool.core_enterprise_id, pool.supplier_id)] = pool.pool_id
 
     async def _load_receivables(self, conn: Connection, keys: Iterable[tuple[str, str]]) -> None:
-        wanted = sorted(set(keys) - self._looked_up_receivables)
+        wanted = first_time(keys, self._looked_up_receivables)
         if not wanted:
             return
-        self._looked_up_receivables.update(wanted)
         for row in await conn.fetch(
             "SELECT core_enterprise_id, receivable_id, pool_id, amount, state FROM receivables"
             " WHERE (core_enterprise_id, receivable_id) IN"
@@ -112,10 +111,9 @@ class IntakeBatch:
             )
 
     async def _load_payments(self, conn: Connection, payment_ids: Iterable[str]) -> None:
-        wanted = sorted(set(payment_ids) - self._looked_up_payments)
+        wanted = first_time(payment_ids, self._looked_up_payments)
         if not wanted:
             return
-        self._looked_up_payments.update(wanted)
         self.payments.update(
             row["payment_id"]
             for row in await conn.fetch(

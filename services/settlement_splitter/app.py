@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.settlement_splitter.handlers import flush, make_handler, prepare
+from services.settlement_splitter.handlers import make_handler
 from services.settlement_splitter.repository import LedgerBatch
 from shared.contracts import topics
 from shared.runtime import ServiceSpec
@@ -19,8 +19,6 @@ def spec(settings: Settings) -> ServiceSpec:
         dead_letter_topic=topics.SETTLEMENT_REJECTED,
         migrations=Path(__file__).parent / "migrations",
         handle=make_handler(settings.settlement_fee_bps),
-        prepare=prepare,
-        flush=flush,
         new_state=LedgerBatch,
         description="Freezes payments, splits them by instruction and rules, releases the rest.",
     )

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -49,18 +48,6 @@ def make_handler(fee_bps: int) -> Handler:
 def ledger_of(uow: Uow) -> repo.LedgerBatch:
     """This batch transaction's reads and pending writes (flushed by `flush` before commit)."""
     return uow.state
-
-
-async def prepare(uow: Uow, events: Sequence[m.Message]) -> None:
-    """Lock every account and load every settlement the batch names, in two statements."""
-    moving = [e for e in events if isinstance(e, m.ReceivablesSettled | m.RepaymentInstruction)]
-    await ledger_of(uow).prepare(
-        uow.conn, (e.pool_id for e in moving), (e.payment_id for e in moving)
-    )
-
-
-async def flush(uow: Uow) -> None:
-    await ledger_of(uow).flush(uow.conn)
 
 
 async def on_payment(uow: Uow, payment: m.ReceivablesSettled, fee_bps: int) -> None:

@@ -16,6 +16,7 @@ from services.settlement_splitter.domain import (
     canonical_bytes,
     canonical_value,
 )
+from shared.contracts import messages as m
 from shared.db import Connection
 
 
@@ -39,7 +40,12 @@ class LedgerBatch:
     _entries: list[tuple[str, int, int, str, Decimal]] = field(default_factory=list)
     _saved: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    async def prepare(
+    async def prepare(self, conn: Connection, events: Sequence[m.Message]) -> None:
+        """Lock every account and load every settlement the batch names, in two statements."""
+        moving = [e for e in events if isinstance(e, m.ReceivablesSettled | m.RepaymentInstruction)]
+        await self._load(conn, (e.pool_id for e in moving), (e.payment_id for e in moving))
+
+    async def _load(
         self, conn: Connection, pool_ids: Iterable[str], payment_ids: Iterable[str]
     ) -> None:
         pools = sorted(set(pool_ids) - set(self.heads))  # one lock order for every batch
@@ -65,12 +71,12 @@ class LedgerBatch:
     async def head(self, conn: Connection, pool_id: str) -> dict[str, Any]:
         """The pool's chain head ({"seq", "hash"}), its account locked until commit."""
         if pool_id not in self.heads:
-            await self.prepare(conn, [pool_id], [])
+            await self._load(conn, [pool_id], [])
         return self.heads[pool_id]
 
     async def settlement(self, conn: Connection, payment_id: str) -> dict[str, Any] | None:
         if payment_id not in self.settlements:
-            await self.prepare(conn, [], [payment_id])
+            await self._load(conn, [], [payment_id])
         return self.settlements[payment_id]
 
     def post(
