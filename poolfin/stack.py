@@ -81,7 +81,7 @@ class Stack:
             "POOLFIN_LOG_JSON": "true",
         }
         env.pop("POOLFIN_HTTP_PORT", None)
-        if name == "credit":
+        if name == "credit":  # the first credit instance only
             env["POOLFIN_HTTP_PORT"] = str(self.http_port)
         return env
 
@@ -89,10 +89,12 @@ class Stack:
         return self.work_dir / f"{name}.ready"
 
     def start_service(self, name: str) -> None:
+        """Start a service process. `name` may carry a replica number, as `credit#2`: another
+        instance of the service in the same consumer group (scale-out)."""
         self._ready_file(name).unlink(missing_ok=True)
         log = open(self.work_dir / f"{name}.log", "ab")
         self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "poolfin.cli", "run", name],
+            [sys.executable, "-m", "poolfin.cli", "run", name.partition("#")[0]],
             env=self.service_env(name),
             stdout=log,
             stderr=log,

@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 import structlog
 import uvicorn
-from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
@@ -80,6 +80,24 @@ async def opaque_headers(
     return message
 
 
+class AssignmentLog(ConsumerRebalanceListener):  # type: ignore[misc]
+    """One log line per rebalance with the partitions this instance now owns: with several
+    instances of a service, the operator (and the scale-out test) sees who owns what."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        log.info(
+            "partitions assigned",
+            service=self.service,
+            partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in assigned),
+        )
+
+
 def keep_bytes(msg: StreamMessage[Any]) -> Any:
     """FastStream would json-parse each body before our handler and a poison payload (too deep,
     or not JSON under a JSON content-type) would escape as an error on every redelivery. The
@@ -105,6 +123,7 @@ def build_broker(
         heartbeat_interval_ms=settings.heartbeat_interval_ms,
         rebalance_timeout_ms=settings.rebalance_timeout_ms,
         parser=opaque_headers,
+        listener=AssignmentLog(spec.name),
         decoder=keep_bytes,
         title=f"{spec.name}",
         description=spec.description,

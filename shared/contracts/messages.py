@@ -501,7 +501,12 @@ def new_event(
     occurred_at: datetime | None = None,
     **fields: Any,
 ) -> M:
-    """Make an event; `cause` fills causation and correlation ids."""
+    """Make an event; `cause` fills causation and correlation ids. A field the model does not
+    have is an error here: the models ignore unknown fields when decoding (a newer producer's
+    addition), which would otherwise drop a misspelled field silently."""
+    unknown = fields.keys() - model.model_fields.keys()
+    if unknown:
+        raise TypeError(f"{model.__name__} has no field(s) {sorted(unknown)}")
     return model(
         event_id=event_id or str(uuid.uuid4()),
         occurred_at=occurred_at or datetime.now(UTC),

@@ -382,3 +382,14 @@ def test_dead_letter_of_a_huge_payload_still_fits_in_one_kafka_record() -> None:
     assert letter.raw_truncated and letter.raw_size == len(payload)
     assert letter.raw_text is None
     assert payload.startswith(base64.b64decode(letter.raw_payload_b64))
+
+
+def test_new_event_refuses_a_misspelled_field_instead_of_dropping_it() -> None:
+    with pytest.raises(TypeError, match=r"no field\(s\) \['amuont'\]"):
+        m.new_event(
+            m.SupplierFundsReleased,
+            source="test",
+            pool_id="CE-1/S-1",
+            payment_id="P-1",
+            amuont="1.00",
+        )

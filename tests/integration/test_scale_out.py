@@ -1,0 +1,148 @@
+"""Scale-out (issue 7): two instances of every service in the same consumer groups settle a
+stream exactly once, with the ledger balanced and each pool's decisions in order; each
+instance settles its share."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from poolfin.clients import Observer, Publisher
+from poolfin.registry import SERVICES
+from poolfin.stack import Stack
+from shared.contracts import topics
+from tests.conftest import TEST_FUNDER, WATCHED
+from tests.integration.scenario import borrow, facility, open_pool, payment
+
+pytestmark = pytest.mark.integration
+
+SETTLING = {"PaymentReceived", "ReceivablesSettled", "RepaymentInstruction"}
+POOLS = 6
+PAYMENTS_PER_POOL = 30
+
+
+@pytest.fixture(scope="module")
+def two_of_each(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with Stack(tmp_path_factory.mktemp("scale-out"), env={"POOLFIN_TOPIC_PARTITIONS": "6"}) as s:
+        for name in SERVICES:
+            s.start_service(f"{name}#2")
+        s.wait_ready(tuple(f"{name}#2" for name in SERVICES), timeout=90)
+        _until_groups_are_shared(s)
+        yield s
+
+
+def _until_groups_are_shared(stack: Stack, timeout: float = 60) -> None:
+    """Each instance's latest assignment (its log) is non-empty: the groups have rebalanced."""
+    deadline = time.monotonic() + timeout
+    while True:
+        owners = {}
+        for key in stack.processes:
+            lines = (stack.work_dir / f"{key}.log").read_text().splitlines()
+            assigned = [
+                json.loads(line)["partitions"]
+                for line in lines
+                if line.startswith("{") and '"partitions assigned"' in line
+            ]
+            owners[key] = assigned[-1] if assigned else []
+        if all(owners.values()):
+            return
+        assert time.monotonic() < deadline, owners
+        time.sleep(0.2)
+
+
+async def test_two_instances_of_every_service_settle_each_payment_once_in_pool_order(
+    two_of_each: Stack, tmp_path: Path
+) -> None:
+    stack = two_of_each
+    async with (
+        Publisher(stack.bootstrap) as publisher,
+        Observer(stack.bootstrap, WATCHED) as observer,
+    ):
+        pools = []
+        for _ in range(POOLS):
+            slips = ["1000.00"] * PAYMENTS_PER_POOL
+            pool = await open_pool(publisher, observer, slips, facility(funder=TEST_FUNDER))
+            await borrow(publisher, observer, pool, f"{800 * PAYMENTS_PER_POOL}.00", TEST_FUNDER)
+            pools.append(pool)
+        payments = [
+            payment(pool, "1000.00", [receivable], paid_on="2026-08-03")
+            for index in range(PAYMENTS_PER_POOL)
+            for pool in pools
+            for receivable in [list(pool.slips)[index]]
+        ]
+        for event in payments:
+            await publisher.send(topics.ERP_PAYMENTS, event)
+        await publisher.flush()
+        await observer.wait_for(
+            topics.SETTLEMENT_RESULTS,
+            count=len(payments),
+            timeout=180,
+            where=lambda body: body["payment_id"] in {p["payment_id"] for p in payments},
+        )
+
+    # Both instances took part: each second instance settled some of the payments.
+    for name in ("intake", "credit", "settlement-splitter"):
+        log = (stack.work_dir / f"{name}#2.log").read_text()
+        assert any(
+            json.loads(line).get("event") == "processed"
+            and json.loads(line).get("type") in SETTLING
+            for line in log.splitlines()
+            if line.startswith("{")
+        ), f"{name}#2 settled nothing"
+
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        ids = [p["payment_id"] for p in payments]
+        per_kind = await conn.fetch(
+            "SELECT kind, count(*) AS n, count(DISTINCT payment_id) AS d"
+            " FROM settlement.ledger_transactions WHERE payment_id = ANY($1::text[])"
+            " GROUP BY kind ORDER BY kind",
+            ids,
+        )
+        assert [(r["kind"], r["n"], r["d"]) for r in per_kind] == [
+            ("freeze", len(ids), len(ids)),
+            ("split", len(ids), len(ids)),
+        ]
+        assert await conn.fetchval(
+            "SELECT count(*) FROM credit.repayments WHERE payment_id = ANY($1::text[])", ids
+        ) == len(ids)
+        # Each pool's repayments were decided one after another: the loan balance after one
+        # is the balance before the next, from the loan down to the base.
+        chains: dict[str, list[tuple[Decimal, Decimal]]] = defaultdict(list)
+        for row in await conn.fetch(
+            "SELECT pool_id, instruction FROM credit.repayments WHERE payment_id = ANY($1::text[])",
+            ids,
+        ):
+            body = json.loads(row["instruction"])
+            chains[row["pool_id"]].append(
+                (Decimal(body["loan_balance_before"]), Decimal(body["loan_balance_after"]))
+            )
+        for pool_id, steps in chains.items():
+            steps.sort(reverse=True)
+            assert all(a[1] == b[0] for a, b in itertools.pairwise(steps)), pool_id
+            assert steps[-1][1] == Decimal("0.00"), pool_id  # the last payment empties the pool
+    finally:
+        await conn.close()
+
+    verify = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "poolfin.cli", "ledger", "verify"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "POOLFIN_DATABASE_URL": stack.database_url},
+    )
+    assert verify.returncode == 0, verify.stdout
+    report = json.loads(verify.stdout)
+    assert report["problems"] == [] and Decimal(report["sum_of_balances"]) == 0
