@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -122,6 +125,19 @@ def http_json(base_url: str, method: str, path: str, body: bytes | None = None) 
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
+
+
+async def ledger_verify(database_url: str) -> tuple[int, dict[str, Any]]:
+    """`poolfin ledger verify` as an operator runs it: (exit code, its JSON report)."""
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "poolfin.cli", "ledger", "verify"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "POOLFIN_DATABASE_URL": database_url},
+    )
+    return done.returncode, json.loads(done.stdout)
 
 
 async def borrow(

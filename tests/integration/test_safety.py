@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -27,6 +25,7 @@ from tests.integration.scenario import (
     confirmation,
     facility,
     http_json,
+    ledger_verify,
     open_pool,
 )
 
@@ -92,16 +91,9 @@ async def test_ledger_verify_reports_loans_above_the_base_without_a_sweep(
         datetime.now(UTC).date(),
     )
     try:
-        verify = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "poolfin.cli", "ledger", "verify"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={"PATH": "/usr/bin:/bin", "POOLFIN_DATABASE_URL": stack.database_url},
-        )
-        assert verify.returncode == 1, verify.stdout
-        problems = json.loads(verify.stdout)["problems"]
+        code, report = await ledger_verify(stack.database_url)
+        assert code == 1, report
+        problems = report["problems"]
         assert any(
             pool.pool_id in p and "exceed the borrowing base 80000.00" in p for p in problems
         ), problems

@@ -4,11 +4,8 @@ instance settles its share."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -23,7 +20,7 @@ from poolfin.registry import SERVICES
 from poolfin.stack import Stack
 from shared.contracts import topics
 from tests.conftest import TEST_FUNDER, WATCHED
-from tests.integration.scenario import borrow, facility, open_pool, payment
+from tests.integration.scenario import borrow, facility, ledger_verify, open_pool, payment
 
 pytestmark = pytest.mark.integration
 
@@ -135,14 +132,6 @@ async def test_two_instances_of_every_service_settle_each_payment_once_in_pool_o
     finally:
         await conn.close()
 
-    verify = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "poolfin.cli", "ledger", "verify"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PATH": "/usr/bin:/bin", "POOLFIN_DATABASE_URL": stack.database_url},
-    )
-    assert verify.returncode == 0, verify.stdout
-    report = json.loads(verify.stdout)
+    code, report = await ledger_verify(stack.database_url)
+    assert code == 0, report
     assert report["problems"] == [] and Decimal(report["sum_of_balances"]) == 0
