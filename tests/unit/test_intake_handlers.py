@@ -1,0 +1,146 @@
+"""intake's handlers on the in-memory fake store: fast, no broker, no database. The same
+store contract is checked against PostgreSQL in tests/integration/test_intake_store.py."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from decimal import Decimal
+from typing import Any, cast
+
+import pytest
+
+from services.intake.handlers import handle
+from services.intake.repository import InMemoryIntakeStore, IntakeBatch, Pool
+from shared.contracts import messages as m
+from shared.contracts import topics
+from shared.contracts.codec import Rejected
+from shared.inbox import UnitOfWork
+from shared.money import MAX_AMOUNT, MAX_TOTAL
+from shared.outbox import Outbox
+
+POOL = "CE-1/S-1"
+
+
+def event(model: type[m.Message], pool_id: str = POOL, **fields: Any) -> m.Message:
+    return m.new_event(model, source="erp-test", pool_id=pool_id, **fields)
+
+
+def onboarding(pool_id: str = POOL, supplier: str = "S-1") -> m.Message:
+    return event(
+        m.SupplierOnboarded,
+        pool_id,
+        core_enterprise_id="CE-1",
+        supplier_id=supplier,
+        supplier_name="Supplier",
+    )
+
+
+def slip(receivable_id: str, amount: str, pool_id: str = POOL) -> m.Message:
+    return event(
+        m.SettlementSlipIssued,
+        pool_id,
+        receivable_id=receivable_id,
+        amount=Decimal(amount),
+        issued_on=date(2026, 7, 1),
+    )
+
+
+def pay(payment_id: str, amount: str, *receivables: str) -> m.Message:
+    return event(
+        m.PaymentReceived,
+        payment_id=payment_id,
+        amount=Decimal(amount),
+        receivable_ids=list(receivables),
+        paid_on=date(2026, 8, 3),
+    )
+
+
+async def batch(
+    store: InMemoryIntakeStore, *events: m.Message
+) -> tuple[list[tuple[str, dict[str, Any]]], list[str | None]]:
+    """One batch as the kernel runs it: prepare, handle each, flush. Returns what was emitted
+    and, per event, its refusal reason (None: taken)."""
+    state = IntakeBatch(store=store)
+    uow = UnitOfWork(conn=cast(Any, None), outbox=Outbox(), schema="intake", state=state)
+    await state.prepare(None, events)
+    reasons: list[str | None] = []
+    for e in events:
+        try:
+            await handle(uow, e)
+            reasons.append(None)
+        except Rejected as refusal:
+            reasons.append(refusal.reason.value)
+    await state.flush(None)
+    return [(topic, json.loads(value)) for topic, _, value in uow.outbox.rows], reasons
+
+
+async def test_onboarding_opens_a_pool_once_and_refuses_a_second_owner() -> None:
+    store = InMemoryIntakeStore()
+    emitted, reasons = await batch(store, onboarding(), onboarding())
+    assert reasons == [None, None]  # the same onboarding again changes nothing
+    assert [body["type"] for _, body in emitted] == ["PoolOpened"]
+    _, reasons = await batch(store, onboarding(supplier="S-2"), onboarding("CE-1/OTHER"))
+    assert reasons == ["pool_exists", "pool_exists"]
+    assert list(store.pool_rows) == [POOL]
+
+
+async def test_slips_fill_the_pool_and_a_duplicate_is_refused_in_and_across_batches() -> None:
+    store = InMemoryIntakeStore()
+    emitted, reasons = await batch(
+        store, onboarding(), slip("R-1", "600.00"), slip("R-1", "1.00"), slip("R-2", "400.00")
+    )
+    assert reasons == [None, None, "duplicate_receivable", None]
+    assert [
+        body["receivable_id"] for topic, body in emitted if body["type"] == "ReceivableAdded"
+    ] == [
+        "R-1",
+        "R-2",
+    ]
+    assert store.pool_rows[POOL].open_total == Decimal("1000.00")
+    _, reasons = await batch(store, slip("R-2", "5.00"), slip("R-3", "5.00", "CE-1/UNKNOWN"))
+    assert reasons == ["duplicate_receivable", "unknown_pool"]
+
+
+async def test_a_pool_stops_at_the_largest_total() -> None:
+    store = InMemoryIntakeStore(pool_rows={POOL: Pool(POOL, "CE-1", "S-1", MAX_TOTAL - MAX_AMOUNT)})
+    _, reasons = await batch(store, slip("R-1", str(MAX_AMOUNT)), slip("R-2", "0.01"))
+    assert reasons == [None, "pool_limit_exceeded"]
+    assert store.pool_rows[POOL].open_total == MAX_TOTAL
+
+
+async def test_a_payment_writes_off_its_receivables_once() -> None:
+    store = InMemoryIntakeStore()
+    await batch(store, onboarding(), slip("R-1", "600.00"), slip("R-2", "400.00"))
+    emitted, reasons = await batch(
+        store, pay("P-1", "600.00", "R-1"), pay("P-1", "600.00", "R-1"), pay("P-2", "1.00", "R-1")
+    )
+    assert reasons == [None, "duplicate_payment", "receivable_already_paid"]
+    [(topic, settled)] = emitted
+    assert topic == topics.POOL_EVENTS
+    assert (settled["written_off"], settled["core_enterprise_id"]) == ("600.00", "CE-1")
+    assert store.receivable_rows[("CE-1", "R-1")].state == "paid"
+    assert store.pool_rows[POOL].open_total == Decimal("400.00")
+
+
+async def test_a_confirmation_names_the_pools_own_buyer_or_none() -> None:
+    store = InMemoryIntakeStore()
+    await batch(store, onboarding())
+    own = event(m.FinancingConfirmation, application_id="A-1", confirmed=True)
+    other = event(
+        m.FinancingConfirmation, application_id="A-1", confirmed=True, core_enterprise_id="CE-9"
+    )
+    emitted, reasons = await batch(store, own, other)
+    assert reasons == [None, "not_the_pools_buyer"]
+    assert emitted[0][1]["core_enterprise_id"] == "CE-1"
+
+
+async def test_a_refused_payment_changes_nothing() -> None:
+    store = InMemoryIntakeStore()
+    await batch(store, onboarding(), slip("R-1", "100.00"))
+    _, reasons = await batch(store, pay("P-1", "100.01", "R-1"))
+    assert reasons == ["payment_exceeds_receivables"]
+    assert store.receivable_rows[("CE-1", "R-1")].state == "open"
+    assert store.payment_rows == {}
+    with pytest.raises(KeyError):
+        store.receivable_rows[("CE-1", "R-404")]
