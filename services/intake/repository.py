@@ -12,7 +12,7 @@ from typing import Protocol
 
 from services.intake.domain import Receivable
 from shared.contracts import messages as m
-from shared.db import Connection, first_time
+from shared.db import Connection, columns, first_time
 from shared.inbox import Inbound
 
 
@@ -133,12 +133,15 @@ class PostgresIntakeStore:
                 " issued_on, due_on, state) SELECT c, r, p, a, i, d, 'open' FROM unnest("
                 " $1::text[], $2::text[], $3::text[], $4::numeric[], $5::date[], $6::date[])"
                 " AS t(c, r, p, a, i, d)",
-                [n.core_enterprise_id for n in new],
-                [n.receivable_id for n in new],
-                [n.pool_id for n in new],
-                [n.amount for n in new],
-                [n.issued_on for n in new],
-                [n.due_on for n in new],
+                *columns(
+                    new,
+                    "core_enterprise_id",
+                    "receivable_id",
+                    "pool_id",
+                    "amount",
+                    "issued_on",
+                    "due_on",
+                ),
             )
         if changes.payments:
             paid = changes.payments
@@ -146,11 +149,7 @@ class PostgresIntakeStore:
                 "INSERT INTO payments(payment_id, pool_id, amount, written_off, paid_on)"
                 " SELECT * FROM unnest($1::text[], $2::text[], $3::numeric[], $4::numeric[],"
                 " $5::date[])",
-                [p.payment_id for p in paid],
-                [p.pool_id for p in paid],
-                [p.amount for p in paid],
-                [p.written_off for p in paid],
-                [p.paid_on for p in paid],
+                *columns(paid, "payment_id", "pool_id", "amount", "written_off", "paid_on"),
             )
         if changes.paid:
             await conn.execute(
