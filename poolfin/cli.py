@@ -268,7 +268,7 @@ def contracts_export(
     check: Annotated[bool, typer.Option(help="fail if files differ from the code")] = False,
 ) -> None:
     """Write JSON Schema per message and the AsyncAPI document (or check they are current)."""
-    from shared.contracts.publish import contract_files
+    from poolfin.contracts import contract_files
 
     stale = []
     for name, text in contract_files().items():

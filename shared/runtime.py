@@ -11,8 +11,8 @@ import asyncio
 import contextlib
 import dataclasses
 import os
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,10 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
+from pydantic import BaseModel
 from starlette.types import ASGIApp
 
+from shared.contracts.publish import payload_of
 from shared.db import create_pool, migrate
 from shared.inbox import (
     BatchConsumer,
@@ -52,6 +54,9 @@ class ServiceSpec:
     migrations: Path
     handle: Handler
     on_batch: BatchHook | None = None
+    # What the service publishes (through its outbox), by topic: declared as FastStream
+    # publishers so the service's AsyncAPI document shows what it sends, not only receives.
+    publishes: Mapping[str, tuple[type[BaseModel], ...]] = field(default_factory=dict)
     # The service's typed batch state, new for every transaction (UnitOfWork.state).
     new_state: Callable[[], Any] = lambda: None
     # An HTTP front, served when POOLFIN_HTTP_PORT is set: (database pool, producer) → ASGI app.
@@ -109,6 +114,14 @@ def build_broker(
     spec: ServiceSpec, settings: Settings, consumer: BatchConsumer | None
 ) -> KafkaBroker:
     broker = KafkaBroker(settings.kafka_bootstrap, logger=None, client_id=f"poolfin-{spec.name}")
+
+    for topic, models in spec.publishes.items():
+        broker.publisher(
+            topic,
+            title=f"{spec.name} sends {topic}",
+            description=f"Published by {spec.name} through its transactional outbox.",
+            schema=payload_of(models),
+        )
 
     @broker.subscriber(
         *spec.topics,

@@ -7,6 +7,7 @@ from pathlib import Path
 from services.credit.handlers import handle
 from services.credit.http import make_app
 from services.credit.repository import CreditBatch
+from shared.contracts import messages as m
 from shared.contracts import topics
 from shared.runtime import ServiceSpec
 from shared.settings import Settings
@@ -29,4 +30,11 @@ def spec(settings: Settings) -> ServiceSpec:
         new_state=CreditBatch,
         http=make_app,
         description="Pool positions, financing decisions, loans and repayment instructions.",
+        publishes={
+            topics.CREDIT_DECISIONS: (m.FinancingDecision, m.LoanOpened),
+            topics.CREDIT_POSITIONS: (m.PoolPosition,),
+            topics.CREDIT_LOAN_REQUESTS: (m.LoanRequested,),
+            topics.CREDIT_REPAYMENT_INSTRUCTIONS: (m.RepaymentInstruction,),
+            topics.CREDIT_REJECTED: (m.DeadLetter,),
+        },
     )

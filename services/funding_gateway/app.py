@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from services.funding_gateway.handlers import handle
+from shared.contracts import messages as m
 from shared.contracts import topics
 from shared.runtime import ServiceSpec
 from shared.settings import Settings
@@ -19,4 +20,9 @@ def spec(settings: Settings) -> ServiceSpec:
         migrations=Path(__file__).parent / "migrations",
         handle=handle,
         description="Sends loan requests to each funder's topic and relays their answers.",
+        publishes={
+            topics.funder_requests_topic("{funder_id}"): (m.FundingRequest,),
+            topics.FUNDING_RESULTS: (m.FundingResult,),
+            topics.FUNDING_GATEWAY_REJECTED: (m.DeadLetter,),
+        },
     )

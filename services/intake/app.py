@@ -6,6 +6,7 @@ from pathlib import Path
 
 from services.intake.handlers import archive_batch, handle
 from services.intake.repository import IntakeBatch
+from shared.contracts import messages as m
 from shared.contracts import topics
 from shared.runtime import ServiceSpec
 from shared.settings import Settings
@@ -22,4 +23,13 @@ def spec(settings: Settings) -> ServiceSpec:
         on_batch=archive_batch,
         new_state=IntakeBatch,
         description="Validates ERP events and publishes canonical pool events.",
+        publishes={
+            topics.POOL_EVENTS: (
+                m.PoolOpened,
+                m.ReceivableAdded,
+                m.ReceivablesSettled,
+                m.BuyerConfirmedFinancing,
+            ),
+            topics.INTAKE_REJECTED: (m.DeadLetter,),
+        },
     )

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from services.settlement_splitter.handlers import make_handler
 from services.settlement_splitter.repository import LedgerBatch
+from shared.contracts import messages as m
 from shared.contracts import topics
 from shared.runtime import ServiceSpec
 from shared.settings import Settings
@@ -21,4 +22,10 @@ def spec(settings: Settings) -> ServiceSpec:
         handle=make_handler(settings.settlement_fee_bps),
         new_state=LedgerBatch,
         description="Freezes payments, splits them by instruction and rules, releases the rest.",
+        publishes={
+            topics.SETTLEMENT_RESULTS: (m.SettlementReleased,),
+            topics.SETTLEMENT_FUNDER_REPAYMENTS: (m.FunderRepaymentNotice,),
+            topics.SETTLEMENT_RELEASES: (m.SupplierFundsReleased,),
+            topics.SETTLEMENT_REJECTED: (m.DeadLetter,),
+        },
     )

@@ -8,16 +8,17 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from poolfin.contracts import contract_files
 from shared.contracts import messages as m
 from shared.contracts import topics as t
 from shared.contracts.codec import Rejected, decode, encode, payload_digest
 from shared.contracts.messages import Reason
-from shared.contracts.publish import contract_files
 from shared.inbox import Inbound, dead_letter_for
 
 CONTRACTS_DIR = Path(__file__).resolve().parents[2] / "docs" / "contracts"
@@ -393,3 +394,23 @@ def test_new_event_refuses_a_misspelled_field_instead_of_dropping_it() -> None:
             payment_id="P-1",
             amuont="1.00",
         )
+
+
+def test_the_asyncapi_document_says_who_sends_and_who_receives_each_topic() -> None:
+    """Generated from the services' declared publishers and subscribers: every internal topic
+    has exactly one sender, and the ERP topics are received by intake only."""
+    spec = json.loads(contract_files()["asyncapi.json"])
+    senders: dict[str, set[str]] = {}
+    receivers: dict[str, set[str]] = {}
+    for name, operation in spec["operations"].items():
+        channel = spec["channels"][unquote(operation["channel"]["$ref"].rsplit("/", 1)[1])]
+        service = name.split(" ")[0]
+        side = senders if operation["action"] == "send" else receivers
+        side.setdefault(channel["address"], set()).add(service)
+    assert senders[t.POOL_EVENTS] == {"intake"}
+    assert receivers[t.POOL_EVENTS] == {"credit", "settlement-splitter"}
+    assert senders[t.CREDIT_REPAYMENT_INSTRUCTIONS] == {"credit"}
+    assert senders[t.funder_requests_topic("{funder_id}")] == {"funding-gateway"}
+    assert all(len(services) == 1 for services in senders.values()), senders
+    assert {receivers[topic] == {"intake"} for topic in t.ERP_TOPICS} == {True}
+    assert not set(t.ERP_TOPICS) & set(senders)
