@@ -12,7 +12,7 @@ from faststream.specification import AsyncAPI
 from poolfin.registry import SERVICES
 from shared.contracts.codec import models_for
 from shared.contracts.publish import EXTERNAL, dump, payload_of, schema_files
-from shared.runtime import ServiceSpec
+from shared.runtime import ServiceSpec, declare_publishers
 from shared.settings import Settings
 
 
@@ -31,13 +31,7 @@ def document(broker: KafkaBroker, spec: ServiceSpec) -> None:
             title=f"{spec.name} receives {topic}",
             description=EXTERNAL.get(topic, f"Consumed by {spec.name}."),
         )(consume)
-    for topic, models in spec.publishes.items():
-        broker.publisher(
-            topic,
-            title=f"{spec.name} sends {topic}",
-            description=f"Published by {spec.name} through its transactional outbox.",
-            schema=payload_of(models),
-        )
+    declare_publishers(broker, spec)
 
 
 def _asyncapi(broker: KafkaBroker, title: str, description: str) -> str:

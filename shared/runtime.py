@@ -110,11 +110,9 @@ def keep_bytes(msg: StreamMessage[Any]) -> Any:
     return msg.body
 
 
-def build_broker(
-    spec: ServiceSpec, settings: Settings, consumer: BatchConsumer | None
-) -> KafkaBroker:
-    broker = KafkaBroker(settings.kafka_bootstrap, logger=None, client_id=f"poolfin-{spec.name}")
-
+def declare_publishers(broker: KafkaBroker, spec: ServiceSpec) -> None:
+    """What the service sends, as FastStream publishers: its AsyncAPI document shows them.
+    (The outbox relay does the sending, with the producer it owns.)"""
     for topic, models in spec.publishes.items():
         broker.publisher(
             topic,
@@ -122,6 +120,14 @@ def build_broker(
             description=f"Published by {spec.name} through its transactional outbox.",
             schema=payload_of(models),
         )
+
+
+def build_broker(
+    spec: ServiceSpec, settings: Settings, consumer: BatchConsumer | None
+) -> KafkaBroker:
+    broker = KafkaBroker(settings.kafka_bootstrap, logger=None, client_id=f"poolfin-{spec.name}")
+
+    declare_publishers(broker, spec)
 
     @broker.subscriber(
         *spec.topics,
