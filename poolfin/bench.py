@@ -162,7 +162,21 @@ async def _setup(
             base = (pool_level * Decimal("0.8")).quantize(Decimal("0.01"))
             application_id = f"A-{pool_id.split('/')[1]}"
             await publisher.send(*scenario.application(pool_id, application_id, str(base)))
-            await publisher.send(*scenario.confirmation(pool_id, application_id))
+        await publisher.flush()
+        # The buyer confirms what credit has on record: the two travel different topics, and
+        # a confirmation that overtook its application would be refused.
+        await _until(
+            lambda: _is(
+                db,
+                "SELECT count(*) FROM credit.applications"
+                " WHERE pool_id LIKE $1 AND state = 'awaiting_buyer'",
+                pools,
+                f"%-{run}-%",
+            ),
+            "every application awaiting its buyer",
+        )
+        for pool_id in pool_ids:
+            await publisher.send(*scenario.confirmation(pool_id, f"A-{pool_id.split('/')[1]}"))
         await publisher.flush()
         requests = await funder.wait_for(
             topics.funder_requests_topic(FUNDER), count=pools, timeout=600

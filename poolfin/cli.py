@@ -57,6 +57,17 @@ def _unreachable_is_an_error(what: str, where: str, variable: str) -> Iterator[N
         raise typer.Exit(1) from exc
 
 
+def _exit_on_sigterm() -> None:
+    """SIGTERM (and SIGHUP) end a command as Ctrl-C does: through its `finally` blocks, so
+    the broker, database and services it started are stopped, not orphaned."""
+
+    def stop(signum: int, _: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, stop)
+
+
 def _start(stack: Stack) -> Stack:
     """Start an embedded stack, or say in one line why it could not start (exit 1). Whatever
     had been started is stopped by then (Stack.start cleans up on failure)."""
@@ -145,6 +156,8 @@ def demo(
     """Reproduce the seed paper's worked examples against the running stack (starting one if
     none is up). Exits non-zero if any figure differs."""
     from poolfin.demo import run_demo
+
+    _exit_on_sigterm()
     from poolfin.stack import Stack, new_work_dir, running_stack
 
     settings = Settings()
@@ -305,6 +318,8 @@ def bench(
     """Push N payments through a fresh embedded stack on the real path (a facility and a loan
     in every pool); print settlements/s, latencies, CPU per settlement and memory."""
     from poolfin.bench import run_bench
+
+    _exit_on_sigterm()
 
     if payments < pools or payments % pools:
         typer.echo("error: --payments must be a positive multiple of --pools", err=True)

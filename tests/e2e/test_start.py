@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -112,3 +114,38 @@ def test_a_start_that_fails_leaves_no_broker_behind(tmp_path: Path, command: lis
     assert "Traceback" not in done.stderr
     assert "service credit exited" in done.stderr
     assert _brokers_and_databases() - before == set()
+
+
+@pytest.mark.integration
+def test_sigterm_to_a_command_that_started_a_stack_stops_all_of_it(tmp_path: Path) -> None:
+    """`poolfin demo` with no stack up starts one; a SIGTERM mid-run (a supervisor, a CI
+    timeout) ends the command through its cleanup, not around it."""
+    before = _brokers_and_databases()
+    demo = subprocess.Popen(
+        [*POOLFIN, "demo"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "POOLFIN_DATA_DIR": str(tmp_path / "data"),
+        },
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while len(_brokers_and_databases() - before) < 6:  # broker, database, four services
+            assert demo.poll() is None, demo.communicate()
+            assert time.monotonic() < deadline, "the stack did not start"
+            time.sleep(0.2)
+        demo.send_signal(signal.SIGTERM)
+        demo.wait(timeout=60)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    assert demo.returncode == 128 + signal.SIGTERM
+    deadline = time.monotonic() + 30
+    while _brokers_and_databases() - before:
+        assert time.monotonic() < deadline, _brokers_and_databases() - before
+        time.sleep(0.2)
