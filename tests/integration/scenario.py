@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from poolfin.clients import Observer, Publisher, erp_event
+from poolfin.stack import Stack
 from shared.contracts import topics
+from shared.db import Connection, create_pool, migrate
 
 CORE = "CE-TEST"
 
@@ -125,6 +132,35 @@ def http_json(base_url: str, method: str, path: str, body: bytes | None = None) 
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
+
+
+@contextlib.asynccontextmanager
+async def fresh_schema(database_url: str, migrations: Path, name: str) -> AsyncIterator[Connection]:
+    """A connection, inside a transaction, to a new schema migrated like a service's own."""
+    schema = f"{name}_contract_{uuid.uuid4().hex[:8]}"
+    await migrate(database_url, schema, migrations)
+    pool = await create_pool(database_url, schema, 1)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            yield conn
+    finally:
+        await pool.close()
+
+
+def contract_store(fake: Callable[[], Any], real: Callable[[Connection], Any], service: str) -> Any:
+    """The `store` fixture of a repository contract suite: every test runs once on the
+    in-memory fake and once on PostgreSQL (a fresh schema migrated as the service's own)."""
+    migrations = Path(__file__).parents[2] / "services" / service / "migrations"
+
+    @pytest.fixture(params=["memory", "postgres"])
+    async def store(request: pytest.FixtureRequest, stack: Stack) -> AsyncIterator[Any]:
+        if request.param == "memory":
+            yield fake()
+            return
+        async with fresh_schema(stack.database_url, migrations, service) as conn:
+            yield real(conn)
+
+    return store
 
 
 async def ledger_verify(database_url: str) -> tuple[int, dict[str, Any]]:

@@ -3,16 +3,12 @@ the handler tests use behaves as the real thing does."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from datetime import date
 from decimal import Decimal
-from pathlib import Path
 
 import asyncpg
 import pytest
 
-from poolfin.stack import Stack
 from services.intake.domain import Receivable
 from services.intake.repository import (
     InMemoryIntakeStore,
@@ -23,26 +19,11 @@ from services.intake.repository import (
     Pool,
     PostgresIntakeStore,
 )
-from shared.db import create_pool, migrate
+from tests.integration.scenario import contract_store
 
 pytestmark = pytest.mark.integration
 
-MIGRATIONS = Path(__file__).parents[2] / "services" / "intake" / "migrations"
-
-
-@pytest.fixture(params=["memory", "postgres"])
-async def store(request: pytest.FixtureRequest, stack: Stack) -> AsyncIterator[IntakeStore]:
-    if request.param == "memory":
-        yield InMemoryIntakeStore()
-        return
-    schema = f"intake_contract_{uuid.uuid4().hex[:8]}"
-    await migrate(stack.database_url, schema, MIGRATIONS)
-    pool = await create_pool(stack.database_url, schema, 1)
-    try:
-        async with pool.acquire() as conn, conn.transaction():
-            yield PostgresIntakeStore(conn)
-    finally:
-        await pool.close()
+store = contract_store(InMemoryIntakeStore, PostgresIntakeStore, "intake")
 
 
 def opened(pool_id: str, supplier: str) -> tuple[str, str, str, str]:

@@ -73,6 +73,8 @@ async def test_a_confirmation_naming_another_pools_application_lends_nothing(
     # The real buyer's confirmation, in the right pool, still goes through.
     await publisher.send(topics.ERP_FINANCING_CONFIRMATIONS, confirmation(big, application_id))
     await observer.wait_for(topics.CREDIT_LOAN_REQUESTS, request_id=application_id)
+    # Its request is the only one: the forged confirmation before it asked for nothing.
+    assert len(observer.find(topics.CREDIT_LOAN_REQUESTS, request_id=application_id)) == 1
 
 
 async def test_ledger_verify_reports_loans_above_the_base_without_a_sweep(

@@ -3,10 +3,9 @@ store contract is checked against PostgreSQL in tests/integration/test_intake_st
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
@@ -14,10 +13,8 @@ from services.intake.handlers import handle
 from services.intake.repository import InMemoryIntakeStore, IntakeBatch, Pool
 from shared.contracts import messages as m
 from shared.contracts import topics
-from shared.contracts.codec import Rejected
-from shared.inbox import UnitOfWork
 from shared.money import MAX_AMOUNT, MAX_TOTAL
-from shared.outbox import Outbox
+from tests.unit.batches import run_batch
 
 POOL = "CE-1/S-1"
 
@@ -59,20 +56,7 @@ def pay(payment_id: str, amount: str, *receivables: str) -> m.Message:
 async def batch(
     store: InMemoryIntakeStore, *events: m.Message
 ) -> tuple[list[tuple[str, dict[str, Any]]], list[str | None]]:
-    """One batch as the kernel runs it: prepare, handle each, flush. Returns what was emitted
-    and, per event, its refusal reason (None: taken)."""
-    state = IntakeBatch(store=store)
-    uow = UnitOfWork(conn=cast(Any, None), outbox=Outbox(), schema="intake", state=state)
-    await state.prepare(None, events)
-    reasons: list[str | None] = []
-    for e in events:
-        try:
-            await handle(uow, e)
-            reasons.append(None)
-        except Rejected as refusal:
-            reasons.append(refusal.reason.value)
-    await state.flush(None)
-    return [(topic, json.loads(value)) for topic, _, value in uow.outbox.rows], reasons
+    return await run_batch(IntakeBatch(store=store), handle, *events)
 
 
 async def test_onboarding_opens_a_pool_once_and_refuses_a_second_owner() -> None:
