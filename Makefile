@@ -26,8 +26,9 @@ test: $(BIN)/poolfin lint
 	$(BIN)/pytest -ra
 
 bench: $(BIN)/poolfin
-	$(BIN)/poolfin bench --payments 2000 --pools 20
-	$(BIN)/poolfin bench --payments 2000 --pools 20 --rate 100
+	$(BIN)/poolfin bench --payments 10000 --pools 100 --ceiling
+	$(BIN)/poolfin bench --payments 10000 --pools 100 --rate 500
+	$(BIN)/poolfin bench --payments 10000 --pools 100 --open-receivables 1000000
 
 contracts: $(BIN)/poolfin
 	$(BIN)/poolfin contracts export

@@ -15,7 +15,8 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from poolfin.clients import Observer, Publisher, erp_event
+from poolfin import scenario as erp
+from poolfin.clients import Observer, Publisher
 from shared.contracts import topics
 from shared.money import money_text
 
@@ -81,13 +82,7 @@ class DemoResult:
 
 
 async def _onboard(publisher: Publisher, observer: Observer, pool_id: str, supplier: str) -> None:
-    event = erp_event(
-        "SupplierOnboarded",
-        pool_id,
-        core_enterprise_id=CORE,
-        supplier_id=supplier,
-        supplier_name=f"Supplier {supplier}",
-    )
+    _, event = erp.onboarding(pool_id, CORE, supplier, f"Supplier {supplier}")
     await publisher.send(topics.ERP_SUPPLIERS, event)
     await observer.wait_for(topics.CREDIT_POSITIONS, correlation_id=event["event_id"])
 
@@ -104,25 +99,14 @@ async def water_levels(
         for index, (day, wan) in enumerate(deliveries, start=1):
             receivable_id = f"SS-{run}-{month}-{index}"
             slips.setdefault(month, []).append(receivable_id)
-            event = erp_event(
-                "SettlementSlipIssued",
-                pool_id,
-                receivable_id=receivable_id,
-                amount=cny(wan),
-                issued_on=day.isoformat(),
-            )
+            _, event = erp.slip(pool_id, receivable_id, cny(wan), day)
             await publisher.send(topics.ERP_SETTLEMENT_SLIPS, event)
             sent.append(event["event_id"])
         for delivered, paid in PAYS_IN.items():
             if paid == month:
                 total = sum(w for _, w in DELIVERIES[delivered])
-                event = erp_event(
-                    "PaymentReceived",
-                    pool_id,
-                    payment_id=f"PAY-{run}-{month}",
-                    amount=cny(total),
-                    receivable_ids=slips[delivered],
-                    paid_on=PAID_ON[month].isoformat(),
+                _, event = erp.payment(
+                    pool_id, f"PAY-{run}-{month}", cny(total), slips[delivered], PAID_ON[month]
                 )
                 await publisher.send(topics.ERP_PAYMENTS, event)
                 sent.append(event["event_id"])
@@ -145,25 +129,11 @@ async def settlement(
     pool_id = f"{CORE}/{supplier}"
     value_date = date(2026, 8, 3)
     await _onboard(publisher, observer, pool_id, supplier)
-    facility = erp_event(
-        "FacilitySet",
-        pool_id,
-        source="operator",
-        credit_line=cny(100),
-        discount_rate="0.8",
-        annual_interest_rate="0.0435",
-        funder_id=BANK,
-    )
+    _, facility = erp.facility(pool_id, line=cny(100), rate="0.8", funder=BANK)
     await publisher.send(topics.ADMIN_FACILITIES, facility)
     slip_ids = []
     for index, wan in enumerate((60, 30, 10), start=1):
-        slip = erp_event(
-            "SettlementSlipIssued",
-            pool_id,
-            receivable_id=f"SS-{run}-B{index}",
-            amount=cny(wan),
-            issued_on="2026-07-01",
-        )
+        _, slip = erp.slip(pool_id, f"SS-{run}-B{index}", cny(wan), "2026-07-01")
         await publisher.send(topics.ERP_SETTLEMENT_SLIPS, slip)
         slip_ids.append(slip["event_id"])
     for event_id in [facility["event_id"], *slip_ids]:
@@ -171,54 +141,20 @@ async def settlement(
     say(f"  pool {pool_id}: 100万 in slips, rate 0.8, line 100万, funder {BANK}")
 
     application_id = f"APP-{run}"
-    await publisher.send(
-        topics.SUPPLIER_FINANCING_APPLICATIONS,
-        erp_event(
-            "FinancingApplied",
-            pool_id,
-            source=supplier,
-            application_id=application_id,
-            amount=cny(80),
-        ),
-    )
+    await publisher.send(*erp.application(pool_id, application_id, cny(80), supplier))
     await observer.wait_for(
         topics.CREDIT_DECISIONS, application_id=application_id, state="awaiting_buyer"
     )
-    await publisher.send(
-        topics.ERP_FINANCING_CONFIRMATIONS,
-        erp_event("FinancingConfirmation", pool_id, application_id=application_id, confirmed=True),
-    )
+    await publisher.send(*erp.confirmation(pool_id, application_id))
     request = (
         await observer.wait_for(topics.funder_requests_topic(BANK), request_id=application_id)
     )[0]
-    await publisher.send(
-        topics.FUNDING_RESPONSES,
-        erp_event(
-            "FunderResponse",
-            pool_id,
-            source=BANK,
-            request_id=request["request_id"],
-            funder_id=BANK,
-            decision="disbursed",
-            amount=request["amount"],
-            value_date=value_date.isoformat(),
-        ),
-    )
+    await publisher.send(*erp.disbursal(request, value_date))
     await observer.wait_for(topics.CREDIT_DECISIONS, type="LoanOpened", loan_id=application_id)
     say("  supplier borrowed 80万: applied, confirmed by the buyer, disbursed by the bank")
 
     payment_id = f"PAY-{run}-B"
-    await publisher.send(
-        topics.ERP_PAYMENTS,
-        erp_event(
-            "PaymentReceived",
-            pool_id,
-            payment_id=payment_id,
-            amount=cny(10),
-            receivable_ids=[f"SS-{run}-B3"],
-            paid_on=value_date.isoformat(),
-        ),
-    )
+    await publisher.send(*erp.payment(pool_id, payment_id, cny(10), [f"SS-{run}-B3"], value_date))
     released = (await observer.wait_for(topics.SETTLEMENT_RESULTS, payment_id=payment_id))[0]
     instruction = observer.find(topics.CREDIT_REPAYMENT_INSTRUCTIONS, payment_id=payment_id)
     result.repaid = Decimal(released["repaid_principal"])

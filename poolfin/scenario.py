@@ -67,9 +67,11 @@ def payment(
     )
 
 
-def application(pool_id: str, application_id: str, amount: str) -> Record:
+def application(
+    pool_id: str, application_id: str, amount: str, supplier: str = "supplier"
+) -> Record:
     return topics.SUPPLIER_FINANCING_APPLICATIONS, erp_event(
-        "FinancingApplied", pool_id, application_id=application_id, amount=amount
+        "FinancingApplied", pool_id, source=supplier, application_id=application_id, amount=amount
     )
 
 

@@ -105,18 +105,20 @@ class UnitOfWork(Generic[S]):
         self.outbox.emit(topic, message)
 
 
-Handler = Callable[[UnitOfWork[Any], Message], Awaitable[None]]
+# A handler decides one message: None when it took effect, or the refusal (a value, with its
+# reason code) that dead-letters it. A handler that raises Rejected is taken the same way.
+Handler = Callable[[UnitOfWork[Any], Message], Awaitable["Rejected | None"]]
 BatchHook = Callable[[UnitOfWork[Any], Sequence[Inbound]], Awaitable[None]]
 
 
-def dispatch(handlers: Mapping[type[Any], Callable[..., Awaitable[None]]]) -> Handler:
+def dispatch(handlers: Mapping[type[Any], Callable[..., Awaitable[Rejected | None]]]) -> Handler:
     """One handler per message type, looked up in a map (no isinstance chains)."""
 
-    async def handle(uow: UnitOfWork[Any], message: Message) -> None:
+    async def handle(uow: UnitOfWork[Any], message: Message) -> Rejected | None:
         handler = handlers.get(type(message))
         if handler is None:
-            raise Rejected(Reason.UNKNOWN_TYPE, f"{message.type} is not handled here")
-        await handler(uow, message)
+            return Rejected(Reason.UNKNOWN_TYPE, f"{message.type} is not handled here")
+        return await handler(uow, message)
 
     return handle
 
@@ -277,11 +279,12 @@ class BatchConsumer:
                         new_rows.append((self.service, message.event_id, digest))
                         if not skip_handler:
                             try:
-                                await self._handle(uow, message)
-                                outcomes.append(("effects", {**context, "type": message.type}))
-                                continue
+                                refusal = await self._handle(uow, message)
                             except Rejected as domain_refusal:
                                 refusal = domain_refusal
+                            if refusal is None:
+                                outcomes.append(("effects", {**context, "type": message.type}))
+                                continue
                 elif message is not None and refusal is not None and message.event_id not in seen:
                     # Forced dead letter of a decodable message: mark it done as well.
                     seen[message.event_id] = payload_digest(record.value)

@@ -29,10 +29,10 @@ Uow = UnitOfWork[repo.CreditBatch]
 A = m.ApplicationState
 
 
-async def _known_pool(uow: Uow, pool_id: str) -> repo.PoolState:
+async def _known_pool(uow: Uow, pool_id: str) -> repo.PoolState | Rejected:
     pool = await uow.state.pool(uow.conn, pool_id)
     if not pool.exists:
-        raise Rejected(m.Reason.UNKNOWN_POOL, f"pool {pool_id} is not known to credit")
+        return Rejected(m.Reason.UNKNOWN_POOL, f"pool {pool_id} is not known to credit")
     return pool
 
 
@@ -86,41 +86,48 @@ def _available(pool: repo.PoolState, not_counting: Decimal = ZERO) -> Decimal:
     )
 
 
-async def on_facility_set(uow: Uow, event: m.FacilitySet) -> None:
+async def on_facility_set(uow: Uow, event: m.FacilitySet) -> Rejected | None:
     if reason := facility_refusal(event.discount_rate, event.annual_interest_rate):
-        raise Rejected(m.Reason.INVALID_FACILITY, reason)
+        return Rejected(m.Reason.INVALID_FACILITY, reason)
     pool = await uow.state.pool(uow.conn, event.pool_id)  # a facility may precede the pool
     uow.state.set_facility(pool, event)
     emit_position(uow, event, pool)
+    return None
 
 
-async def on_pool_opened(uow: Uow, event: m.PoolOpened) -> None:
+async def on_pool_opened(uow: Uow, event: m.PoolOpened) -> Rejected | None:
     pool = await uow.state.pool(uow.conn, event.pool_id)
     uow.state.open_pool(pool, event.core_enterprise_id, event.supplier_id)
     pool.exists = True
     emit_position(uow, event, pool)
+    return None
 
 
-async def on_receivable_added(uow: Uow, event: m.ReceivableAdded) -> None:
+async def on_receivable_added(uow: Uow, event: m.ReceivableAdded) -> Rejected | None:
     pool = await _known_pool(uow, event.pool_id)
+    if isinstance(pool, Rejected):
+        return pool
     level = pool.water_level + event.amount
     if level > MAX_TOTAL:  # intake refuses such a slip; never overflow the level's column
-        raise Rejected(
+        return Rejected(
             m.Reason.POOL_LIMIT_EXCEEDED, f"pool level would be {level}; at most {MAX_TOTAL}"
         )
     uow.state.set_level(pool, level)
     emit_position(uow, event, pool)
+    return None
 
 
-async def on_receivables_settled(uow: Uow, event: m.ReceivablesSettled) -> None:
+async def on_receivables_settled(uow: Uow, event: m.ReceivablesSettled) -> Rejected | None:
     pool = await _known_pool(uow, event.pool_id)
+    if isinstance(pool, Rejected):
+        return pool
     if await uow.state.payment_decided(uow.conn, event.payment_id):
-        raise Rejected(
+        return Rejected(
             m.Reason.DUPLICATE_PAYMENT, f"payment {event.payment_id} was already decided"
         )
     level = pool.water_level - event.written_off
     if level < 0:  # intake never writes off more than the pool holds: the two disagree
-        raise Rejected(
+        return Rejected(
             m.Reason.LEVEL_BELOW_ZERO,
             f"writing off {event.written_off} would take pool {event.pool_id} from "
             f"{pool.water_level} below zero",
@@ -155,15 +162,18 @@ async def on_receivables_settled(uow: Uow, event: m.ReceivablesSettled) -> None:
     uow.state.set_level(pool, level)
     uow.emit(topics.CREDIT_REPAYMENT_INSTRUCTIONS, instruction)
     emit_position(uow, event, pool)
+    return None
 
 
-async def on_financing_applied(uow: Uow, event: m.FinancingApplied) -> None:
+async def on_financing_applied(uow: Uow, event: m.FinancingApplied) -> Rejected | None:
     pool = await _known_pool(uow, event.pool_id)
+    if isinstance(pool, Rejected):
+        return pool
     holder = await uow.state.holder(uow.conn, event.application_id)
     if holder is not None and (
         holder != event.pool_id or event.application_id in uow.state.applications
     ):
-        raise Rejected(
+        return Rejected(
             m.Reason.DUPLICATE_APPLICATION,
             f"application id {event.application_id} is already taken"
             + ("" if holder == event.pool_id else " by another pool"),
@@ -184,41 +194,46 @@ async def on_financing_applied(uow: Uow, event: m.FinancingApplied) -> None:
     )
     _decide(uow, event, event.application_id, state, event.amount, available, reason)
     emit_position(uow, event, pool)
+    return None
 
 
 async def _pending_application(
     uow: Uow, pool_id: str, application_id: str, expected: m.ApplicationState
-) -> repo.Application:
+) -> repo.Application | Rejected:
     """The pool's application in state `expected`; refused with a reason when the id is
     unknown, belongs to another pool, or is not in that state (every lookup scoped by pool)."""
     application = await uow.state.application(uow.conn, application_id)
     if application is None:
-        raise Rejected(
+        return Rejected(
             m.Reason.UNKNOWN_APPLICATION, f"application {application_id} of {pool_id} unknown"
         )
     if application.pool_id != pool_id:
-        raise Rejected(
+        return Rejected(
             m.Reason.APPLICATION_NOT_IN_POOL,
             f"application {application_id} belongs to another pool, not {pool_id}",
         )
     if application.state != expected.value:
-        raise Rejected(
+        return Rejected(
             m.Reason.APPLICATION_NOT_PENDING,
             f"application {application_id} is {application.state}, not {expected.value}",
         )
     return application
 
 
-async def on_buyer_confirmation(uow: Uow, event: m.BuyerConfirmedFinancing) -> None:
+async def on_buyer_confirmation(uow: Uow, event: m.BuyerConfirmedFinancing) -> Rejected | None:
     pool = await _known_pool(uow, event.pool_id)
+    if isinstance(pool, Rejected):
+        return pool
     if event.core_enterprise_id is not None and event.core_enterprise_id != pool.core_enterprise_id:
-        raise Rejected(
+        return Rejected(
             m.Reason.NOT_THE_POOLS_BUYER,
             f"{event.core_enterprise_id} is not the core enterprise of pool {event.pool_id}",
         )
     application = await _pending_application(
         uow, event.pool_id, event.application_id, A.AWAITING_BUYER
     )
+    if isinstance(application, Rejected):
+        return application
     amount = application.amount
     # The level may have dropped since the application: check again, without counting the
     # application's own reservation (invariant 4 at the moment the request leaves).
@@ -249,23 +264,28 @@ async def on_buyer_confirmation(uow: Uow, event: m.BuyerConfirmedFinancing) -> N
             ),
         )
     emit_position(uow, event, pool)
+    return None
 
 
-async def on_funding_result(uow: Uow, event: m.FundingResult) -> None:
+async def on_funding_result(uow: Uow, event: m.FundingResult) -> Rejected | None:
     pool = await _known_pool(uow, event.pool_id)
+    if isinstance(pool, Rejected):
+        return pool
     application = await _pending_application(uow, event.pool_id, event.request_id, A.REQUESTED)
+    if isinstance(application, Rejected):
+        return application
     amount = application.amount
     if event.decision == m.FunderDecision.APPROVED:
-        return  # approved, money not yet paid out: still in flight
+        return None  # approved, money not yet paid out: still in flight
     if event.decision == m.FunderDecision.REJECTED:
         uow.state.move_application(
             pool, application, A.REFUSED.value, m.Reason.REJECTED_BY_FUNDER.value
         )
         _decide(uow, event, event.request_id, A.REFUSED, amount, ZERO, m.Reason.REJECTED_BY_FUNDER)
         emit_position(uow, event, pool)
-        return
+        return None
     if event.amount != amount:
-        raise Rejected(
+        return Rejected(
             m.Reason.AMOUNT_MISMATCH,
             f"funder disbursed {event.amount}, the request was for {amount}",
         )
@@ -298,10 +318,12 @@ async def on_funding_result(uow: Uow, event: m.FundingResult) -> None:
         ),
     )
     emit_position(uow, event, pool)
+    return None
 
 
-async def on_settlement_released(uow: Uow, event: m.SettlementReleased) -> None:
+async def on_settlement_released(uow: Uow, event: m.SettlementReleased) -> Rejected | None:
     uow.state.confirm(event.pool_id, event.payment_id)  # step 6, written at flush
+    return None
 
 
 handle = dispatch(

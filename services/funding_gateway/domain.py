@@ -19,15 +19,15 @@ ALLOWED: dict[str, frozenset[FunderDecision]] = {
 
 def accept_response(
     state: str, decision: FunderDecision, requested: Decimal, answered: Decimal | None
-) -> Decimal:
-    """Check a funder's answer against the request; returns the amount it stands for."""
+) -> Decimal | Rejected:
+    """Check a funder's answer against the request: the amount it stands for, or its refusal."""
     if decision not in ALLOWED[state]:
-        raise Rejected(
+        return Rejected(
             Reason.APPLICATION_NOT_PENDING,
             f"request is {state}; a '{decision.value}' answer is not accepted now",
         )
     if decision == FunderDecision.DISBURSED and answered is not None and answered != requested:
-        raise Rejected(
+        return Rejected(
             Reason.AMOUNT_MISMATCH, f"disbursed {answered} but {requested} was requested"
         )
     return requested

@@ -17,9 +17,9 @@ SOURCE = "funding-gateway"
 Uow = UnitOfWork[None]
 
 
-async def on_loan_requested(uow: Uow, request: m.LoanRequested) -> None:
+async def on_loan_requested(uow: Uow, request: m.LoanRequested) -> Rejected | None:
     if not await repo.insert_request(uow.conn, request):
-        raise Rejected(m.Reason.INVALID_MESSAGE, f"request {request.request_id} was already sent")
+        return Rejected(m.Reason.INVALID_MESSAGE, f"request {request.request_id} was already sent")
     uow.emit(
         topics.funder_requests_topic(request.funder_id),
         m.new_event(
@@ -35,14 +35,15 @@ async def on_loan_requested(uow: Uow, request: m.LoanRequested) -> None:
             tenor_days=request.tenor_days,
         ),
     )
+    return None
 
 
-async def on_funder_response(uow: Uow, response: m.FunderResponse) -> None:
+async def on_funder_response(uow: Uow, response: m.FunderResponse) -> Rejected | None:
     request = await repo.lock_request(uow.conn, response.request_id)
     if request is None:
-        raise Rejected(m.Reason.UNKNOWN_REQUEST, f"request {response.request_id} unknown")
+        return Rejected(m.Reason.UNKNOWN_REQUEST, f"request {response.request_id} unknown")
     if request["funder_id"] != response.funder_id or request["pool_id"] != response.pool_id:
-        raise Rejected(
+        return Rejected(
             m.Reason.UNKNOWN_REQUEST,
             f"request {response.request_id} was not sent to {response.funder_id} "
             f"for pool {response.pool_id}",
@@ -50,6 +51,8 @@ async def on_funder_response(uow: Uow, response: m.FunderResponse) -> None:
     amount = accept_response(
         request["state"], response.decision, Decimal(request["amount"]), response.amount
     )
+    if isinstance(amount, Rejected):
+        return amount
     await repo.record_response(uow.conn, response)
     uow.emit(
         topics.FUNDING_RESULTS,
@@ -66,6 +69,7 @@ async def on_funder_response(uow: Uow, response: m.FunderResponse) -> None:
             reason=response.reason,
         ),
     )
+    return None
 
 
 handle = dispatch({m.LoanRequested: on_loan_requested, m.FunderResponse: on_funder_response})

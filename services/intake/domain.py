@@ -20,31 +20,31 @@ class Receivable:
 
 def check_payment(
     pool_id: str, amount: Decimal, receivable_ids: Sequence[str], known: Mapping[str, Receivable]
-) -> Decimal:
-    """Return the amount written off by a payment, or refuse it with the first problem found.
+) -> Decimal | Rejected:
+    """The amount written off by a payment, or its refusal (a value) for the first problem found.
 
     The payment must name receivables that exist, belong to this pool and are open, each once,
     and may not exceed what it writes off (money the pool never owed has no place to go).
     """
     if len(set(receivable_ids)) != len(receivable_ids):
-        raise Rejected(Reason.INVALID_MESSAGE, "a receivable is named twice in the payment")
+        return Rejected(Reason.INVALID_MESSAGE, "a receivable is named twice in the payment")
     written_off = Decimal("0.00")
     for receivable_id in receivable_ids:
         receivable = known.get(receivable_id)
         if receivable is None:
-            raise Rejected(Reason.UNKNOWN_RECEIVABLE, f"receivable {receivable_id} is not known")
+            return Rejected(Reason.UNKNOWN_RECEIVABLE, f"receivable {receivable_id} is not known")
         if receivable.pool_id != pool_id:
-            raise Rejected(
+            return Rejected(
                 Reason.RECEIVABLE_NOT_IN_POOL,
                 f"receivable {receivable_id} belongs to pool {receivable.pool_id}, not {pool_id}",
             )
         if receivable.state != "open":
-            raise Rejected(
+            return Rejected(
                 Reason.RECEIVABLE_ALREADY_PAID, f"receivable {receivable_id} is already paid"
             )
         written_off += receivable.amount
     if amount > written_off:
-        raise Rejected(
+        return Rejected(
             Reason.PAYMENT_EXCEEDS_RECEIVABLES,
             f"payment {amount} exceeds the {written_off} it writes off",
         )

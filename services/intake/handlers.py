@@ -29,19 +29,19 @@ async def archive_batch(uow: Uow, records: Sequence[Inbound]) -> None:
         log.warning("records read again were archived before; kept once", records=again)
 
 
-async def _known_pool(uow: Uow, pool_id: str) -> repo.Pool:
+async def _known_pool(uow: Uow, pool_id: str) -> repo.Pool | Rejected:
     pool = await uow.state.pool(uow.conn, pool_id)
     if pool is None:
-        raise Rejected(
+        return Rejected(
             m.Reason.UNKNOWN_POOL, f"pool {pool_id} is not known: onboard the supplier first"
         )
     return pool
 
 
-async def on_supplier_onboarded(uow: Uow, event: m.SupplierOnboarded) -> None:
+async def on_supplier_onboarded(uow: Uow, event: m.SupplierOnboarded) -> Rejected | None:
     existing = await uow.state.pool_of(uow.conn, event.core_enterprise_id, event.supplier_id)
     if existing is not None and existing != event.pool_id:
-        raise Rejected(
+        return Rejected(
             m.Reason.POOL_EXISTS,
             f"supplier {event.supplier_id} of {event.core_enterprise_id} already "
             f"has pool {existing}",
@@ -52,10 +52,10 @@ async def on_supplier_onboarded(uow: Uow, event: m.SupplierOnboarded) -> None:
             event.core_enterprise_id,
             event.supplier_id,
         ):
-            raise Rejected(
+            return Rejected(
                 m.Reason.POOL_EXISTS, f"pool {event.pool_id} belongs to another supplier"
             )
-        return  # the same onboarding again: nothing changes
+        return None  # the same onboarding again: nothing changes
     uow.state.open_pool(event)
     uow.emit(
         topics.POOL_EVENTS,
@@ -68,18 +68,21 @@ async def on_supplier_onboarded(uow: Uow, event: m.SupplierOnboarded) -> None:
             supplier_id=event.supplier_id,
         ),
     )
+    return None
 
 
-async def on_settlement_slip(uow: Uow, slip: m.SettlementSlipIssued) -> None:
+async def on_settlement_slip(uow: Uow, slip: m.SettlementSlipIssued) -> Rejected | None:
     pool = await _known_pool(uow, slip.pool_id)
+    if isinstance(pool, Rejected):
+        return pool
     if await uow.state.receivables_of(uow.conn, pool.core_enterprise_id, [slip.receivable_id]):
-        raise Rejected(
+        return Rejected(
             m.Reason.DUPLICATE_RECEIVABLE, f"receivable {slip.receivable_id} is already registered"
         )
     # A pool's open receivables stay within what every table and sum downstream can hold:
     # credit's level, its borrowing base, the ledger (issue 6, defect 3).
     if pool.open_total + slip.amount > MAX_TOTAL:
-        raise Rejected(
+        return Rejected(
             m.Reason.POOL_LIMIT_EXCEEDED,
             f"pool {slip.pool_id} would hold {pool.open_total + slip.amount} of open "
             f"receivables; at most {MAX_TOTAL}",
@@ -97,18 +100,23 @@ async def on_settlement_slip(uow: Uow, slip: m.SettlementSlipIssued) -> None:
             due_on=slip.due_on,
         ),
     )
+    return None
 
 
-async def on_payment(uow: Uow, payment: m.PaymentReceived) -> None:
+async def on_payment(uow: Uow, payment: m.PaymentReceived) -> Rejected | None:
     pool = await _known_pool(uow, payment.pool_id)
+    if isinstance(pool, Rejected):
+        return pool
     if await uow.state.payment_known(uow.conn, payment.payment_id):
-        raise Rejected(
+        return Rejected(
             m.Reason.DUPLICATE_PAYMENT, f"payment {payment.payment_id} was already received"
         )
     known = await uow.state.receivables_of(
         uow.conn, pool.core_enterprise_id, payment.receivable_ids
     )
     written_off = check_payment(payment.pool_id, payment.amount, payment.receivable_ids, known)
+    if isinstance(written_off, Rejected):
+        return written_off
     uow.state.record_payment(pool, payment, written_off)
     uow.emit(
         topics.POOL_EVENTS,
@@ -125,12 +133,15 @@ async def on_payment(uow: Uow, payment: m.PaymentReceived) -> None:
             core_enterprise_id=pool.core_enterprise_id,
         ),
     )
+    return None
 
 
-async def on_financing_confirmation(uow: Uow, event: m.FinancingConfirmation) -> None:
+async def on_financing_confirmation(uow: Uow, event: m.FinancingConfirmation) -> Rejected | None:
     pool = await _known_pool(uow, event.pool_id)
+    if isinstance(pool, Rejected):
+        return pool
     if event.core_enterprise_id is not None and event.core_enterprise_id != pool.core_enterprise_id:
-        raise Rejected(
+        return Rejected(
             m.Reason.NOT_THE_POOLS_BUYER,
             f"{event.core_enterprise_id} is not the core enterprise of pool {event.pool_id}",
         )
@@ -146,6 +157,7 @@ async def on_financing_confirmation(uow: Uow, event: m.FinancingConfirmation) ->
             core_enterprise_id=pool.core_enterprise_id,
         ),
     )
+    return None
 
 
 handle = dispatch(

@@ -25,13 +25,13 @@ Uow = UnitOfWork[repo.LedgerBatch]
 
 
 def make_handler(fee_bps: int) -> Handler:
-    async def on_payment_(uow: Uow, event: m.ReceivablesSettled) -> None:
-        await on_payment(uow, event, fee_bps)
+    async def on_payment_(uow: Uow, event: m.ReceivablesSettled) -> Rejected | None:
+        return await on_payment(uow, event, fee_bps)
 
-    async def on_instruction_(uow: Uow, event: m.RepaymentInstruction) -> None:
-        await on_instruction(uow, event, fee_bps)
+    async def on_instruction_(uow: Uow, event: m.RepaymentInstruction) -> Rejected | None:
+        return await on_instruction(uow, event, fee_bps)
 
-    async def moves_no_money(uow: Uow, event: m.Message) -> None:
+    async def moves_no_money(uow: Uow, event: m.Message) -> Rejected | None:
         return None
 
     return dispatch(
@@ -50,12 +50,14 @@ def ledger_of(uow: Uow) -> repo.LedgerBatch:
     return uow.state
 
 
-async def on_payment(uow: Uow, payment: m.ReceivablesSettled, fee_bps: int) -> None:
+async def on_payment(uow: Uow, payment: m.ReceivablesSettled, fee_bps: int) -> Rejected | None:
     ledger = ledger_of(uow)
     head = await ledger.head(uow.conn, payment.pool_id)
     existing = await _settlement_of(uow, payment.pool_id, payment.payment_id)
+    if isinstance(existing, Rejected):
+        return existing
     if existing is not None and existing["state"] != "instructed":
-        raise Rejected(
+        return Rejected(
             m.Reason.DUPLICATE_PAYMENT,
             f"payment {payment.payment_id} is already {existing['state']}",
         )
@@ -65,7 +67,7 @@ async def on_payment(uow: Uow, payment: m.ReceivablesSettled, fee_bps: int) -> N
         else None
     )
     if instruction is not None and instruction.amount != payment.amount:
-        raise Rejected(
+        return Rejected(
             m.Reason.AMOUNT_MISMATCH,
             f"instruction is for {instruction.amount}, payment is {payment.amount}",
         )
@@ -78,16 +80,21 @@ async def on_payment(uow: Uow, payment: m.ReceivablesSettled, fee_bps: int) -> N
             "frozen",
             payment=payment.model_dump(mode="json"),
         )
-        return
+        return None
     await _split(
         uow, head, payment.payment_id, instruction, fee_bps, payment=payment.model_dump(mode="json")
     )
+    return None
 
 
-async def on_instruction(uow: Uow, instruction: m.RepaymentInstruction, fee_bps: int) -> None:
+async def on_instruction(
+    uow: Uow, instruction: m.RepaymentInstruction, fee_bps: int
+) -> Rejected | None:
     ledger = ledger_of(uow)
     head = await ledger.head(uow.conn, instruction.pool_id)
     existing = await _settlement_of(uow, instruction.pool_id, instruction.payment_id)
+    if isinstance(existing, Rejected):
+        return existing
     if existing is None:
         # The instruction overtook the payment: keep it; no money moves (invariant 3).
         ledger.save_settlement(
@@ -97,26 +104,29 @@ async def on_instruction(uow: Uow, instruction: m.RepaymentInstruction, fee_bps:
             "instructed",
             instruction=instruction.model_dump(mode="json"),
         )
-        return
+        return None
     if existing["state"] != "frozen":
-        raise Rejected(
+        return Rejected(
             m.Reason.DUPLICATE_PAYMENT,
             f"payment {instruction.payment_id} is already {existing['state']}",
         )
     if Decimal(existing["amount"]) != instruction.amount:
-        raise Rejected(
+        return Rejected(
             m.Reason.AMOUNT_MISMATCH,
             f"instruction is for {instruction.amount}, {existing['amount']} is frozen",
         )
     await _split(uow, head, instruction.payment_id, instruction, fee_bps)
+    return None
 
 
-async def _settlement_of(uow: Uow, pool_id: str, payment_id: str) -> dict[str, Any] | None:
+async def _settlement_of(
+    uow: Uow, pool_id: str, payment_id: str
+) -> dict[str, Any] | Rejected | None:
     """The payment's settlement, which must be of this pool: a lookup by id alone would let a
     message of one pool split money frozen in another's account (issue 6, defect 1)."""
     existing = await ledger_of(uow).settlement(uow.conn, payment_id)
     if existing is not None and existing["pool_id"] != pool_id:
-        raise Rejected(
+        return Rejected(
             m.Reason.PAYMENT_NOT_IN_POOL,
             f"payment {payment_id} belongs to another pool, not {pool_id}",
         )

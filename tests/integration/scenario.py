@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from poolfin.clients import Observer, Publisher, erp_event
+from poolfin import scenario as erp
+from poolfin.clients import Observer, Publisher
 from poolfin.stack import Stack
 from shared.contracts import topics
 from shared.db import Connection, create_pool, migrate
@@ -42,40 +43,21 @@ async def open_pool(
     """Onboard a new supplier, optionally set its facility, push its slips; wait for each."""
     run = uuid.uuid4().hex[:10]
     pool = Pool(pool_id=f"{CORE}/S-{run}", supplier_id=f"S-{run}")
-    events = [
-        (
-            topics.ERP_SUPPLIERS,
-            erp_event(
-                "SupplierOnboarded",
-                pool.pool_id,
-                core_enterprise_id=CORE,
-                supplier_id=pool.supplier_id,
-                supplier_name="Test Supplier",
-            ),
-        )
-    ]
+    events = [erp.onboarding(pool.pool_id, CORE, pool.supplier_id, "Test Supplier")]
     if facility is not None:
         events.append(
-            (
-                topics.ADMIN_FACILITIES,
-                erp_event("FacilitySet", pool.pool_id, source="operator", **facility),
+            erp.facility(
+                pool.pool_id,
+                line=facility["credit_line"],
+                rate=facility["discount_rate"],
+                interest=facility["annual_interest_rate"],
+                funder=facility["funder_id"],
             )
         )
     for index, amount in enumerate(slips, start=1):
         receivable_id = f"R-{run}-{index}"
         pool.slips[receivable_id] = amount
-        events.append(
-            (
-                topics.ERP_SETTLEMENT_SLIPS,
-                erp_event(
-                    "SettlementSlipIssued",
-                    pool.pool_id,
-                    receivable_id=receivable_id,
-                    amount=amount,
-                    issued_on="2026-07-01",
-                ),
-            )
-        )
+        events.append(erp.slip(pool.pool_id, receivable_id, amount, "2026-07-01"))
     # Onboarding first: the other topics are not ordered against it.
     await publisher.send(*events[0])
     await observer.wait_for(topics.CREDIT_POSITIONS, correlation_id=events[0][1]["event_id"])
@@ -89,24 +71,15 @@ async def open_pool(
 def payment(
     pool: Pool, amount: str, receivable_ids: list[str], paid_on: str = "2026-08-03", **extra: Any
 ) -> dict[str, Any]:
-    return erp_event(
-        "PaymentReceived",
-        pool.pool_id,
-        payment_id=extra.pop("payment_id", f"P-{uuid.uuid4().hex[:10]}"),
-        amount=amount,
-        receivable_ids=receivable_ids,
-        paid_on=paid_on,
-        **extra,
-    )
+    payment_id = extra.pop("payment_id", f"P-{uuid.uuid4().hex[:10]}")
+    _, event = erp.payment(pool.pool_id, payment_id, amount, receivable_ids, paid_on)
+    return {**event, **extra}
 
 
 async def apply(publisher: Publisher, observer: Observer, pool: Pool, amount: str) -> str:
     """Apply to borrow; returns the application id once credit has it awaiting the buyer."""
     application_id = f"A-{uuid.uuid4().hex[:10]}"
-    await publisher.send(
-        topics.SUPPLIER_FINANCING_APPLICATIONS,
-        erp_event("FinancingApplied", pool.pool_id, application_id=application_id, amount=amount),
-    )
+    await publisher.send(*erp.application(pool.pool_id, application_id, amount))
     await observer.wait_for(
         topics.CREDIT_DECISIONS, application_id=application_id, state="awaiting_buyer"
     )
@@ -115,13 +88,7 @@ async def apply(publisher: Publisher, observer: Observer, pool: Pool, amount: st
 
 def confirmation(pool: Pool, application_id: str, **extra: Any) -> dict[str, Any]:
     """The buyer's confirmation of an application, as its ERP publishes it."""
-    return erp_event(
-        "FinancingConfirmation",
-        pool.pool_id,
-        application_id=application_id,
-        confirmed=True,
-        **extra,
-    )
+    return erp.confirmation(pool.pool_id, application_id, **extra)[1]
 
 
 def http_json(base_url: str, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
@@ -188,20 +155,10 @@ async def borrow(
     application_id = await apply(publisher, observer, pool, amount)
     await publisher.send(topics.ERP_FINANCING_CONFIRMATIONS, confirmation(pool, application_id))
     # Answer what reached the funder's own topic, as a funder does.
-    await observer.wait_for(topics.funder_requests_topic(funder), request_id=application_id)
-    await publisher.send(
-        topics.FUNDING_RESPONSES,
-        erp_event(
-            "FunderResponse",
-            pool.pool_id,
-            source=funder,
-            request_id=application_id,
-            funder_id=funder,
-            decision="disbursed",
-            amount=amount,
-            value_date=value_date,
-        ),
+    [request] = await observer.wait_for(
+        topics.funder_requests_topic(funder), request_id=application_id
     )
+    await publisher.send(*erp.disbursal(request, value_date))
     await observer.wait_for(topics.CREDIT_DECISIONS, type="LoanOpened", loan_id=application_id)
     return application_id
 

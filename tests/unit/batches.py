@@ -22,9 +22,9 @@ async def run_batch(
     reasons: list[str | None] = []
     for event in events:
         try:
-            await handle(uow, event)
-            reasons.append(None)
-        except Rejected as refusal:
-            reasons.append(refusal.reason.value)
+            refusal = await handle(uow, event)
+        except Rejected as raised:  # the kernel takes a raised refusal too
+            refusal = raised
+        reasons.append(refusal.reason.value if refusal is not None else None)
     await state.flush(cast(Any, None))
     return [(topic, json.loads(value)) for topic, _, value in uow.outbox.rows], reasons
