@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from services.funding_gateway.handlers import handle
+from services.funding_gateway.repository import GatewayBatch
 from shared.contracts import messages as m
 from shared.contracts import topics
 from shared.runtime import ServiceSpec
@@ -19,6 +20,7 @@ def spec(settings: Settings) -> ServiceSpec:
         dead_letter_topic=topics.FUNDING_GATEWAY_REJECTED,
         migrations=Path(__file__).parent / "migrations",
         handle=handle,
+        new_state=GatewayBatch,
         description="Sends loan requests to each funder's topic and relays their answers.",
         publishes={
             topics.funder_requests_topic("{funder_id}"): (m.FundingRequest,),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from services.funding_gateway import repository as repo
 from services.funding_gateway.domain import accept_response
 from shared.contracts import messages as m
@@ -14,12 +12,13 @@ from shared.inbox import UnitOfWork, dispatch
 SOURCE = "funding-gateway"
 
 
-Uow = UnitOfWork[None]
+Uow = UnitOfWork[repo.GatewayBatch]
 
 
 async def on_loan_requested(uow: Uow, request: m.LoanRequested) -> Rejected | None:
-    if not await repo.insert_request(uow.conn, request):
+    if await uow.state.request(uow.conn, request.request_id) is not None:
         return Rejected(m.Reason.INVALID_MESSAGE, f"request {request.request_id} was already sent")
+    uow.state.send(request)
     uow.emit(
         topics.funder_requests_topic(request.funder_id),
         m.new_event(
@@ -39,21 +38,19 @@ async def on_loan_requested(uow: Uow, request: m.LoanRequested) -> Rejected | No
 
 
 async def on_funder_response(uow: Uow, response: m.FunderResponse) -> Rejected | None:
-    request = await repo.lock_request(uow.conn, response.request_id)
+    request = await uow.state.request(uow.conn, response.request_id)
     if request is None:
         return Rejected(m.Reason.UNKNOWN_REQUEST, f"request {response.request_id} unknown")
-    if request["funder_id"] != response.funder_id or request["pool_id"] != response.pool_id:
+    if request.funder_id != response.funder_id or request.pool_id != response.pool_id:
         return Rejected(
             m.Reason.UNKNOWN_REQUEST,
             f"request {response.request_id} was not sent to {response.funder_id} "
             f"for pool {response.pool_id}",
         )
-    amount = accept_response(
-        request["state"], response.decision, Decimal(request["amount"]), response.amount
-    )
+    amount = accept_response(request.state, response.decision, request.amount, response.amount)
     if isinstance(amount, Rejected):
         return amount
-    await repo.record_response(uow.conn, response)
+    uow.state.answer(request, response)
     uow.emit(
         topics.FUNDING_RESULTS,
         m.new_event(

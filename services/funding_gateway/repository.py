@@ -1,44 +1,185 @@
-"""SQL for funding-gateway's own schema."""
+"""funding-gateway's state, set-based: `GatewayBatch` loads the requests a batch names in one
+read, handlers decide in memory, `flush` writes the new requests, the answers and the new
+states in one call. Storage is a port, `GatewayStore`: `PostgresGatewayStore` is SQL on the
+gateway's own schema; `InMemoryGatewayStore` is the fake the handler tests run on."""
 
 from __future__ import annotations
 
-import asyncpg
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Protocol
 
-from shared.contracts.messages import FunderResponse, LoanRequested
-from shared.db import Connection
+from shared.contracts import messages as m
+from shared.db import Connection, columns, first_time
 
 
-async def insert_request(conn: Connection, request: LoanRequested) -> bool:
-    return bool(
-        await conn.fetchval(
-            "INSERT INTO funding_requests(request_id, pool_id, funder_id, supplier_id, amount,"
-            " state) VALUES ($1, $2, $3, $4, $5, 'sent') ON CONFLICT DO NOTHING RETURNING true",
-            request.request_id,
-            request.pool_id,
-            request.funder_id,
-            request.supplier_id,
-            request.amount,
+@dataclass(slots=True)
+class Request:
+    request_id: str
+    pool_id: str
+    funder_id: str
+    supplier_id: str
+    amount: Decimal
+    state: str  # sent | approved | rejected | disbursed
+
+
+@dataclass(slots=True)
+class Answer:
+    event_id: str
+    request_id: str
+    decision: str
+    amount: Decimal | None
+
+
+@dataclass
+class GatewayChanges:
+    new_requests: list[Request] = field(default_factory=list)
+    answers: list[Answer] = field(default_factory=list)
+    states: dict[str, str] = field(default_factory=dict)  # request id -> new state
+
+    def __bool__(self) -> bool:
+        return bool(self.new_requests or self.answers or self.states)
+
+
+class GatewayStore(Protocol):
+    async def requests(self, request_ids: Sequence[str]) -> list[Request]:
+        """The requests with these ids, locked until commit."""
+        ...
+
+    async def write(self, changes: GatewayChanges) -> None: ...
+
+
+class PostgresGatewayStore:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    async def requests(self, request_ids: Sequence[str]) -> list[Request]:
+        rows = await self.conn.fetch(
+            "SELECT request_id, pool_id, funder_id, supplier_id, amount, state"
+            " FROM funding_requests WHERE request_id = ANY($1::text[])"
+            " ORDER BY request_id FOR UPDATE",
+            list(request_ids),
         )
-    )
+        return [
+            Request(
+                r["request_id"],
+                r["pool_id"],
+                r["funder_id"],
+                r["supplier_id"],
+                r["amount"],
+                r["state"],
+            )
+            for r in rows
+        ]
+
+    async def write(self, changes: GatewayChanges) -> None:
+        if changes.new_requests:
+            await self.conn.execute(
+                "INSERT INTO funding_requests(request_id, pool_id, funder_id, supplier_id,"
+                " amount, state) SELECT * FROM unnest($1::text[], $2::text[], $3::text[],"
+                " $4::text[], $5::numeric[], $6::text[])",
+                *columns(
+                    changes.new_requests,
+                    "request_id",
+                    "pool_id",
+                    "funder_id",
+                    "supplier_id",
+                    "amount",
+                    "state",
+                ),
+            )
+        if changes.answers:
+            await self.conn.execute(
+                "INSERT INTO funder_responses(event_id, request_id, decision, amount)"
+                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::numeric[])",
+                *columns(changes.answers, "event_id", "request_id", "decision", "amount"),
+            )
+        if changes.states:
+            ids = sorted(changes.states)
+            await self.conn.execute(
+                "UPDATE funding_requests SET state = t.state, updated_at = now()"
+                " FROM unnest($1::text[], $2::text[]) AS t(request_id, state)"
+                " WHERE funding_requests.request_id = t.request_id",
+                ids,
+                [changes.states[i] for i in ids],
+            )
 
 
-async def lock_request(conn: Connection, request_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        "SELECT * FROM funding_requests WHERE request_id = $1 FOR UPDATE", request_id
-    )
+@dataclass
+class InMemoryGatewayStore:
+    """The fake: the gateway's tables as dicts, for handler tests without a database."""
+
+    request_rows: dict[str, Request] = field(default_factory=dict)
+    answers: list[Answer] = field(default_factory=list)
+
+    async def requests(self, request_ids: Sequence[str]) -> list[Request]:
+        return [
+            Request(r.request_id, r.pool_id, r.funder_id, r.supplier_id, r.amount, r.state)
+            for i in sorted(request_ids)
+            if (r := self.request_rows.get(i)) is not None
+        ]
+
+    async def write(self, changes: GatewayChanges) -> None:
+        for request in changes.new_requests:
+            if request.request_id in self.request_rows:
+                raise ValueError(f"duplicate request {request.request_id}")
+            self.request_rows[request.request_id] = request
+        self.answers.extend(changes.answers)
+        for request_id, state in changes.states.items():
+            self.request_rows[request_id].state = state
 
 
-async def record_response(conn: Connection, response: FunderResponse) -> None:
-    await conn.execute(
-        "INSERT INTO funder_responses(event_id, request_id, decision, amount)"
-        " VALUES ($1, $2, $3, $4)",
-        response.event_id,
-        response.request_id,
-        response.decision.value,
-        response.amount,
-    )
-    await conn.execute(
-        "UPDATE funding_requests SET state = $2, updated_at = now() WHERE request_id = $1",
-        response.request_id,
-        response.decision.value,
-    )
+@dataclass
+class GatewayBatch:
+    store: GatewayStore | None = None  # None: PostgreSQL on the batch's connection
+    requests: dict[str, Request] = field(default_factory=dict)
+    changes: GatewayChanges = field(default_factory=GatewayChanges)
+    _looked_up: set[str] = field(default_factory=set)
+
+    def _store(self, conn: Connection | None) -> GatewayStore:
+        if self.store is not None:
+            return self.store
+        assert conn is not None, "a GatewayBatch without a store needs a connection"
+        return PostgresGatewayStore(conn)
+
+    async def prepare(self, conn: Connection | None, events: Sequence[m.Message]) -> None:
+        await self._load(
+            conn,
+            [e.request_id for e in events if isinstance(e, m.LoanRequested | m.FunderResponse)],
+        )
+
+    async def _load(self, conn: Connection | None, request_ids: Iterable[str]) -> None:
+        wanted = first_time(request_ids, self._looked_up)
+        if wanted:
+            for request in await self._store(conn).requests(wanted):
+                self.requests[request.request_id] = request
+
+    async def request(self, conn: Connection | None, request_id: str) -> Request | None:
+        await self._load(conn, [request_id])
+        return self.requests.get(request_id)
+
+    def send(self, event: m.LoanRequested) -> None:
+        request = Request(
+            event.request_id,
+            event.pool_id,
+            event.funder_id,
+            event.supplier_id,
+            event.amount,
+            "sent",
+        )
+        self.requests[request.request_id] = request
+        self.changes.new_requests.append(request)
+
+    def answer(self, request: Request, response: m.FunderResponse) -> None:
+        request.state = response.decision.value
+        self.changes.answers.append(
+            Answer(response.event_id, request.request_id, response.decision.value, response.amount)
+        )
+        if request.request_id not in {r.request_id for r in self.changes.new_requests}:
+            self.changes.states[request.request_id] = request.state
+
+    async def flush(self, conn: Connection | None) -> None:
+        if self.changes:
+            await self._store(conn).write(self.changes)
+        self.changes = GatewayChanges()
