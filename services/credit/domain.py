@@ -62,6 +62,19 @@ def available_to_borrow(
     return max(ZERO, borrowing_base(water_level, facility) - loan_balance - in_flight)
 
 
+# An application "in flight" is one requested and not yet decided: it counts against what is
+# available (invariant 4) until the buyer declines it, the funder rejects it or the loan opens.
+IN_FLIGHT = ("awaiting_buyer", "requested")
+
+
+def level_after_write_off(level: Decimal, written_off: Decimal) -> Decimal | None:
+    """The pool's level once receivables are written off, or None when that would go below
+    zero: intake never writes off more than the pool holds, so the two would disagree (an
+    error to refuse, never a level to clamp)."""
+    after = level - written_off
+    return after if after >= 0 else None
+
+
 def facility_refusal(discount_rate: Decimal, annual_interest_rate: Decimal) -> str | None:
     """Why a facility cannot be set, or None: the rate must be in (0, 1], interest at most 1."""
     if not (0 < discount_rate <= 1):

@@ -14,6 +14,7 @@ from services.credit.domain import (
     available_to_borrow,
     borrowing_base,
     facility_refusal,
+    level_after_write_off,
     refusal_of,
     repayment_plan,
 )
@@ -125,8 +126,8 @@ async def on_receivables_settled(uow: Uow, event: m.ReceivablesSettled) -> Rejec
         return Rejected(
             m.Reason.DUPLICATE_PAYMENT, f"payment {event.payment_id} was already decided"
         )
-    level = pool.water_level - event.written_off
-    if level < 0:  # intake never writes off more than the pool holds: the two disagree
+    level = level_after_write_off(pool.water_level, event.written_off)
+    if level is None:
         return Rejected(
             m.Reason.LEVEL_BELOW_ZERO,
             f"writing off {event.written_off} would take pool {event.pool_id} from "

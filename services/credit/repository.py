@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
-from services.credit.domain import Facility, Loan, Repayment
+from services.credit.domain import IN_FLIGHT, Facility, Loan, Repayment
 from shared.contracts import messages as m
 from shared.contracts.messages import DayCount, FacilitySet
 from shared.db import Connection, columns, first_time
@@ -100,9 +100,6 @@ async def confirm_repayments(conn: Connection, settled: Sequence[tuple[str, str]
         [pool_id for pool_id, _ in settled],
         [payment_id for _, payment_id in settled],
     )
-
-
-IN_FLIGHT = ("awaiting_buyer", "requested")
 
 
 @dataclass(slots=True)

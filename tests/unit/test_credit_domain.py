@@ -22,6 +22,7 @@ from services.credit.domain import (
     available_to_borrow,
     borrowing_base,
     interest,
+    level_after_write_off,
     refusal_of,
     repayment_plan,
 )
@@ -466,3 +467,15 @@ def test_no_facility_is_refused_as_no_facility(amount: str) -> None:
     assert available == ZERO
     assert refusal_of(Decimal(amount), None, available) == Reason.NO_FACILITY
     assert refusal_of(Decimal(amount), None, Decimal("10000000.00")) == Reason.NO_FACILITY
+
+
+@given(st.integers(0, 10**12), st.integers(1, 10**12))
+def test_a_write_off_never_takes_the_level_below_zero_it_is_refused(
+    level_fen: int, written_off_fen: int
+) -> None:
+    level, written_off = Decimal(level_fen) * FEN, Decimal(written_off_fen) * FEN
+    after = level_after_write_off(level, written_off)
+    if written_off > level:
+        assert after is None  # refused, never clamped to zero
+    else:
+        assert after == level - written_off and after >= 0
