@@ -196,25 +196,25 @@ def facility_set(
     tenor_days: Annotated[int, typer.Option(help="loan term")] = 180,
 ) -> None:
     """Publish a FacilitySet for a pool on admin.facilities.v1."""
-    from poolfin.clients import Publisher, erp_event
-    from shared.contracts import decode, topics
+    from poolfin import scenario
+    from poolfin.clients import Publisher
+    from shared.contracts import decode
     from shared.contracts.codec import Rejected
 
     settings = Settings()
-    event = erp_event(
-        "FacilitySet",
+    topic, event = scenario.facility(
         pool,
+        line=credit_line,
+        rate=discount_rate,
+        interest=annual_interest_rate,
+        funder=funder,
         source="operator-cli",
-        credit_line=credit_line,
-        discount_rate=discount_rate,
-        annual_interest_rate=annual_interest_rate,
-        funder_id=funder,
         day_count=day_count,
         tenor_days=tenor_days,
     )
     raw = json.dumps(event).encode()
     try:
-        decode(topics.ADMIN_FACILITIES, raw)  # refuse here what credit would dead-letter
+        decode(topic, raw)  # refuse here what credit would dead-letter
     except Rejected as refusal:
         typer.echo(
             f"error: facility not published ({refusal.reason.value}): {refusal.detail}", err=True
@@ -223,7 +223,7 @@ def facility_set(
 
     async def send() -> None:
         async with Publisher(settings.kafka_bootstrap) as publisher:
-            await publisher.send(topics.ADMIN_FACILITIES, raw, key=pool)
+            await publisher.send(topic, raw, key=pool)
 
     with _unreachable_is_an_error("Kafka", settings.kafka_bootstrap, "POOLFIN_KAFKA_BOOTSTRAP"):
         asyncio.run(send())

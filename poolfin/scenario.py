@@ -30,12 +30,13 @@ def facility(
     rate: str = "0.8",
     interest: str = "0.0435",
     funder: str = "bank-test",
+    source: str = "operator",
     **extra: Any,
 ) -> Record:
     return topics.ADMIN_FACILITIES, erp_event(
         "FacilitySet",
         pool_id,
-        source="operator",
+        source=source,
         credit_line=line,
         discount_rate=rate,
         annual_interest_rate=interest,

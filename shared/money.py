@@ -53,12 +53,21 @@ MAX_AMOUNT = Decimal("9" * AMOUNT_DIGITS + ".99")
 MAX_TOTAL = Decimal("9" * TOTAL_DIGITS + ".99")
 
 
-def _amount_text(digits: int, *, signed: bool) -> BeforeValidator:
-    """The text rule the schema publishes: digits, at most two decimals, nothing else."""
-    pattern = re.compile(("-?" if signed else "") + rf"[0-9]{{1,{digits}}}(\.[0-9]{{1,2}})?")
+def _amount_rules(
+    digits: int, *, signed: bool, positive: bool, description: str
+) -> tuple[Any, ...]:
+    """The metadata of one amount type: the text rule the JSON Schema publishes (one pattern,
+    used by both), the bounds, quantizing to the fen, and the decimal-string serializer."""
+    pattern = ("-?" if signed else "") + rf"[0-9]{{1,{digits}}}(\.[0-9]{{1,2}})?"
+    matches = re.compile(pattern).fullmatch
     ceiling = Decimal("9" * digits + ".99")
 
     def check(value: Any) -> Any:
+        if isinstance(value, str) and not matches(value):
+            raise ValueError(
+                f"{value[:40]!r} is not an amount: at most {digits} digits before the point"
+                " and 2 decimal places"
+            )
         value = reject_float(value)
         if isinstance(value, Decimal):
             if not value.is_finite() or abs(value) > ceiling:
@@ -68,55 +77,39 @@ def _amount_text(digits: int, *, signed: bool) -> BeforeValidator:
                 raise ValueError(f"{text[:40]!r} has more than 2 decimal places")
         return value
 
-    def check_text(value: Any) -> Any:
-        if isinstance(value, str) and not pattern.fullmatch(value):
-            raise ValueError(
-                f"{value[:40]!r} is not an amount: at most {digits} digits before the point"
-                " and 2 decimal places"
-            )
-        return check(value)
-
-    return BeforeValidator(check_text)
-
-
-def _amount_schema(digits: int, *, signed: bool, description: str) -> WithJsonSchema:
-    sign = "-?" if signed else ""
-    return WithJsonSchema(
-        {
-            "type": "string",
-            "pattern": rf"^{sign}[0-9]{{1,{digits}}}(\.[0-9]{{1,2}})?$",
-            "examples": ["100000.00"],
-            "description": description,
-        }
+    return (
+        BeforeValidator(check),
+        Field(max_digits=digits + 2, decimal_places=2, gt=0 if positive else None),
+        AfterValidator(lambda d: d.quantize(FEN)),
+        PlainSerializer(_as_text, return_type=str, when_used="json"),
+        WithJsonSchema(
+            {
+                "type": "string",
+                "pattern": f"^{pattern}$",
+                "examples": ["100000.00"],
+                "description": description,
+            }
+        ),
     )
 
-
-_TO_FEN = AfterValidator(lambda d: d.quantize(FEN))
-_AS_TEXT = PlainSerializer(_as_text, return_type=str, when_used="json")
 
 # An amount of money in CNY: a decimal string with at most two decimals (totals and balances).
 Amount = Annotated[
     Decimal,
-    _amount_text(TOTAL_DIGITS, signed=True),
-    Field(max_digits=TOTAL_DIGITS + 2, decimal_places=2),
-    _TO_FEN,
-    _AS_TEXT,
-    _amount_schema(
+    *_amount_rules(
         TOTAL_DIGITS,
         signed=True,
+        positive=False,
         description=f"CNY as a decimal string, at most two decimals, at most {MAX_TOTAL}.",
     ),
 ]
 # A strictly positive amount one message moves (what an ERP may send as a slip or a payment).
 PositiveAmount = Annotated[
     Decimal,
-    _amount_text(AMOUNT_DIGITS, signed=False),
-    Field(max_digits=AMOUNT_DIGITS + 2, decimal_places=2, gt=0),
-    _TO_FEN,
-    _AS_TEXT,
-    _amount_schema(
+    *_amount_rules(
         AMOUNT_DIGITS,
         signed=False,
+        positive=True,
         description="CNY as a decimal string greater than zero, at most two decimals, "
         f"at most {MAX_AMOUNT}.",
     ),
@@ -124,13 +117,10 @@ PositiveAmount = Annotated[
 # A strictly positive total (e.g. the receivables one payment writes off).
 PositiveTotal = Annotated[
     Decimal,
-    _amount_text(TOTAL_DIGITS, signed=False),
-    Field(max_digits=TOTAL_DIGITS + 2, decimal_places=2, gt=0),
-    _TO_FEN,
-    _AS_TEXT,
-    _amount_schema(
+    *_amount_rules(
         TOTAL_DIGITS,
         signed=False,
+        positive=True,
         description="CNY as a decimal string greater than zero, at most two decimals, "
         f"at most {MAX_TOTAL}.",
     ),

@@ -20,7 +20,7 @@ from services.credit.domain import (
 )
 from shared.contracts import messages as m
 from shared.contracts import topics
-from shared.contracts.codec import Rejected
+from shared.contracts.codec import Rejected, not_the_pools_buyer
 from shared.inbox import UnitOfWork, dispatch
 from shared.money import MAX_TOTAL, ZERO
 
@@ -225,11 +225,10 @@ async def on_buyer_confirmation(uow: Uow, event: m.BuyerConfirmedFinancing) -> R
     pool = await _known_pool(uow, event.pool_id)
     if isinstance(pool, Rejected):
         return pool
-    if event.core_enterprise_id is not None and event.core_enterprise_id != pool.core_enterprise_id:
-        return Rejected(
-            m.Reason.NOT_THE_POOLS_BUYER,
-            f"{event.core_enterprise_id} is not the core enterprise of pool {event.pool_id}",
-        )
+    if refusal := not_the_pools_buyer(
+        event.pool_id, pool.core_enterprise_id, event.core_enterprise_id
+    ):
+        return refusal
     application = await _pending_application(
         uow, event.pool_id, event.application_id, A.AWAITING_BUYER
     )

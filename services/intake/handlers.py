@@ -13,7 +13,7 @@ from services.intake import repository as repo
 from services.intake.domain import check_payment
 from shared.contracts import messages as m
 from shared.contracts import topics
-from shared.contracts.codec import Rejected
+from shared.contracts.codec import Rejected, not_the_pools_buyer
 from shared.inbox import Inbound, UnitOfWork, dispatch
 from shared.money import MAX_TOTAL
 
@@ -140,11 +140,10 @@ async def on_financing_confirmation(uow: Uow, event: m.FinancingConfirmation) ->
     pool = await _known_pool(uow, event.pool_id)
     if isinstance(pool, Rejected):
         return pool
-    if event.core_enterprise_id is not None and event.core_enterprise_id != pool.core_enterprise_id:
-        return Rejected(
-            m.Reason.NOT_THE_POOLS_BUYER,
-            f"{event.core_enterprise_id} is not the core enterprise of pool {event.pool_id}",
-        )
+    if refusal := not_the_pools_buyer(
+        event.pool_id, pool.core_enterprise_id, event.core_enterprise_id
+    ):
+        return refusal
     uow.emit(
         topics.POOL_EVENTS,
         m.new_event(

@@ -142,7 +142,32 @@ def canonical_bytes(
     inputs: Mapping[str, Any],
 ) -> bytes:
     """The exact bytes a transaction's hash is taken over (and stored as)."""
-    body = {
+    return encode_canonical(
+        canonical_body(
+            prev_hash,
+            pool_id=pool_id,
+            seq=seq,
+            payment_id=payment_id,
+            kind=kind,
+            entries=entries,
+            inputs=inputs,
+        )
+    )
+
+
+def canonical_body(
+    prev_hash: str,
+    *,
+    pool_id: str,
+    seq: int,
+    payment_id: str,
+    kind: str,
+    entries: Sequence[tuple[str, Decimal]],
+    inputs: Mapping[str, Any],
+) -> dict[str, Any]:
+    """What a transaction's hash is taken over, JSON-native (`encode_canonical` makes the
+    bytes); its "inputs" are what the ledger row stores."""
+    return {
         "format": HASH_FORMAT,
         "pool_id": pool_id,
         "seq": seq,
@@ -152,6 +177,10 @@ def canonical_bytes(
         "inputs": canonical_value(inputs),
         "prev": prev_hash,
     }
+
+
+def encode_canonical(body: Mapping[str, Any]) -> bytes:
+    """The one serializer of hashed bytes: sorted keys, no spaces, UTF-8."""
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 

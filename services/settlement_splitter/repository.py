@@ -13,8 +13,8 @@ from services.settlement_splitter.domain import (
     GENESIS,
     HASH_FORMAT,
     PostedTransaction,
-    canonical_bytes,
-    canonical_value,
+    canonical_body,
+    encode_canonical,
 )
 from shared.contracts import messages as m
 from shared.db import Connection
@@ -235,7 +235,7 @@ class LedgerBatch:
         if sum(amount for _, amount in entries) != 0:
             raise ValueError(f"unbalanced ledger transaction for {payment_id}: {entries}")
         seq = head["seq"] + 1
-        hashed = canonical_bytes(
+        body = canonical_body(
             head["hash"],
             pool_id=pool_id,
             seq=seq,
@@ -244,8 +244,9 @@ class LedgerBatch:
             entries=entries,
             inputs=inputs,
         )
+        hashed = encode_canonical(body)
         digest = hashlib.sha256(hashed).hexdigest()
-        inputs_json = json.dumps(canonical_value(inputs), sort_keys=True, ensure_ascii=False)
+        inputs_json = json.dumps(body["inputs"], sort_keys=True, ensure_ascii=False)
         self.changes.transactions.append(
             (pool_id, seq, payment_id, kind, inputs_json, head["hash"], digest, HASH_FORMAT, hashed)
         )

@@ -52,6 +52,18 @@ class Rejected(Exception):
         self.detail = detail
 
 
+def not_the_pools_buyer(
+    pool_id: str, pools_buyer: str | None, named: str | None
+) -> Rejected | None:
+    """A confirmation may name its buyer; when it does, that must be the pool's own core
+    enterprise. Intake checks it at the edge, credit again on the internal topic."""
+    if named is None or named == pools_buyer:
+        return None
+    return Rejected(
+        m.Reason.NOT_THE_POOLS_BUYER, f"{named} is not the core enterprise of pool {pool_id}"
+    )
+
+
 def _adapter(models: tuple[type[m.Message], ...]) -> TypeAdapter[Any]:
     if len(models) == 1:
         return TypeAdapter(models[0])

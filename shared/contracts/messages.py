@@ -25,8 +25,6 @@ from pydantic import (
 
 from shared.money import Amount, PositiveAmount, PositiveTotal, Rate
 
-SCHEMA_VERSION = 1
-
 Currency = Literal["CNY"]
 
 # Dates are bounded at the edge, so no service accepts a date another cannot compute with

@@ -20,7 +20,6 @@ EXTERNAL = {
     t.SUPPLIER_FINANCING_APPLICATIONS: "Suppliers apply for financing.",
     t.FUNDING_RESPONSES: "Funders answer loan requests (approved, rejected, disbursed).",
 }
-FUNDER_TOPIC = t.funder_requests_topic("{funder_id}")
 
 
 def dump(value: Any) -> str:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.environment import user_env
+
 POOLFIN = [sys.executable, "-m", "poolfin.cli"]
 
 
@@ -22,7 +24,7 @@ def test_the_bench_drives_the_real_path_and_prints_one_json_line(tmp_path: Path)
         text=True,
         timeout=300,
         cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        env=user_env(tmp_path),
     )
     assert done.returncode == 0, done.stderr[-2000:]
     figures = json.loads(done.stdout.strip().splitlines()[-1])

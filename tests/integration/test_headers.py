@@ -7,8 +7,10 @@ import uuid
 
 import pytest
 
-from poolfin.clients import Observer, Publisher, erp_event
+from poolfin import scenario as erp
+from poolfin.clients import Observer, Publisher
 from poolfin.registry import SERVICES
+from poolfin.scenario import Record
 from shared.contracts import topics
 from shared.settings import Settings
 from tests.integration.scenario import CORE
@@ -59,52 +61,29 @@ async def test_a_bad_header_costs_no_record_of_the_batch(
         assert {letter["reason"] for letter in letters} == {"not_json"}
 
 
+async def _around_a_bad_header(publisher: Publisher, records: list[Record]) -> None:
+    """Publish on one partition, the middle record with the bad headers."""
+    for n, (topic, event) in enumerate(records):
+        await publisher.send(
+            topic, event, key="same-partition", headers=BAD_HEADERS if n == 1 else None
+        )
+    await publisher.flush()
+
+
 async def test_valid_erp_records_around_a_bad_header_all_take_effect(
     publisher: Publisher, observer: Observer
 ) -> None:
-    """Onboardings and slips of two pools, with a bad-header onboarding between them: all
-    three pools open and both slips fill their pools."""
+    """Onboardings and slips of three pools, the middle ones with bad headers: all three
+    pools open and every slip fills its pool."""
     run = uuid.uuid4().hex[:10]
     pools = [f"{CORE}/H-{run}-{n}" for n in range(3)]
-    onboardings = [
-        erp_event(
-            "SupplierOnboarded",
-            pool_id,
-            core_enterprise_id=CORE,
-            supplier_id=pool_id.split("/")[1],
-            supplier_name="Header Test",
-        )
-        for pool_id in pools
-    ]
-    for n, event in enumerate(onboardings):
-        await publisher.send(
-            topics.ERP_SUPPLIERS,
-            event,
-            key="same-partition",
-            headers=BAD_HEADERS if n == 1 else None,
-        )
-    await publisher.flush()
-    for event in onboardings:
+    onboardings = [erp.onboarding(p, CORE, p.split("/")[1], "Header Test") for p in pools]
+    await _around_a_bad_header(publisher, onboardings)
+    for _, event in onboardings:
         await observer.wait_for(topics.POOL_EVENTS, type="PoolOpened", pool_id=event["pool_id"])
-    slips = [
-        erp_event(
-            "SettlementSlipIssued",
-            pool_id,
-            receivable_id=f"R-{run}-{n}",
-            amount="1000.00",
-            issued_on="2026-07-01",
-        )
-        for n, pool_id in enumerate(pools)
-    ]
-    for n, event in enumerate(slips):
-        await publisher.send(
-            topics.ERP_SETTLEMENT_SLIPS,
-            event,
-            key="same-partition",
-            headers=BAD_HEADERS if n == 1 else None,
-        )
-    await publisher.flush()
-    for event in slips:
+    slips = [erp.slip(p, f"R-{run}-{n}", "1000.00", "2026-07-01") for n, p in enumerate(pools)]
+    await _around_a_bad_header(publisher, slips)
+    for _, event in slips:
         position = await observer.wait_for(
             topics.CREDIT_POSITIONS, correlation_id=event["event_id"]
         )

@@ -26,6 +26,7 @@ import pytest
 from poolfin.clients import Publisher, erp_event
 from poolfin.stack import Stack
 from shared.contracts import topics
+from tests.environment import user_env
 from tests.integration.scenario import http_json
 
 pytestmark = pytest.mark.integration
@@ -143,12 +144,11 @@ def test_a_killed_database_is_restarted_and_health_tells_meanwhile(
         capture_output=True,
         text=True,
         timeout=60,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "HOME": str(tmp_path),
-            "POOLFIN_KAFKA_BOOTSTRAP": own_stack.bootstrap,
-            "POOLFIN_DATABASE_URL": own_stack.database_url,
-        },
+        env=user_env(
+            tmp_path,
+            POOLFIN_KAFKA_BOOTSTRAP=own_stack.bootstrap,
+            POOLFIN_DATABASE_URL=own_stack.database_url,
+        ),
     )
     assert status.returncode == 1
     assert "cannot reach PostgreSQL" in status.stderr, status.stderr

@@ -169,3 +169,14 @@ async def test_a_facility_out_of_bounds_is_refused_with_its_reason() -> None:
     _, reasons = await batch(store, opened(), bad)
     assert reasons == [None, "invalid_facility"]
     assert store.facilities == {}
+
+
+async def test_a_confirmation_naming_another_buyer_is_refused_on_the_internal_topic_too() -> None:
+    store = InMemoryCreditStore()
+    await batch(store, opened(), facility(), added("R-1", "1000.00"), applied("A-1", "1.00"))
+    forged = event(
+        m.BuyerConfirmedFinancing, application_id="A-1", confirmed=True, core_enterprise_id="CE-9"
+    )
+    emitted, reasons = await batch(store, forged)
+    assert (reasons, emitted) == (["not_the_pools_buyer"], [])
+    assert store.application_rows["A-1"].state == "awaiting_buyer"
