@@ -70,4 +70,16 @@ class Settings(BaseSettings):
         "(and for each /health check) before it answers 503.",
     )
     http_host: str = Field(default="127.0.0.1", description="Address the HTTP front binds.")
+    timezone: str = Field(
+        default="Asia/Shanghai",
+        description="The platform's business time zone: money is value-dated on the business "
+        "day it arrives there (shared/calendar.py).",
+    )
+    day_close_lead_days: int = Field(
+        default=0,
+        ge=0,
+        le=3660,
+        description="How many days ahead of today an operator may close a pool's business day "
+        "(0: only days that have begun; more is for simulations and tests).",
+    )
     data_dir: str = Field(default=".poolfin", description="Where `poolfin up` keeps its state.")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic import Field as _Field
 
+from shared.calendar import business_date
 from shared.contracts import messages as m
 from shared.contracts import topics as t
 
@@ -20,21 +21,38 @@ TOPIC_MODELS: dict[str, tuple[type[m.Message], ...]] = {
     t.ERP_SETTLEMENT_SLIPS: (m.SettlementSlipIssued,),
     t.ERP_PAYMENTS: (m.PaymentReceived,),
     t.ERP_FINANCING_CONFIRMATIONS: (m.FinancingConfirmation,),
-    t.ADMIN_FACILITIES: (m.FacilitySet,),
+    t.ERP_SLIP_ADJUSTMENTS: (
+        m.CreditNoteIssued,
+        m.SlipCancelled,
+        m.SlipAmended,
+        m.DisputeOpened,
+        m.DisputeClosed,
+    ),
+    t.ADMIN_FACILITIES: (m.FacilitySet, m.CreditSuggestionApproved),
+    t.ADMIN_SERVICING: (m.DayClosed,),
     t.SUPPLIER_FINANCING_APPLICATIONS: (m.FinancingApplied,),
+    t.SUPPLIER_PREPAYMENTS: (m.PrepaymentRequested,),
     t.POOL_EVENTS: (
         m.PoolOpened,
         m.ReceivableAdded,
         m.ReceivablesSettled,
         m.BuyerConfirmedFinancing,
+        m.ReceivableAdjusted,
     ),
     t.CREDIT_DECISIONS: (m.FinancingDecision, m.LoanOpened),
     t.CREDIT_POSITIONS: (m.PoolPosition,),
     t.CREDIT_LOAN_REQUESTS: (m.LoanRequested,),
-    t.CREDIT_REPAYMENT_INSTRUCTIONS: (m.RepaymentInstruction,),
+    t.CREDIT_REPAYMENT_INSTRUCTIONS: (m.RepaymentInstruction, m.HoldSettled),
+    t.CREDIT_SERVICING: (
+        m.InterestAccrued,
+        m.InterestCharged,
+        m.LoanOverdue,
+        m.LoanRepaid,
+    ),
+    t.CREDIT_SUGGESTIONS: (m.CreditSuggested,),
     t.FUNDING_RESPONSES: (m.FunderResponse,),
     t.FUNDING_RESULTS: (m.FundingResult,),
-    t.SETTLEMENT_RESULTS: (m.SettlementReleased,),
+    t.SETTLEMENT_RESULTS: (m.SettlementReleased, m.PrepaymentFrozen),
     t.SETTLEMENT_FUNDER_REPAYMENTS: (m.FunderRepaymentNotice,),
     t.SETTLEMENT_RELEASES: (m.SupplierFundsReleased,),
 }
@@ -97,7 +115,8 @@ def parse_json(raw: bytes) -> Any:
 
 def decode(topic: str, raw: bytes, today: date | None = None) -> m.Message:
     """Validate raw bytes read from `topic` into its message model. Dates an outside party
-    gives are checked against `today`, the day the message arrives (default: today, UTC)."""
+    gives are checked against `today`, the day the message arrives (default: the business
+    day in the platform's time zone)."""
     document = parse_json(raw)
     if not isinstance(document, dict):
         raise Rejected(m.Reason.INVALID_MESSAGE, "payload must be a JSON object")
@@ -111,7 +130,7 @@ def decode(topic: str, raw: bytes, today: date | None = None) -> m.Message:
         )
     try:
         message: m.Message = adapter.validate_python(
-            document, context={"today": today or datetime.now(UTC).date()}
+            document, context={"today": today or business_date()}
         )
     except ValidationError as exc:
         problems = exc.errors(include_url=False)

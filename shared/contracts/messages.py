@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -38,6 +39,10 @@ DATE_CEILING = date(2099, 12, 31)
 PAST_WINDOW = timedelta(days=3660)
 FUTURE_SLACK = timedelta(days=1)
 DUE_WINDOW = timedelta(days=3660)
+# A payment's date from the ERP is checked against the business day the money arrives (issue
+# 8): not after it, and at most PAID_ON_WINDOW before it. Interest runs to the day the money
+# arrives (`value_date` on ReceivablesSettled), never to a date the sender chose.
+PAID_ON_WINDOW = timedelta(days=31)
 
 
 def arrival_day(info: ValidationInfo) -> date | None:
@@ -67,6 +72,17 @@ def _due(value: date, info: ValidationInfo) -> date:
     today = arrival_day(info)
     if today is not None and value > today + DUE_WINDOW:
         raise ValueError(f"due date {value} is after {today + DUE_WINDOW}")
+    return value
+
+
+def _paid(value: date, info: ValidationInfo) -> date:
+    today = arrival_day(info)
+    if today is not None and not today - PAID_ON_WINDOW <= value <= today:
+        raise ValueError(
+            f"payment date {value} (paid_on) must lie between {today - PAID_ON_WINDOW} and "
+            f"{today}, the business day the payment arrives "
+            f"({PAID_ON_WINDOW.days} days before it, to it)"
+        )
     return value
 
 
@@ -105,6 +121,18 @@ DueOn = Annotated[
         }
     ),
 ]
+PaidOn = Annotated[
+    date,
+    AfterValidator(_within_bounds),
+    AfterValidator(_paid),
+    WithJsonSchema(
+        {
+            **_DATE_SCHEMA,
+            "description": f"ISO date, at most {PAID_ON_WINDOW.days} days before the business "
+            "day (Asia/Shanghai) the payment arrives, and not after it.",
+        }
+    ),
+]
 Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:/-]+$")]
 
 
@@ -140,6 +168,18 @@ class Reason(StrEnum):
     REJECTED_BY_BUYER = "rejected_by_buyer"
     REJECTED_BY_FUNDER = "rejected_by_funder"
     AMOUNT_MISMATCH = "amount_mismatch"
+    RECEIVABLE_CLOSED = "receivable_closed"
+    EXCEEDS_OPEN_AMOUNT = "exceeds_open_amount"
+    DUPLICATE_ADJUSTMENT = "duplicate_adjustment"
+    DISPUTE_STATE = "dispute_state"
+    MARGIN_CALL = "margin_call"
+    POOL_OVERDUE = "pool_overdue"
+    DAY_ALREADY_CLOSED = "day_already_closed"
+    DAY_NOT_BEGUN = "day_not_begun"
+    UNKNOWN_SUGGESTION = "unknown_suggestion"
+    UNKNOWN_LOAN = "unknown_loan"
+    NOTHING_OWED = "nothing_owed"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
     PROCESSING_ERROR = "processing_error"
 
 
@@ -215,8 +255,9 @@ class PaymentReceived(Message):
     receivable_ids: list[Id] = Field(
         min_length=1, max_length=1000, description="Receivables this payment writes off."
     )
-    paid_on: HappenedOn = Field(
-        description="Value date of the payment; interest runs to this date."
+    paid_on: PaidOn = Field(
+        description="The buyer's payment date; checked against the day the money arrives. "
+        "Interest runs to the business day the money arrives, not to this date."
     )
 
 
@@ -233,12 +274,83 @@ class FinancingConfirmation(Message):
     )
 
 
+Why = Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class CreditNoteIssued(Message):
+    """The buyer credits part of a slip back (a return, a price correction): dilution."""
+
+    type: Literal["CreditNoteIssued"] = "CreditNoteIssued"
+    receivable_id: Id = Field(description="The slip credited.")
+    credit_note_id: Id = Field(description="The credit note's id, unique per core enterprise.")
+    amount: PositiveAmount = Field(description="Amount credited, at most the slip's open amount.")
+    reason: Why = Field(description="Why (free text, kept with the dilution record).")
+
+
+class SlipCancelled(Message):
+    """The buyer cancels an open slip: its whole open amount leaves the pool."""
+
+    type: Literal["SlipCancelled"] = "SlipCancelled"
+    receivable_id: Id = Field(description="The slip cancelled.")
+    reason: Why = Field(description="Why (required: a slip is never closed silently).")
+
+
+class SlipAmended(Message):
+    """The buyer corrects a slip's face value; what was paid or credited stays so."""
+
+    type: Literal["SlipAmended"] = "SlipAmended"
+    receivable_id: Id = Field(description="The slip amended.")
+    amount: PositiveAmount = Field(
+        description="The new face value; at least what was already paid and credited."
+    )
+    reason: Why = Field(description="Why.")
+
+
+class DisputeOpened(Message):
+    """The buyer disputes a slip: it stays open but leaves the borrowing base."""
+
+    type: Literal["DisputeOpened"] = "DisputeOpened"
+    receivable_id: Id = Field(description="The slip disputed.")
+    dispute_id: Id = Field(description="The dispute's id.")
+    reason: Why = Field(description="Why.")
+
+
+class DisputeClosed(Message):
+    """The dispute is resolved: the slip counts again (a credit note settles any reduction)."""
+
+    type: Literal["DisputeClosed"] = "DisputeClosed"
+    receivable_id: Id = Field(description="The slip.")
+    dispute_id: Id = Field(description="The dispute closed.")
+    reason: Why = Field(description="How it was resolved.")
+
+
 # ---------------------------------------------------------------- operators and suppliers
 
 
 class DayCount(StrEnum):
     ACT_360 = "ACT/360"
     ACT_365 = "ACT/365"
+
+
+class InterestPeriod(StrEnum):
+    AT_REPAYMENT = "at_repayment"  # 利随本清: interest is paid with the principal it ran on
+    MONTHLY = "monthly"  # charged at each month's end
+    QUARTERLY = "quarterly"  # charged at each quarter's end (Mar, Jun, Sep, Dec)
+
+
+class InterestCollection(StrEnum):
+    FROM_PAYMENTS = "from_payments"  # charged interest is taken from the next payments
+    BILLED = "billed"  # charged interest is billed to the supplier, who prepays it
+
+
+class CreditBounds(BaseModel):
+    """Within these bounds a suggestion of the credit model is applied without an operator."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    line_min: PositiveAmount = Field(description="Lowest credit line applied automatically.")
+    line_max: PositiveAmount = Field(description="Highest credit line applied automatically.")
+    rate_min: Rate = Field(description="Lowest discount rate applied automatically.")
+    rate_max: Rate = Field(description="Highest discount rate applied automatically.")
 
 
 class FacilitySet(Message):
@@ -254,6 +366,65 @@ class FacilitySet(Message):
     )
     day_count: DayCount = Field(default=DayCount.ACT_360, description="Interest day count.")
     tenor_days: int = Field(default=180, ge=1, le=3650, description="Loan term in days.")
+    currency: Currency = Field(default="CNY", description="ISO 4217 currency code.")
+    penalty_rate: Rate | None = Field(
+        default=None,
+        description="罚息: yearly rate on overdue principal; default 1.5 × annual_interest_rate.",
+    )
+    interest_period: InterestPeriod = Field(
+        default=InterestPeriod.AT_REPAYMENT, description="When interest is charged."
+    )
+    interest_collection: InterestCollection = Field(
+        default=InterestCollection.FROM_PAYMENTS, description="How charged interest is paid."
+    )
+    max_days_past_due: int = Field(
+        default=90, ge=0, le=3650, description="A slip this many days past due is ineligible."
+    )
+    max_tenor_days: int = Field(
+        default=365, ge=1, le=3660, description="A slip with a longer tenor is ineligible."
+    )
+    cross_age_percent: Rate = Field(
+        default=Decimal("0.5"),
+        le=1,
+        description="When more than this share of the pool is past due beyond "
+        "max_days_past_due, the whole pool is ineligible (cross-aging).",
+    )
+    concentration_limit: PositiveAmount | None = Field(
+        default=None,
+        description="At most this much of the buyer's receivables counts (a pool has one "
+        "buyer: its sub-limit). None: no cap.",
+    )
+    auto_apply: CreditBounds | None = Field(
+        default=None,
+        description="Apply the credit model's suggestions within these bounds without an "
+        "operator; None: every suggestion waits for approval.",
+    )
+
+
+class DayClosed(Message):
+    """An operator (or credit's own scheduler) closes a pool's business day: interest accrues
+    for it, charged periods end, unpaid loans that matured fall overdue, penalty accrues."""
+
+    type: Literal["DayClosed"] = "DayClosed"
+    business_date: BoundedDate = Field(description="The business day closed (Asia/Shanghai).")
+
+
+class CreditSuggestionApproved(Message):
+    """An operator approves (or rejects) a suggestion of the credit model."""
+
+    type: Literal["CreditSuggestionApproved"] = "CreditSuggestionApproved"
+    suggestion_id: Id = Field(description="The suggestion.")
+    approved: bool = Field(default=True, description="False rejects it.")
+    note: str | None = Field(default=None, max_length=1024, description="Free text.")
+
+
+class PrepaymentRequested(Message):
+    """The supplier repays early (随借随还) from its free balance."""
+
+    type: Literal["PrepaymentRequested"] = "PrepaymentRequested"
+    prepayment_id: Id = Field(description="Unique id of the prepayment.")
+    amount: PositiveAmount = Field(description="Money to take from the free balance, CNY.")
+    loan_id: Id | None = Field(default=None, description="Repay this loan; default oldest first.")
     currency: Currency = Field(default="CNY", description="ISO 4217 currency code.")
 
 
@@ -280,18 +451,64 @@ class ReceivableAdded(Message):
     receivable_id: Id = Field(description="The settlement slip now in the pool.")
     amount: PositiveAmount = Field(description="Its amount, CNY.")
     due_on: BoundedDate | None = Field(default=None, description="Agreed payment date.")
+    issued_on: BoundedDate | None = Field(default=None, description="Date the slip was issued.")
+
+
+class ReceivableAllocation(BaseModel):
+    """What one payment paid on one slip."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    receivable_id: Id = Field(description="The slip.")
+    amount: Amount = Field(description="Paid on it by this payment, CNY.")
+    open_after: Amount = Field(description="Still open on it afterwards (0: closed).")
 
 
 class ReceivablesSettled(Message):
-    """A validated payment: `amount` arrived, `written_off` leaves the pool."""
+    """A validated payment: `amount` arrived, `written_off` leaves the pool.
+
+    A payment is applied to the slips it names in their order, each up to its open amount; a
+    slip paid in part stays open for the rest (issue 8), so `written_off` equals `amount`."""
 
     type: Literal["ReceivablesSettled"] = "ReceivablesSettled"
     payment_id: Id = Field(description="The ERP payment id.")
     amount: PositiveAmount = Field(description="Money received, CNY (A).")
     written_off: PositiveTotal = Field(description="Sum of the receivables written off.")
     receivable_ids: list[Id] = Field(description="The receivables written off.")
-    paid_on: BoundedDate = Field(description="Value date.")
+    paid_on: BoundedDate = Field(description="The buyer's payment date.")
     core_enterprise_id: Id = Field(description="Who paid.")
+    allocations: list[ReceivableAllocation] = Field(
+        default_factory=list, description="Per slip: paid, and open afterwards."
+    )
+    value_date: BoundedDate | None = Field(
+        default=None,
+        description="Business day (Asia/Shanghai) the money arrived; interest runs to it. "
+        "Absent on old messages: paid_on.",
+    )
+
+    @property
+    def interest_date(self) -> date:
+        return self.value_date or self.paid_on
+
+
+class AdjustmentKind(StrEnum):
+    CREDIT_NOTE = "credit_note"
+    CANCELLATION = "cancellation"
+    AMENDMENT = "amendment"
+    DISPUTE_OPENED = "dispute_opened"
+    DISPUTE_CLOSED = "dispute_closed"
+
+
+class ReceivableAdjusted(Message):
+    """A slip shrank, grew, or its dispute state changed: intake's canonical dilution event."""
+
+    type: Literal["ReceivableAdjusted"] = "ReceivableAdjusted"
+    receivable_id: Id = Field(description="The slip.")
+    kind: AdjustmentKind = Field(description="What happened.")
+    change: Amount = Field(description="Change of the pool's level, CNY (negative: dilution).")
+    open_after: Amount = Field(description="The slip's open amount afterwards.")
+    disputed: bool = Field(description="Whether the slip is disputed afterwards.")
+    reason: str = Field(description="The buyer's reason.")
+    reference: str | None = Field(default=None, description="Credit note or dispute id.")
 
 
 class BuyerConfirmedFinancing(Message):
@@ -311,6 +528,12 @@ class ApplicationState(StrEnum):
     REQUESTED = "requested"
     FUNDED = "funded"
     REFUSED = "refused"
+
+
+class Standing(StrEnum):
+    GOOD = "good"
+    MARGIN_CALL = "margin_call"  # loans above the base: payments are swept, no new draws
+    OVERDUE = "overdue"  # a loan is past its maturity: no new draws, penalty accrues
 
 
 class FinancingDecision(Message):
@@ -334,6 +557,10 @@ class LoanRequested(Message):
     amount: PositiveAmount = Field(description="Principal asked for, CNY.")
     annual_interest_rate: Rate = Field(description="Agreed rate.")
     tenor_days: int = Field(description="Term in days.")
+    day_count: DayCount = Field(default=DayCount.ACT_360, description="Interest day count.")
+    requested_on: BoundedDate | None = Field(
+        default=None, description="Business day of the request; disbursal not before it."
+    )
 
 
 class LoanOpened(Message):
@@ -343,6 +570,10 @@ class LoanOpened(Message):
     principal: PositiveAmount = Field(description="Disbursed principal, CNY.")
     disbursed_on: BoundedDate = Field(description="Interest runs from this date.")
     maturity_on: BoundedDate = Field(description="Principal due at the latest on this date.")
+    annual_interest_rate: Rate | None = Field(
+        default=None, description="The rate of the request the funder accepted."
+    )
+    day_count: DayCount | None = Field(default=None, description="Its day count.")
 
 
 class PoolPosition(Message):
@@ -354,6 +585,23 @@ class PoolPosition(Message):
     loan_balance: Amount = Field(description="Outstanding principal.")
     in_flight: Amount = Field(description="Requested and not yet decided.")
     available: Amount = Field(description="What may still be borrowed.")
+    ineligible: dict[str, Amount] = Field(
+        default_factory=dict,
+        description="Open receivables that do not count, by reason: disputed, tenor, "
+        "past_due, cross_aged, concentration.",
+    )
+    eligible_level: Amount | None = Field(
+        default=None, description="water_level − ineligible: what the base is taken of."
+    )
+    held: Amount = Field(
+        default=Decimal("0.00"),
+        description="Payment money kept frozen against confirmed requests in flight or a "
+        "loan above the base (never released while it is needed).",
+    )
+    interest_due: Amount = Field(default=Decimal("0.00"), description="Charged, unpaid interest.")
+    penalty_due: Amount = Field(default=Decimal("0.00"), description="Unpaid penalty interest.")
+    standing: Standing = Field(default=Standing.GOOD, description="good | margin_call | overdue.")
+    business_date: BoundedDate | None = Field(default=None, description="As of this day.")
 
 
 class LoanRepayment(BaseModel):
@@ -363,6 +611,12 @@ class LoanRepayment(BaseModel):
     principal: Amount = Field(description="Principal repaid, CNY.")
     interest: Amount = Field(description="Interest on that principal, CNY.")
     days: int = Field(description="Days of interest counted.")
+    penalty: Amount = Field(default=Decimal("0.00"), description="Penalty interest paid, CNY.")
+    fees: Amount = Field(default=Decimal("0.00"), description="Loan fees paid, CNY.")
+
+    @property
+    def total(self) -> Decimal:
+        return self.principal + self.interest + self.penalty + self.fees
 
 
 class RepaymentInstruction(Message):
@@ -377,6 +631,92 @@ class RepaymentInstruction(Message):
     credit_line: Amount = Field(description="Line in force.")
     loan_balance_before: Amount = Field(description="Outstanding principal before.")
     loan_balance_after: Amount = Field(description="Outstanding principal after.")
+    held: Amount = Field(
+        default=Decimal("0.00"),
+        description="Part of A kept frozen (on hold), not released: it covers confirmed "
+        "requests in flight above the base, or fen no principal could use.",
+    )
+    from_held: Amount = Field(
+        default=Decimal("0.00"),
+        description="Money already on hold in the pool added to this split (goes to funders).",
+    )
+    value_date: BoundedDate | None = Field(default=None, description="Interest ran to this day.")
+    kind: Literal["payment", "prepayment"] = Field(
+        default="payment", description="A buyer's payment, or the supplier's prepayment."
+    )
+
+
+class HoldSettled(Message):
+    """credit moves money on hold: to the funders (a disbursal it covered arrived) and/or back
+    to the supplier (the request it covered was refused, or the pool is under its base)."""
+
+    type: Literal["HoldSettled"] = "HoldSettled"
+    settlement_id: Id = Field(description="Unique id of this movement (answered like a payment).")
+    amount: PositiveAmount = Field(description="Taken from the pool's held money, CNY.")
+    repayments: list[LoanRepayment] = Field(description="Per loan, to the funders.")
+    released: Amount = Field(description="Back to the supplier's free balance.")
+    reason: str = Field(description="Why the hold moves now.")
+
+
+class InterestAccrued(Message):
+    """A loan's interest (and penalty) for one closed business day: the daily accrual."""
+
+    type: Literal["InterestAccrued"] = "InterestAccrued"
+    loan_id: Id = Field(description="The loan.")
+    business_date: BoundedDate = Field(description="The day accrued.")
+    principal: Amount = Field(description="Outstanding principal that day.")
+    interest: Amount = Field(description="Interest of that day, CNY.")
+    penalty: Amount = Field(default=Decimal("0.00"), description="Penalty of that day, CNY.")
+    accrued: Amount = Field(description="Interest accrued and not yet charged or paid, after.")
+
+
+class InterestCharged(Message):
+    """An interest period ended: its interest is now due (collected or billed)."""
+
+    type: Literal["InterestCharged"] = "InterestCharged"
+    loan_id: Id = Field(description="The loan.")
+    period_end: BoundedDate = Field(description="Last day of the period.")
+    amount: Amount = Field(description="Interest charged, CNY.")
+    collection: InterestCollection = Field(description="from_payments | billed.")
+
+
+class LoanOverdue(Message):
+    """A loan passed its maturity unpaid: penalty interest runs, the supplier cannot draw."""
+
+    type: Literal["LoanOverdue"] = "LoanOverdue"
+    loan_id: Id = Field(description="The loan.")
+    maturity_on: BoundedDate = Field(description="When it was due.")
+    overdue_principal: Amount = Field(description="Principal unpaid at maturity.")
+    penalty_rate: Rate = Field(description="Yearly penalty rate on it.")
+
+
+class LoanRepaid(Message):
+    """What one payment, prepayment or hold paid on one loan, through the waterfall."""
+
+    type: Literal["LoanRepaid"] = "LoanRepaid"
+    loan_id: Id = Field(description="The loan.")
+    payment_id: Id = Field(description="The payment, prepayment or hold settlement.")
+    penalty: Amount = Field(description="Penalty interest paid.")
+    fees: Amount = Field(description="Fees paid.")
+    interest: Amount = Field(description="Interest paid.")
+    principal: Amount = Field(description="Principal paid.")
+    outstanding_after: Amount = Field(description="Principal outstanding afterwards.")
+    value_date: BoundedDate = Field(description="Interest ran to this day.")
+
+
+class CreditSuggested(Message):
+    """The credit model's suggestion for a pool, with the factors that produced it."""
+
+    type: Literal["CreditSuggested"] = "CreditSuggested"
+    suggestion_id: Id = Field(description="Approve with this id.")
+    credit_line: Amount = Field(description="Suggested credit line, CNY.")
+    discount_rate: Rate = Field(description="Suggested discount rate.")
+    current_line: Amount | None = Field(default=None, description="The line in force.")
+    current_rate: Rate | None = Field(default=None, description="The rate in force.")
+    grade: str = Field(description="A (best) to E.")
+    factors: dict[str, str] = Field(description="Each input factor's value, as text.")
+    explanation: list[str] = Field(description="What a credit officer reads.")
+    state: Literal["pending", "applied", "rejected"] = Field(description="Where it stands.")
 
 
 # ---------------------------------------------------------------- funding gateway ↔ funders
@@ -393,6 +733,12 @@ class FundingRequest(Message):
     annual_interest_rate: Rate = Field(description="Agreed rate.")
     tenor_days: int = Field(description="Term in days.")
     currency: Currency = Field(default="CNY", description="ISO 4217 currency code.")
+    day_count: DayCount = Field(default=DayCount.ACT_360, description="Interest day count.")
+    requested_on: BoundedDate | None = Field(
+        default=None,
+        description="Business day of the request: a disbursal's value_date lies between it "
+        "and the day the disbursal arrives.",
+    )
 
 
 class FunderDecision(StrEnum):
@@ -439,6 +785,15 @@ class SettlementReleased(Message):
     fees: Amount = Field(description="To the platform.")
     released: Amount = Field(description="Unfrozen to the supplier's free balance.")
     ledger_hash: str = Field(description="Hash of the ledger transaction that split it.")
+
+
+class PrepaymentFrozen(Message):
+    """The splitter froze a prepayment from the supplier's free balance; credit decides it."""
+
+    type: Literal["PrepaymentFrozen"] = "PrepaymentFrozen"
+    prepayment_id: Id = Field(description="The prepayment.")
+    amount: PositiveAmount = Field(description="Frozen, CNY.")
+    loan_id: Id | None = Field(default=None, description="The loan named, if any.")
 
 
 class FunderRepaymentNotice(Message):

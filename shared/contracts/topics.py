@@ -11,12 +11,24 @@ ERP_SUPPLIERS = "erp.suppliers.v1"
 ERP_SETTLEMENT_SLIPS = "erp.settlement-slips.v1"
 ERP_PAYMENTS = "erp.payments.v1"
 ERP_FINANCING_CONFIRMATIONS = "erp.financing-confirmations.v1"
-ERP_TOPICS = (ERP_SUPPLIERS, ERP_SETTLEMENT_SLIPS, ERP_PAYMENTS, ERP_FINANCING_CONFIRMATIONS)
+# Credit notes, cancellations, amendments and disputes of slips (dilution).
+ERP_SLIP_ADJUSTMENTS = "erp.slip-adjustments.v1"
+ERP_TOPICS = (
+    ERP_SUPPLIERS,
+    ERP_SETTLEMENT_SLIPS,
+    ERP_PAYMENTS,
+    ERP_FINANCING_CONFIRMATIONS,
+    ERP_SLIP_ADJUSTMENTS,
+)
 
 # Published by operators (or `poolfin facility set`), consumed by credit.
 ADMIN_FACILITIES = "admin.facilities.v1"
+# Day closes (loan servicing), published by operators or credit's scheduler, consumed by credit.
+ADMIN_SERVICING = "admin.servicing.v1"
 # Published by suppliers (or the HTTP front), consumed by credit.
 SUPPLIER_FINANCING_APPLICATIONS = "supplier.financing-applications.v1"
+# Published by suppliers (or the HTTP front), consumed by the settlement splitter.
+SUPPLIER_PREPAYMENTS = "supplier.prepayments.v1"
 
 # intake → credit, settlement-splitter: the canonical, validated pool events.
 POOL_EVENTS = "pool.events.v1"
@@ -26,6 +38,8 @@ CREDIT_DECISIONS = "credit.decisions.v1"
 CREDIT_POSITIONS = "credit.positions.v1"
 CREDIT_LOAN_REQUESTS = "credit.loan-requests.v1"
 CREDIT_REPAYMENT_INSTRUCTIONS = "credit.repayment-instructions.v1"
+CREDIT_SERVICING = "credit.servicing.v1"  # accruals, charges, overdue, repayments per loan
+CREDIT_SUGGESTIONS = "credit.suggestions.v1"  # the credit model's suggestions
 
 # funding-gateway ↔ funders.
 FUNDING_RESPONSES = "funding.responses.v1"
@@ -51,12 +65,16 @@ SETTLEMENT_REJECTED = "settlement.rejected.v1"
 ALL_STATIC_TOPICS = (
     *ERP_TOPICS,
     ADMIN_FACILITIES,
+    ADMIN_SERVICING,
     SUPPLIER_FINANCING_APPLICATIONS,
+    SUPPLIER_PREPAYMENTS,
     POOL_EVENTS,
     CREDIT_DECISIONS,
     CREDIT_POSITIONS,
     CREDIT_LOAN_REQUESTS,
     CREDIT_REPAYMENT_INSTRUCTIONS,
+    CREDIT_SERVICING,
+    CREDIT_SUGGESTIONS,
     FUNDING_RESPONSES,
     FUNDING_RESULTS,
     SETTLEMENT_RESULTS,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,12 +14,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from poolfin.contracts import contract_files
+from shared.calendar import business_date
 from shared.contracts import messages as m
 from shared.contracts import topics as t
 from shared.contracts.codec import Rejected, decode, encode, payload_digest
 from shared.contracts.messages import Reason
 from shared.inbox import Inbound, dead_letter_for
 
+TODAY = business_date()
 CONTRACTS_DIR = Path(__file__).resolve().parents[2] / "docs" / "contracts"
 
 
@@ -35,7 +36,7 @@ def payment_doc(**changes: Any) -> dict[str, Any]:
         "amount": "100000.00",
         "currency": "CNY",
         "receivable_ids": ["slip-2026-07-01"],
-        "paid_on": "2026-08-31",
+        "paid_on": TODAY.isoformat(),  # within the window of the day it arrives
     }
     doc.update(changes)
     return doc
@@ -60,7 +61,7 @@ def test_valid_payment_decodes_with_decimal_amount_and_dates() -> None:
     assert isinstance(message, m.PaymentReceived)
     assert message.amount == Decimal("100000.00")
     assert message.receivable_ids == ["slip-2026-07-01"]
-    assert message.paid_on == date(2026, 8, 31)
+    assert message.paid_on == TODAY
     assert message.pool_id == "ce-1:sup-1"
     assert message.schema_version == 1
 
