@@ -65,9 +65,9 @@ def _as_written(encoded: Any, written: Any, nested: bool = False) -> Any:
 
 def _default_json(model: type[m.Message], key: str) -> Any:
     field = model.model_fields[key]
-    annotation = (
-        Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation
-    )
+    annotation: Any = field.annotation
+    if field.metadata:
+        annotation = Annotated[annotation, *field.metadata]
     adapter: TypeAdapter[Any] = TypeAdapter(annotation)
     return adapter.dump_python(field.get_default(call_default_factory=True), mode="json")
 
