@@ -19,6 +19,7 @@ def spec(settings: Settings) -> ServiceSpec:
         schema="credit",
         topics=(
             topics.ADMIN_FACILITIES,
+            topics.ADMIN_SERVICING,
             topics.SUPPLIER_FINANCING_APPLICATIONS,
             topics.POOL_EVENTS,
             topics.FUNDING_RESULTS,
@@ -27,14 +28,21 @@ def spec(settings: Settings) -> ServiceSpec:
         dead_letter_topic=topics.CREDIT_REJECTED,
         migrations=Path(__file__).parent / "migrations",
         handle=handle,
-        new_state=CreditBatch,
+        new_state=lambda: CreditBatch(day_close_lead_days=settings.day_close_lead_days),
         http=make_app,
         description="Pool positions, financing decisions, loans and repayment instructions.",
         publishes={
             topics.CREDIT_DECISIONS: (m.FinancingDecision, m.LoanOpened),
             topics.CREDIT_POSITIONS: (m.PoolPosition,),
             topics.CREDIT_LOAN_REQUESTS: (m.LoanRequested,),
-            topics.CREDIT_REPAYMENT_INSTRUCTIONS: (m.RepaymentInstruction,),
+            topics.CREDIT_REPAYMENT_INSTRUCTIONS: (m.RepaymentInstruction, m.HoldSettled),
+            topics.CREDIT_SERVICING: (
+                m.InterestAccrued,
+                m.InterestCharged,
+                m.LoanOverdue,
+                m.LoanRepaid,
+            ),
+            topics.CREDIT_SUGGESTIONS: (m.CreditSuggested,),
             topics.CREDIT_REJECTED: (m.DeadLetter,),
         },
     )

@@ -461,6 +461,7 @@ class ReceivableAllocation(BaseModel):
     receivable_id: Id = Field(description="The slip.")
     amount: Amount = Field(description="Paid on it by this payment, CNY.")
     open_after: Amount = Field(description="Still open on it afterwards (0: closed).")
+    due_on: BoundedDate | None = Field(default=None, description="The slip's due date.")
 
 
 class ReceivablesSettled(Message):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import date
+import dataclasses
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
-from services.credit.domain import Loan
+from services.credit.domain import Facility, Loan, Receivable
+from services.credit.model import MonthTrade
 from services.credit.repository import (
     Application,
     CreditChanges,
@@ -16,6 +19,8 @@ from services.credit.repository import (
     PoolState,
     PostgresCreditStore,
     Repaid,
+    Suggestion,
+    facility_of,
 )
 from shared.contracts import messages as m
 from tests.integration.scenario import contract_store
@@ -29,8 +34,11 @@ def pool_row(pool_id: str, level: str) -> PoolState:
     return PoolState(pool_id, "CE-1", "S-1", Decimal(level), None, [], Decimal("0.00"))
 
 
-def facility_set(pool_id: str) -> m.FacilitySet:
-    return m.new_event(
+TODAY = date(2026, 11, 20)
+
+
+def facility_set(pool_id: str, **terms: Any) -> tuple[str, Facility, str]:
+    event = m.new_event(
         m.FacilitySet,
         source="test",
         pool_id=pool_id,
@@ -38,7 +46,9 @@ def facility_set(pool_id: str) -> m.FacilitySet:
         discount_rate=Decimal("0.8"),
         annual_interest_rate=Decimal("0.0435"),
         funder_id="bank-a",
+        **terms,
     )
+    return pool_id, facility_of(event), event.event_id
 
 
 def loan(loan_id: str, outstanding: str, disbursed: date) -> Loan:
@@ -63,7 +73,7 @@ async def test_a_pool_reads_back_with_its_facility_loans_and_amount_in_flight(
             ],
         )
     )
-    [pool, unknown] = await store.pools(["P-1", "P-9"])
+    [pool, unknown] = await store.pools(["P-1", "P-9"], TODAY)
     assert (pool.exists, pool.water_level, pool.in_flight) == (
         True,
         Decimal("1000.00"),
@@ -85,15 +95,15 @@ async def test_repayments_reduce_loans_and_a_repaid_loan_is_no_longer_open(
     )
     await store.write(
         CreditChanges(
-            outstanding={("P-1", "L-1"): Decimal("0.00")},
+            loans={("P-1", "L-1"): loan("L-1", "0.00", date(2026, 8, 1))},
             repayments=[
                 Repaid("PAY-1", "P-1", Decimal("100.00"), Decimal("100.00"), Decimal("0.00"), {})
             ],
         )
     )
-    [pool] = await store.pools(["P-1"])
+    [pool] = await store.pools(["P-1"], TODAY)
     assert pool.loans == []
-    assert await store.decided_payments(["PAY-1", "PAY-2"]) == {"PAY-1"}
+    assert set(await store.payments(["PAY-1", "PAY-2"])) == {"PAY-1"}
 
 
 async def test_an_application_moves_and_is_read_back_with_its_pool(store: CreditStore) -> None:
@@ -105,5 +115,111 @@ async def test_an_application_moves_and_is_read_back_with_its_pool(store: Credit
     await store.write(CreditChanges(moved_applications=[moved]))
     found, claims = await store.applications(["A-1", "A-9"])
     assert found == [moved] and claims == {}
-    [pool] = await store.pools(["P-1"])
+    [pool] = await store.pools(["P-1"], TODAY)
     assert pool.in_flight == Decimal("0.00")
+
+
+async def test_a_pool_reads_back_the_slips_that_may_not_count_and_only_those(
+    store: CreditStore,
+) -> None:
+    def slip(rid: str, open_: str, issued: int, due: int, disputed: bool = False) -> Receivable:
+        return Receivable(
+            rid,
+            Decimal(open_),
+            TODAY - timedelta(days=issued),
+            TODAY - timedelta(days=due),
+            disputed,
+        )
+
+    await store.write(
+        CreditChanges(
+            pools=[pool_row("P-1", "1000.00")],
+            facilities=[facility_set("P-1", max_days_past_due=30, max_tenor_days=90)],
+            receivables={
+                ("P-1", "ok"): slip("ok", "100.00", 10, -50),
+                ("P-1", "disputed"): slip("disputed", "100.00", 10, -50, disputed=True),
+                ("P-1", "long"): slip("long", "100.00", 10, -100),  # tenor 110 days
+                ("P-1", "late"): slip("late", "100.00", 60, 31),  # 31 days past due
+                ("P-1", "paid"): slip("paid", "100.00", 60, 31),
+            },
+        )
+    )
+    await store.write(CreditChanges(open_amounts={("P-1", "paid"): Decimal("0.00")}))
+    [pool] = await store.pools(["P-1"], TODAY)
+    assert sorted(pool.flagged) == ["disputed", "late", "long"]
+    assert pool.eligibility.ineligible == {
+        "disputed": Decimal("100.00"),
+        "tenor": Decimal("100.00"),
+        "past_due": Decimal("100.00"),
+    }
+    assert await store.receivables([("P-1", "ok"), ("P-1", "none")]) == [
+        ("P-1", slip("ok", "100.00", 10, -50))
+    ]
+
+
+async def test_holds_closed_days_and_loan_servicing_fields_read_back(store: CreditStore) -> None:
+    row = pool_row("P-1", "100.00")
+    row.held, row.held_pending, row.closed_through = Decimal("8.00"), Decimal("2.00"), TODAY
+    serviced = Loan(
+        "L-1",
+        "bank-a",
+        Decimal("50.00"),
+        Decimal("0.0435"),
+        date(2026, 8, 1),
+        date(2026, 9, 1),
+        penalty_rate=Decimal("0.06525"),
+        interest_from=date(2026, 9, 1),
+        interest_due=Decimal("1.00"),
+        penalty_due=Decimal("0.50"),
+        accrued=Decimal("0.00"),
+        overdue=True,
+    )
+    await store.write(CreditChanges(pools=[row], new_loans=[("P-1", serviced)]))
+    [pool] = await store.pools(["P-1"], TODAY)
+    assert (pool.held, pool.held_pending, pool.closed_through) == (
+        Decimal("8.00"),
+        Decimal("2.00"),
+        TODAY,
+    )
+    assert pool.today == TODAY + timedelta(days=1)  # a pool closed through today is tomorrow
+    assert pool.loans == [serviced]
+    repaid = dataclasses.replace(serviced, outstanding=Decimal("0.00"), penalty_due=Decimal(0))
+    await store.write(CreditChanges(loans={("P-1", "L-1"): repaid}))
+    [pool] = await store.pools(["P-1"], TODAY)
+    assert [loan.interest_due for loan in pool.loans] == [Decimal("1.00")]  # still owed
+
+
+async def test_trade_months_add_up_and_suggestions_and_positions_are_kept(
+    store: CreditStore,
+) -> None:
+    month = date(2026, 11, 1)
+    for _ in range(2):
+        await store.write(
+            CreditChanges(
+                trade={
+                    ("P-1", month): [
+                        Decimal("10.00"),
+                        Decimal("4.00"),
+                        Decimal("1.00"),
+                        Decimal("0.50"),
+                        3,
+                    ]
+                }
+            )
+        )
+    assert await store.trade_history(["P-1"]) == {
+        "P-1": [
+            MonthTrade(
+                month, Decimal("20.00"), Decimal("8.00"), Decimal("2.00"), Decimal("1.00"), 3
+            )
+        ]
+    }
+    suggestion = Suggestion(
+        "S-1", "P-1", Decimal("100.00"), Decimal("0.75"), "B", "pending", {"a": 1}
+    )
+    await store.write(CreditChanges(suggestions=[suggestion]))
+    await store.write(CreditChanges(suggestions=[dataclasses.replace(suggestion, state="applied")]))
+    [found] = await store.suggestions(["S-1", "S-9"])
+    assert (found.state, found.body) == ("applied", {"a": 1})
+    at = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+    await store.write(CreditChanges(positions=[("E-1", "P-1", at, {"water_level": "1.00"})]))

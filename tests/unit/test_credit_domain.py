@@ -16,20 +16,45 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from services.credit.domain import (
+    Decision,
     Facility,
     Loan,
     Repayment,
     available_to_borrow,
     borrowing_base,
+    decide_payment,
     interest,
     level_after_write_off,
     refusal_of,
-    repayment_plan,
 )
 from shared.contracts.messages import DayCount, Reason
 from shared.money import FEN, ZERO
 
 WAN = Decimal(10_000)  # 万
+
+
+def decision_for(
+    amount: Decimal, level_after: Decimal, f: Facility | None, loans: list[Loan], paid_on: date
+) -> Decision:
+    """A buyer's payment with nothing in flight and nothing on hold."""
+    return decide_payment(
+        amount,
+        base_after=borrowing_base(level_after, f),
+        loans=loans,
+        requested=ZERO,
+        held=ZERO,
+        held_pending=ZERO,
+        value_date=paid_on,
+        facility=f,
+    )
+
+
+def repayment_plan(
+    amount: Decimal, level_after: Decimal, f: Facility | None, loans: list[Loan], paid_on: date
+) -> list[Repayment]:
+    return decision_for(amount, level_after, f, loans, paid_on).repayments
+
+
 PAID_ON = date(2026, 8, 31)
 
 
@@ -344,12 +369,22 @@ def test_short_payment_repays_the_largest_principal_it_can_cover(
     assert repaid(plan) == Decimal(amount)
 
 
-def test_a_fen_no_principal_can_use_goes_to_the_funder_as_interest() -> None:
+def test_a_fen_no_principal_can_use_is_held_never_paid_as_unearned_interest() -> None:
     """366 days at 24% ACT/360: 0.02 + 0.00 fits in 0.03, 0.03 + 0.01 does not. The loan is
-    above the base, so the last fen is paid as interest rather than released."""
+    above the base, so the last fen is neither released nor paid as interest not yet earned:
+    it stays on hold (issue 8, item 8) for the next repayment."""
     old_loan = one_day_old_loan(rate="0.24", days=366)
-    plan = repayment_plan(Decimal("0.03"), ZERO, facility(), [old_loan], PAID_ON)
-    assert plan == [Repayment("L1", "bank-a", Decimal("0.02"), Decimal("0.01"), 366)]
+    decision = decision_for(Decimal("0.03"), ZERO, facility(), [old_loan], PAID_ON)
+    assert decision.repayments == [Repayment("L1", "bank-a", Decimal("0.02"), ZERO, 366)]
+    assert (decision.held, decision.released) == (Decimal("0.01"), ZERO)
+
+
+def test_a_payment_too_small_for_any_principal_is_held_whole() -> None:
+    """At 100% for 366 days, 0.01 of principal carries 0.01 of interest: 0.01 covers none."""
+    old_loan = one_day_old_loan(rate="1", days=366)
+    decision = decision_for(Decimal("0.01"), ZERO, facility(), [old_loan], PAID_ON)
+    assert decision.repayments == []
+    assert (decision.held, decision.released) == (Decimal("0.01"), ZERO)
 
 
 def exposure_case(amount: str, loan_: Loan) -> Case:
@@ -360,14 +395,17 @@ def exposure_case(amount: str, loan_: Loan) -> Case:
 @given(cases())
 # 99.99 + 0.01 fits exactly; a search from fen_down(cash / factor) would stop at 99.98.
 @example(exposure_case("100.00", one_day_old_loan()))
-# 0.02 + 0.00 fits and 0.03 + 0.01 does not (366 days at 24% ACT/360): the funder takes the
-# fen no principal can use as interest, so nothing is released.
+# 0.02 + 0.00 fits and 0.03 + 0.01 does not (366 days at 24% ACT/360): the fen no principal
+# can use is held, so nothing is released.
 @example(exposure_case("0.03", one_day_old_loan(rate="0.24", days=366)))
 def test_invariant_2_exposure_after_the_plan_unless_all_of_the_payment_repaid(case: Case) -> None:
-    plan = plan_for(case)
+    decision = decision_for(case.amount, case.level_after, case.facility, case.loans, PAID_ON)
+    plan = decision.repayments
     principal = sum((r.principal for r in plan), ZERO)
     balance_after = sum((ln.outstanding for ln in case.loans), ZERO) - principal
-    if repaid(plan) != case.amount:  # something is released: exposure must be restored
+    assert decision.repaid + decision.held + decision.released == case.amount
+    assert decision.repaid <= case.amount  # no fen paid beyond the payment
+    if decision.released > 0:  # something is released: exposure must be restored
         assert balance_after <= borrowing_base(case.level_after, case.facility)
         repaid_ids = {r.loan_id: r.principal for r in plan}
         for ln in case.loans:

@@ -10,11 +10,13 @@ from typing import Any
 
 from services.credit.handlers import handle
 from services.credit.repository import CreditBatch, InMemoryCreditStore
+from shared.calendar import business_date
 from shared.contracts import messages as m
 from shared.contracts import topics
 from tests.unit.batches import run_batch
 
 POOL = "CE-1/S-1"
+TODAY = business_date()
 
 
 def event(model: type[m.Message], pool_id: str = POOL, **fields: Any) -> m.Message:
@@ -48,7 +50,7 @@ def confirmed(application_id: str, pool_id: str = POOL) -> m.Message:
     return event(m.BuyerConfirmedFinancing, pool_id, application_id=application_id, confirmed=True)
 
 
-def disbursed(request_id: str, amount: str, on: date = date(2026, 8, 1)) -> m.Message:
+def disbursed(request_id: str, amount: str, on: date = TODAY) -> m.Message:
     return event(
         m.FundingResult,
         request_id=request_id,
@@ -99,9 +101,7 @@ async def test_the_paper_in_one_batch_then_the_next() -> None:
     [request] = [body for topic, body in emitted if topic == topics.CREDIT_LOAN_REQUESTS]
     assert (request["amount"], request["funder_id"]) == ("800000.00", "bank-a")
     assert of(emitted, "PoolPosition")[-1]["loan_balance"] == "800000.00"
-    emitted, reasons = await batch(
-        store, settled("P-1", "100000.00", "100000.00", date(2026, 8, 1))
-    )
+    emitted, reasons = await batch(store, settled("P-1", "100000.00", "100000.00", TODAY))
     assert reasons == [None]
     [instruction] = of(emitted, "RepaymentInstruction")
     assert [(r["principal"], r["interest"]) for r in instruction["repayments"]] == [
@@ -112,7 +112,7 @@ async def test_the_paper_in_one_batch_then_the_next() -> None:
         "720000.00",
     )
     assert store.loans[(POOL, "A-1")].outstanding == Decimal("720000.00")
-    assert store.pool_rows[POOL][2] == Decimal("900000.00")
+    assert store.pool_rows[POOL].water_level == Decimal("900000.00")
 
 
 async def test_requests_in_flight_count_against_what_is_available() -> None:
@@ -131,19 +131,19 @@ async def test_requests_in_flight_count_against_what_is_available() -> None:
 async def test_a_payment_is_decided_once_even_in_the_same_batch() -> None:
     store = InMemoryCreditStore()
     await batch(store, opened(), facility(), added("R-1", "100.00"))
-    again = settled("P-1", "10.00", "10.00", date(2026, 8, 1))
-    _, reasons = await batch(store, again, settled("P-1", "10.00", "10.00", date(2026, 8, 1)))
+    again = settled("P-1", "10.00", "10.00", TODAY)
+    _, reasons = await batch(store, again, settled("P-1", "10.00", "10.00", TODAY))
     assert reasons == [None, "duplicate_payment"]
-    _, reasons = await batch(store, settled("P-1", "10.00", "10.00", date(2026, 8, 1)))
+    _, reasons = await batch(store, settled("P-1", "10.00", "10.00", TODAY))
     assert reasons == ["duplicate_payment"]
 
 
 async def test_a_level_that_would_go_below_zero_is_refused_not_clamped() -> None:
     store = InMemoryCreditStore()
     await batch(store, opened(), added("R-1", "100.00"))
-    _, reasons = await batch(store, settled("P-1", "100.00", "100.01", date(2026, 8, 1)))
+    _, reasons = await batch(store, settled("P-1", "100.00", "100.01", TODAY))
     assert reasons == ["level_below_zero"]
-    assert store.pool_rows[POOL][2] == Decimal("100.00")
+    assert store.pool_rows[POOL].water_level == Decimal("100.00")
     assert store.repayments == {}
 
 
