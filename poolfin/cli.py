@@ -30,6 +30,12 @@ contracts_app = typer.Typer(help="Message contracts for integrators.", no_args_i
 app.add_typer(facility_app, name="facility")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(contracts_app, name="contracts")
+pool_app = typer.Typer(help="Pools: positions and certificates.", no_args_is_help=True)
+day_app = typer.Typer(help="Loan servicing: business day closes.", no_args_is_help=True)
+credit_app = typer.Typer(help="The credit model's suggestions.", no_args_is_help=True)
+app.add_typer(pool_app, name="pool")
+app.add_typer(day_app, name="day")
+app.add_typer(credit_app, name="credit")
 
 
 def _settings() -> Settings:
@@ -228,6 +234,157 @@ def facility_set(
     with _unreachable_is_an_error("Kafka", settings.kafka_bootstrap, "POOLFIN_KAFKA_BOOTSTRAP"):
         asyncio.run(send())
     typer.echo(f"facility for {pool} published (event {event['event_id']})")
+
+
+def _publish_operator(topic: str, messages: list[Any], settings: Settings) -> None:
+    """Publish operator messages (models), keyed by pool, waiting for the broker's ack."""
+    from poolfin.clients import Publisher
+    from shared.contracts.codec import encode
+
+    async def send() -> None:
+        async with Publisher(settings.kafka_bootstrap) as publisher:
+            for message in messages:
+                await publisher.send(topic, encode(message), key=message.pool_id)
+
+    with _unreachable_is_an_error("Kafka", settings.kafka_bootstrap, "POOLFIN_KAFKA_BOOTSTRAP"):
+        asyncio.run(send())
+
+
+async def _credit_rows(settings: Settings, query: str, *args: Any) -> list[Any]:
+    from shared.db import create_pool
+
+    pool = await create_pool(settings.database_url, "credit", 1)
+    try:
+        async with pool.acquire() as conn:
+            return list(await conn.fetch(query, *args))
+    finally:
+        await pool.close()
+
+
+@pool_app.command("position")
+def pool_position(
+    pool: Annotated[str, typer.Argument(help="pool_id, e.g. CE-1/SUP-1")],
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="ISO instant or date (its end); default: now"),
+    ] = None,
+) -> None:
+    """The borrowing-base certificate: the position credit published for the pool last at or
+    before --as-of (level, ineligible by reason, base, loans, in flight, standing)."""
+    from datetime import UTC, date, datetime, time
+
+    from shared.calendar import timezone
+
+    settings = Settings()
+    try:
+        if as_of is None:
+            instant = datetime.now(UTC)
+        elif len(as_of) == 10:
+            instant = datetime.combine(date.fromisoformat(as_of), time.max, tzinfo=timezone())
+        else:
+            instant = datetime.fromisoformat(as_of)
+            instant = instant if instant.tzinfo else instant.replace(tzinfo=timezone())
+    except ValueError as exc:
+        typer.echo(f"error: --as-of {as_of!r} is not an ISO date or instant", err=True)
+        raise typer.Exit(2) from exc
+    with _unreachable_is_an_error("PostgreSQL", settings.database_url, "POOLFIN_DATABASE_URL"):
+        rows = asyncio.run(
+            _credit_rows(
+                settings,
+                "SELECT body FROM positions WHERE pool_id = $1 AND occurred_at <= $2"
+                " ORDER BY occurred_at DESC, event_id DESC LIMIT 1",
+                pool,
+                instant,
+            )
+        )
+    if not rows:
+        typer.echo(f"error: pool {pool} had no position at {instant.isoformat()}", err=True)
+        raise typer.Exit(1)
+    body = rows[0]["body"]
+    typer.echo(json.dumps(json.loads(body) if isinstance(body, str) else body, indent=2))
+
+
+@day_app.command("close")
+def day_close(
+    day: Annotated[
+        str | None, typer.Option("--date", help="business day to close; default: yesterday")
+    ] = None,
+    pool: Annotated[
+        str | None, typer.Option("--pool", help="one pool; default: every pool credit knows")
+    ] = None,
+) -> None:
+    """Close a business day (the maturity job): interest accrues, charged periods end, unpaid
+    matured loans fall overdue and penalty accrues. Run it daily after midnight (cron)."""
+    from datetime import date, timedelta
+
+    from shared.calendar import business_date
+    from shared.contracts import messages as m
+    from shared.contracts import topics
+
+    settings = Settings()
+    closing = date.fromisoformat(day) if day else business_date() - timedelta(days=1)
+    if pool is not None:
+        pools = [pool]
+    else:
+        with _unreachable_is_an_error("PostgreSQL", settings.database_url, "POOLFIN_DATABASE_URL"):
+            rows = asyncio.run(
+                _credit_rows(
+                    settings,
+                    "SELECT pool_id FROM pools WHERE closed_through IS NULL"
+                    " OR closed_through < $1 ORDER BY pool_id",
+                    closing,
+                )
+            )
+        pools = [row["pool_id"] for row in rows]
+    messages = [
+        m.new_event(m.DayClosed, source="operator-cli", pool_id=p, business_date=closing)
+        for p in pools
+    ]
+    _publish_operator(topics.ADMIN_SERVICING, messages, settings)
+    typer.echo(f"closing {closing} for {len(messages)} pool(s) (admin.servicing.v1)")
+
+
+@credit_app.command("approve")
+def credit_approve(
+    suggestion: Annotated[str, typer.Argument(help="suggestion id (from credit.suggestions.v1)")],
+    pool: Annotated[str, typer.Option(help="pool_id of the suggestion")],
+    reject: Annotated[bool, typer.Option("--reject", help="reject instead")] = False,
+    note: Annotated[str | None, typer.Option(help="free text")] = None,
+) -> None:
+    """Approve (or reject) a suggestion of the credit model; credit applies it to the
+    facility."""
+    from shared.contracts import messages as m
+    from shared.contracts import topics
+
+    settings = Settings()
+    message = m.new_event(
+        m.CreditSuggestionApproved,
+        source="operator-cli",
+        pool_id=pool,
+        suggestion_id=suggestion,
+        approved=not reject,
+        note=note,
+    )
+    _publish_operator(topics.ADMIN_FACILITIES, [message], settings)
+    typer.echo(f"suggestion {suggestion} {'rejected' if reject else 'approved'} (published)")
+
+
+@credit_app.command("suggestions")
+def credit_suggestions(
+    pool: Annotated[str, typer.Argument(help="pool_id")],
+) -> None:
+    """The credit model's suggestions for a pool, newest first, with their explanation."""
+    settings = Settings()
+    with _unreachable_is_an_error("PostgreSQL", settings.database_url, "POOLFIN_DATABASE_URL"):
+        rows = asyncio.run(
+            _credit_rows(
+                settings,
+                "SELECT body FROM suggestions WHERE pool_id = $1 ORDER BY created_at DESC",
+                pool,
+            )
+        )
+    bodies = [json.loads(r["body"]) if isinstance(r["body"], str) else r["body"] for r in rows]
+    typer.echo(json.dumps(bodies, indent=2))
 
 
 @app.command()

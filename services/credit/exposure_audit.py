@@ -1,6 +1,7 @@
-"""The auditor's view of credit's exposure (issue 6, defect 1): in every pool, the loans are
-within the borrowing base min(level × rate, line), or the pool's latest payment went wholly to
-repayment (the sweep rule: while loans are above the base, nothing is released)."""
+"""The auditor's view of credit's exposure (issue 6, defect 1; issue 8): in every pool, the
+loans less the money on hold are within the borrowing base min(eligible level × rate, line),
+or the pool's latest payment released nothing (the sweep rule: while loans are above the base,
+every fen goes to the funders or stays on hold)."""
 
 from __future__ import annotations
 
@@ -20,15 +21,17 @@ async def audit_exposure(database_url: str) -> dict[str, Any]:
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
             rows = await conn.fetch(
-                "SELECT p.pool_id, p.water_level, f.credit_line, f.discount_rate,"
-                " l.loans, r.amount AS last_amount, r.principal + r.interest AS last_repaid,"
+                "SELECT p.pool_id, coalesce(p.eligible_level, p.water_level) AS water_level,"
+                " p.held + p.held_pending AS held, f.credit_line, f.discount_rate,"
+                " l.loans, r.amount AS last_amount,"
+                " r.principal + r.interest + r.held - r.from_held AS last_repaid,"
                 " r.payment_id AS last_payment"
                 " FROM pools p"
                 " JOIN (SELECT pool_id, sum(outstanding) AS loans FROM loans"
                 "       WHERE outstanding > 0 GROUP BY pool_id) l ON l.pool_id = p.pool_id"
                 " LEFT JOIN facilities f ON f.pool_id = p.pool_id"
-                " LEFT JOIN LATERAL (SELECT amount, principal, interest, payment_id"
-                "       FROM repayments WHERE pool_id = p.pool_id"
+                " LEFT JOIN LATERAL (SELECT amount, principal, interest, held, from_held,"
+                "       payment_id FROM repayments WHERE pool_id = p.pool_id AND kind <> 'hold'"
                 "       ORDER BY created_at DESC, payment_id DESC LIMIT 1) r ON true"
                 " ORDER BY p.pool_id"
             )
@@ -44,10 +47,10 @@ async def audit_exposure(database_url: str) -> dict[str, Any]:
             )
         )
         base = borrowing_base(Decimal(row["water_level"]), facility)
-        loans = Decimal(row["loans"])
+        loans = Decimal(row["loans"]) - Decimal(row["held"])
         if loans <= base:
             continue
-        swept = row["last_amount"] is not None and row["last_repaid"] == row["last_amount"]
+        swept = row["last_amount"] is not None and row["last_repaid"] >= row["last_amount"]
         if not swept:
             problems.append(
                 f"pool {row['pool_id']}: loans {loans} exceed the borrowing base {base}"

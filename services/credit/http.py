@@ -2,8 +2,13 @@
 
     GET  /health                                      are PostgreSQL and Kafka answering
     GET  /pools/{pool_id}                             the pool's position, facility and loans
+    GET  /pools/{pool_id}/position?as_of=…            the borrowing-base certificate in force
+                                                      at that instant (default: now)
     POST /pools/{pool_id}/applications                apply to borrow: {"amount": "50000.00"}
     GET  /pools/{pool_id}/applications/{application}  where an application stands
+    POST /pools/{pool_id}/prepayments                 repay early from the free balance:
+                                                      {"amount": "10000.00", "loan_id": …}
+    GET  /pools/{pool_id}/prepayments/{prepayment}    where a prepayment stands
 
 Reads come from credit's own schema in one snapshot. An application is not decided here: it is
 published on supplier.financing-applications.v1 like any other (202 Accepted once the broker
@@ -18,7 +23,7 @@ import json
 import re
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
@@ -31,6 +36,7 @@ from starlette.routing import Route
 
 from services.credit import repository as repo
 from services.credit.domain import available_to_borrow, borrowing_base
+from shared.calendar import timezone
 from shared.contracts import messages as m
 from shared.contracts import topics
 from shared.contracts.codec import Rejected, decode
@@ -55,7 +61,9 @@ def _error(status: int, reason: str, detail: str) -> JSONResponse:
 
 async def _position(conn: Connection, pool_id: str) -> dict[str, Any] | None:
     pool = await conn.fetchrow(
-        "SELECT core_enterprise_id, supplier_id, water_level FROM pools WHERE pool_id = $1", pool_id
+        "SELECT core_enterprise_id, supplier_id, water_level, held, held_pending FROM pools"
+        " WHERE pool_id = $1",
+        pool_id,
     )
     if pool is None:
         return None
@@ -64,20 +72,30 @@ async def _position(conn: Connection, pool_id: str) -> dict[str, Any] | None:
     level = Decimal(pool["water_level"])
     open_loans = await conn.fetch(
         "SELECT loan_id, funder_id, principal, outstanding, annual_interest_rate, disbursed_on,"
-        " maturity_on FROM loans WHERE pool_id = $1 AND outstanding > 0"
+        " maturity_on, interest_due, penalty_due, overdue FROM loans WHERE pool_id = $1"
+        " AND (outstanding > 0 OR interest_due > 0 OR penalty_due > 0)"
         " ORDER BY disbursed_on, loan_id",
         pool_id,
     )
+    published = await repo.position_as_of(conn, pool_id, datetime.now(UTC))
+    certificate = _body(published) if published is not None else {}
+    eligible = Decimal(certificate.get("eligible_level") or level)
     return {
         "pool_id": pool_id,
         "core_enterprise_id": pool["core_enterprise_id"],
         "supplier_id": pool["supplier_id"],
         "currency": "CNY",
         "water_level": level,
-        "borrowing_base": borrowing_base(level, facility),
+        "ineligible": certificate.get("ineligible", {}),
+        "eligible_level": eligible,
+        "borrowing_base": borrowing_base(eligible, facility),
         "loan_balance": loans,
         "in_flight": in_flight,
-        "available": available_to_borrow(level, facility, loans, in_flight),
+        "held": Decimal(pool["held"]) + Decimal(pool["held_pending"]),
+        "available": available_to_borrow(eligible, facility, loans, in_flight)
+        if certificate.get("standing", "good") == "good"
+        else Decimal("0.00"),
+        "standing": certificate.get("standing", "good"),
         "facility": None
         if facility is None
         else {
@@ -87,9 +105,36 @@ async def _position(conn: Connection, pool_id: str) -> dict[str, Any] | None:
             "funder_id": facility.funder_id,
             "day_count": facility.day_count.value,
             "tenor_days": facility.tenor_days,
+            "penalty_rate": facility.penalty,
+            "interest_period": facility.interest_period.value,
+            "interest_collection": facility.interest_collection.value,
+            "max_days_past_due": facility.max_days_past_due,
+            "max_tenor_days": facility.max_tenor_days,
+            "cross_age_percent": facility.cross_age_percent,
+            "concentration_limit": facility.concentration_limit,
         },
         "loans": [dict(row) for row in open_loans],
     }
+
+
+def _body(stored: Any) -> dict[str, Any]:
+    """A jsonb column as asyncpg returns it (text unless a codec is set)."""
+    return dict(json.loads(stored) if isinstance(stored, str) else stored)
+
+
+def _instant(text: str | None) -> datetime | None:
+    """An ISO 8601 instant (a date alone means its end, in the platform's time zone), or None
+    when it cannot be read."""
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            return datetime.combine(day, time.max, tzinfo=timezone())
+        instant = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return instant if instant.tzinfo else instant.replace(tzinfo=timezone())
 
 
 def _bad_id(what: str, value: str) -> Response | None:
@@ -127,6 +172,22 @@ async def _database_reachable(pool: asyncpg.Pool, timeout: float) -> str | None:
     return None
 
 
+async def _json_body(request: Request) -> dict[str, Any] | Response:
+    """The request's JSON object, or the 4xx that says what is wrong with it."""
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        return _error(413, m.Reason.INVALID_MESSAGE.value, "body over 16 KiB")
+    try:
+        fields = json.loads(body)
+    except (ValueError, RecursionError):
+        return _error(
+            400, m.Reason.NOT_JSON.value, 'body must be JSON such as {"amount": "50000.00"}'
+        )
+    if not isinstance(fields, dict):
+        return _error(400, m.Reason.INVALID_MESSAGE.value, "body must be a JSON object")
+    return fields
+
+
 async def _unavailable(_: Request, exc: Exception) -> Response:
     """The database went away mid-request: say so (503), not a bare 500."""
     return _error(503, "unavailable", f"PostgreSQL: {type(exc).__name__}: {exc}")
@@ -157,6 +218,111 @@ def make_app(pool: asyncpg.Pool, producer: AIOKafkaProducer, settings: Settings)
         if found is None:
             return _error(404, m.Reason.UNKNOWN_POOL.value, f"pool {pool_id} is not known")
         return _json(found)
+
+    async def certificate(request: Request) -> Response:
+        """The PoolPosition credit published last at or before `as_of`, exactly as published."""
+        pool_id = request.path_params["pool_id"]
+        if bad := _bad_id("pool", pool_id):
+            return bad
+        as_of = request.query_params.get("as_of")
+        instant = _instant(as_of)
+        if instant is None:
+            return _error(
+                400,
+                m.Reason.INVALID_MESSAGE.value,
+                f"as_of {as_of!r} is not an ISO 8601 instant or date (2026-11-23T10:00:00+08:00)",
+            )
+        async with pool.acquire() as conn:
+            found = await repo.position_as_of(conn, pool_id, instant)
+        if found is None:
+            return _error(
+                404,
+                m.Reason.UNKNOWN_POOL.value,
+                f"pool {pool_id} had no position at {instant.isoformat()}",
+            )
+        return _json({"as_of": instant.isoformat(), "position": _body(found)})
+
+    async def prepayment(request: Request) -> Response:
+        pool_id, prepayment_id = (
+            request.path_params["pool_id"],
+            request.path_params["prepayment_id"],
+        )
+        if bad := _bad_id("pool", pool_id) or _bad_id("prepayment", prepayment_id):
+            return bad
+        async with pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT payment_id AS prepayment_id, pool_id, amount, principal, interest,"
+                " state, instruction FROM repayments"
+                " WHERE payment_id = $1 AND pool_id = $2 AND kind = 'prepayment'",
+                prepayment_id,
+                pool_id,
+            )
+        if row is None:
+            return _json(
+                {
+                    "prepayment_id": prepayment_id,
+                    "pool_id": pool_id,
+                    "state": "submitted",
+                    "detail": "not decided yet; the splitter freezes it from the free balance "
+                    "(or dead-letters it as insufficient_funds on settlement.rejected.v1)",
+                }
+            )
+        found = dict(row)
+        instruction = _body(found.pop("instruction"))
+        found["repayments"] = instruction.get("repayments", [])
+        found["state"] = "repaid" if found["state"] == "confirmed" else "decided"
+        return _json(found)
+
+    async def prepay(request: Request) -> Response:
+        pool_id = request.path_params["pool_id"]
+        if bad := _bad_id("pool", pool_id):
+            return bad
+        fields = await _json_body(request)
+        if isinstance(fields, Response):
+            return fields
+        prepayment_id = fields.get("prepayment_id") or f"PRE-{uuid.uuid4().hex[:16]}"
+        event = {
+            "event_id": str(uuid.uuid4()),
+            "type": "PrepaymentRequested",
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "source": SOURCE,
+            "pool_id": pool_id,
+            "prepayment_id": prepayment_id,
+            "amount": fields.get("amount"),
+            "loan_id": fields.get("loan_id"),
+            "currency": fields.get("currency", "CNY"),
+        }
+        raw = json.dumps(event).encode()
+        try:
+            decode(topics.SUPPLIER_PREPAYMENTS, raw)
+        except Rejected as refusal:
+            return _error(422, refusal.reason.value, refusal.detail)
+        async with pool.acquire() as conn:
+            if not await conn.fetchval("SELECT true FROM pools WHERE pool_id = $1", pool_id):
+                return _error(404, m.Reason.UNKNOWN_POOL.value, f"pool {pool_id} is not known")
+        if failed := await _publish(topics.SUPPLIER_PREPAYMENTS, raw, pool_id):
+            return failed
+        status_url = f"/pools/{pool_id}/prepayments/{prepayment_id}"
+        return JSONResponse(
+            {"prepayment_id": prepayment_id, "status": "submitted", "status_url": status_url},
+            status_code=202,
+            headers={"Location": status_url},
+        )
+
+    async def _publish(topic: str, raw: bytes, pool_id: str) -> Response | None:
+        try:
+            await asyncio.wait_for(
+                producer.send_and_wait(topic, raw, key=pool_id.encode()), publish_timeout
+            )
+        except Exception as exc:  # noqa: BLE001 - any publish failure is a 503 with its name
+            return _error(
+                503,
+                "unavailable",
+                f"Kafka did not acknowledge it within {publish_timeout:g} s "
+                f"({type(exc).__name__}); it may still arrive: check the status URL or retry "
+                "with the same id",
+            )
+        return None
 
     async def application(request: Request) -> Response:
         pool_id, application_id = (
@@ -198,17 +364,9 @@ def make_app(pool: asyncpg.Pool, producer: AIOKafkaProducer, settings: Settings)
         pool_id = request.path_params["pool_id"]
         if bad := _bad_id("pool", pool_id):
             return bad
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return _error(413, m.Reason.INVALID_MESSAGE.value, "body over 16 KiB")
-        try:
-            fields = json.loads(body)
-        except (ValueError, RecursionError):
-            return _error(
-                400, m.Reason.NOT_JSON.value, 'body must be JSON such as {"amount": "50000.00"}'
-            )
-        if not isinstance(fields, dict):
-            return _error(400, m.Reason.INVALID_MESSAGE.value, "body must be a JSON object")
+        fields = await _json_body(request)
+        if isinstance(fields, Response):
+            return fields
         # A body's id is checked with the rest of the body, by decode() below (422).
         application_id = fields.get("application_id") or f"A-{uuid.uuid4().hex[:16]}"
         event = {
@@ -276,6 +434,9 @@ def make_app(pool: asyncpg.Pool, producer: AIOKafkaProducer, settings: Settings)
                 "/pools/{pool_id:path}/applications/{application_id}", application, methods=["GET"]
             ),
             Route("/pools/{pool_id:path}/applications", apply, methods=["POST"]),
+            Route("/pools/{pool_id:path}/prepayments/{prepayment_id}", prepayment, methods=["GET"]),
+            Route("/pools/{pool_id:path}/prepayments", prepay, methods=["POST"]),
+            Route("/pools/{pool_id:path}/position", certificate, methods=["GET"]),
             Route("/pools/{pool_id:path}", position, methods=["GET"]),
         ],
         exception_handlers={
