@@ -17,7 +17,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from poolfin import scenario
 from poolfin.clients import Observer, Publisher
 from poolfin.stack import Stack
+from shared.calendar import business_date
 from shared.contracts import topics
 from shared.runtime import ensure_topics
 
@@ -110,7 +110,7 @@ async def _setup(
 ) -> list[tuple[str, str]]:
     """Pools with a facility, a slip per payment, and in every pool a loan as large as the
     base, disbursed 30 days ago: every payment then repays principal and interest."""
-    today = datetime.now(UTC).date()
+    today = business_date()
     pool_ids = [f"{CORE}/S-{run}-{i}" for i in range(pools)]
     async with (
         Publisher(stack.bootstrap) as publisher,
@@ -152,7 +152,7 @@ async def _setup(
             "slips in the pools",
         )
         print(
-            f"  borrowing the whole base in every pool (disbursed {today - timedelta(days=30)}) …",
+            f"  borrowing the whole base in every pool (disbursed {today}) …",
             flush=True,
         )
         for pool_id in pool_ids:
@@ -182,7 +182,7 @@ async def _setup(
             topics.funder_requests_topic(FUNDER), count=pools, timeout=600
         )
         for request in requests:
-            await publisher.send(*scenario.disbursal(request, today - timedelta(days=30)))
+            await publisher.send(*scenario.disbursal(request, today))
         await publisher.flush()
         await _until(
             lambda: _is(
@@ -200,7 +200,7 @@ async def _is(db: asyncpg.Connection, sql: str, expected: object, *args: object)
 async def _measure(
     stack: Stack, receivables: list[tuple[str, str]], rate: float, run: str
 ) -> dict[str, float]:
-    today = datetime.now(UTC).date()
+    today = business_date()
     payments = len(receivables)
     async with (
         Publisher(stack.bootstrap) as publisher,

@@ -17,6 +17,7 @@ from typing import Any
 
 from poolfin import scenario as erp
 from poolfin.clients import Observer, Publisher
+from shared.calendar import business_date
 from shared.contracts import topics
 from shared.money import money_text
 
@@ -24,7 +25,9 @@ WAN = Decimal(10_000)
 CORE = "CE-DEMO"
 BANK = "bank-demo"
 
-DELIVERIES: dict[str, list[tuple[date, int]]] = {
+# The paper's calendar (April–July). The demo plays it shifted so that the July payment falls
+# on today's business day: a payment's date must lie within 31 days of the day it arrives.
+PAPER_DELIVERIES: dict[str, list[tuple[date, int]]] = {
     "2026-04": [(date(2026, 4, 8), 30), (date(2026, 4, 18), 35), (date(2026, 4, 28), 37)],
     "2026-05": [(date(2026, 5, 8), 42), (date(2026, 5, 18), 34), (date(2026, 5, 28), 31)],
     "2026-06": [(date(2026, 6, 8), 40), (date(2026, 6, 18), 29), (date(2026, 6, 28), 34)],
@@ -32,7 +35,18 @@ DELIVERIES: dict[str, list[tuple[date, int]]] = {
 }
 # Payment term a little over two months, paid at the start of the third ten days (下旬初).
 PAYS_IN = {"2026-04": "2026-06", "2026-05": "2026-07"}
-PAID_ON = {"2026-06": date(2026, 6, 21), "2026-07": date(2026, 7, 21)}
+PAPER_PAID_ON = {"2026-06": date(2026, 6, 21), "2026-07": date(2026, 7, 21)}
+
+
+def _shifted(day: date) -> date:
+    return day + (business_date() - PAPER_PAID_ON["2026-07"])
+
+
+DELIVERIES = {
+    month: [(_shifted(day), wan) for day, wan in days] for month, days in PAPER_DELIVERIES.items()
+}
+PAID_ON = {month: _shifted(day) for month, day in PAPER_PAID_ON.items()}
+PAPER_MONTH = {"2026-04": "April", "2026-05": "May  ", "2026-06": "June ", "2026-07": "July "}
 EXPECTED_LEVELS = [Decimal(102) * WAN, Decimal(209) * WAN, Decimal(210) * WAN, Decimal(207) * WAN]
 EXPECTED_REPAID = Decimal(8) * WAN
 EXPECTED_RELEASED = Decimal(2) * WAN
@@ -116,7 +130,7 @@ async def water_levels(
         last = observer.find(topics.CREDIT_POSITIONS, pool_id=pool_id)[-1]
         levels.append(Decimal(last["water_level"]))
         say(
-            f"  {month}  delivered {sum(w for _, w in deliveries):>4}万   "
+            f"  {PAPER_MONTH[month]}  delivered {sum(w for _, w in deliveries):>4}万   "
             f"month-end water level {in_wan(Decimal(last['water_level'])):>9}"
         )
     return levels
@@ -127,13 +141,13 @@ async def settlement(
 ) -> None:
     supplier = f"SUP-B-{run}"
     pool_id = f"{CORE}/{supplier}"
-    value_date = date(2026, 8, 3)
+    value_date = business_date()  # borrowed and repaid the same day: no interest
     await _onboard(publisher, observer, pool_id, supplier)
     _, facility = erp.facility(pool_id, line=cny(100), rate="0.8", funder=BANK)
     await publisher.send(topics.ADMIN_FACILITIES, facility)
     slip_ids = []
     for index, wan in enumerate((60, 30, 10), start=1):
-        _, slip = erp.slip(pool_id, f"SS-{run}-B{index}", cny(wan), "2026-07-01")
+        _, slip = erp.slip(pool_id, f"SS-{run}-B{index}", cny(wan), value_date)
         await publisher.send(topics.ERP_SETTLEMENT_SLIPS, slip)
         slip_ids.append(slip["event_id"])
     for event_id in [facility["event_id"], *slip_ids]:

@@ -17,6 +17,9 @@ from poolfin.stack import Stack
 from shared.contracts import topics
 
 TEST_FUNDER = "bank-test"
+# Servicing tests close a pool's business days ahead of the calendar (maturity, penalty) —
+# a simulation the production default (0) does not allow.
+TEST_ENV = {"POOLFIN_DAY_CLOSE_LEAD_DAYS": "400"}
 WATCHED = [t for t in topics.ALL_STATIC_TOPICS if not t.startswith("erp.")]
 WATCHED.append(topics.funder_requests_topic(TEST_FUNDER))
 
@@ -29,6 +32,7 @@ def _docker_stack(work_dir: Path) -> Iterator[Stack]:
     with ApacheKafkaContainer() as kafka, PostgresContainer("postgres:16", driver=None) as postgres:
         stack = Stack(
             work_dir,
+            env=dict(TEST_ENV),
             bootstrap=kafka.get_bootstrap_server(),
             database_url=postgres.get_connection_url(),
         )
@@ -45,7 +49,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     if os.environ.get("POOLFIN_TEST_DOCKER") == "1":
         yield from _docker_stack(work_dir)
         return
-    with Stack(work_dir) as running:
+    with Stack(work_dir, env=dict(TEST_ENV)) as running:
         yield running
 
 

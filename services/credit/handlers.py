@@ -660,7 +660,12 @@ async def on_day_closed(uow: Uow, event: m.DayClosed) -> Rejected | None:
             f"{day} has not begun (today is {uow.state.business_day()}; "
             f"POOLFIN_DAY_CLOSE_LEAD_DAYS={uow.state.day_close_lead_days})",
         )
-    first = day if pool.closed_through is None else pool.closed_through + timedelta(days=1)
+    if pool.closed_through is not None:
+        first = pool.closed_through + timedelta(days=1)
+    else:  # the pool's first close starts from its oldest loan, so each day has its accrual
+        first = min(
+            (loan.disbursed_on for loan in pool.loans if loan.disbursed_on <= day), default=day
+        )
     period = pool.facility.interest_period if pool.facility else m.InterestPeriod.AT_REPAYMENT
     current = first
     while current <= day:

@@ -29,10 +29,11 @@ def test_the_bench_drives_the_real_path_and_prints_one_json_line(tmp_path: Path)
     assert done.returncode == 0, done.stderr[-2000:]
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     # Each payment of 100.00 writes off a slip of 100.00 from a pool borrowed to its base
-    # (rate 0.8) 30 days before: 80.00 principal, 0.29 interest (4.35%, ACT/360), 19.71 left.
+    # (rate 0.8) the same day (a disbursal may not be dated before its request): 80.00
+    # principal, no interest, 20.00 left.
     assert Decimal(figures["repaid_principal"]) == Decimal("80.00") * 60
-    assert Decimal(figures["repaid_interest"]) == Decimal("0.29") * 60
-    assert Decimal(figures["released"]) == Decimal("19.71") * 60
+    assert Decimal(figures["repaid_interest"]) == Decimal("0.00")
+    assert Decimal(figures["released"]) == Decimal("20.00") * 60
     assert figures["settlements_per_s"] > 0 and figures["ceiling_events_per_s"] > 0
     assert set(figures["cpu_ms_per_settlement_by_component"]) >= {
         "intake",

@@ -20,11 +20,17 @@ import pytest
 from poolfin import scenario as erp
 from poolfin.clients import Observer, Publisher
 from poolfin.stack import Stack
+from shared.calendar import business_date
 from shared.contracts import topics
 from shared.db import Connection, create_pool, migrate
 from tests.environment import user_env
 
 CORE = "CE-TEST"
+
+
+def today() -> str:
+    """The platform's business day: dates of payments and disbursals are checked against it."""
+    return business_date().isoformat()
 
 
 @dataclass
@@ -58,7 +64,7 @@ async def open_pool(
     for index, amount in enumerate(slips, start=1):
         receivable_id = f"R-{run}-{index}"
         pool.slips[receivable_id] = amount
-        events.append(erp.slip(pool.pool_id, receivable_id, amount, "2026-07-01"))
+        events.append(erp.slip(pool.pool_id, receivable_id, amount, today()))
     # Onboarding first: the other topics are not ordered against it.
     await publisher.send(*events[0])
     await observer.wait_for(topics.CREDIT_POSITIONS, correlation_id=events[0][1]["event_id"])
@@ -70,10 +76,10 @@ async def open_pool(
 
 
 def payment(
-    pool: Pool, amount: str, receivable_ids: list[str], paid_on: str = "2026-08-03", **extra: Any
+    pool: Pool, amount: str, receivable_ids: list[str], paid_on: str | None = None, **extra: Any
 ) -> dict[str, Any]:
     payment_id = extra.pop("payment_id", f"P-{uuid.uuid4().hex[:10]}")
-    _, event = erp.payment(pool.pool_id, payment_id, amount, receivable_ids, paid_on)
+    _, event = erp.payment(pool.pool_id, payment_id, amount, receivable_ids, paid_on or today())
     return {**event, **extra}
 
 
@@ -150,7 +156,7 @@ async def borrow(
     pool: Pool,
     amount: str,
     funder: str,
-    value_date: str = "2026-08-03",
+    value_date: str | None = None,
 ) -> str:
     """Apply, have the buyer confirm and the funder disburse; returns the loan id."""
     application_id = await apply(publisher, observer, pool, amount)
@@ -159,7 +165,7 @@ async def borrow(
     [request] = await observer.wait_for(
         topics.funder_requests_topic(funder), request_id=application_id
     )
-    await publisher.send(*erp.disbursal(request, value_date))
+    await publisher.send(*erp.disbursal(request, value_date or today()))
     await observer.wait_for(topics.CREDIT_DECISIONS, type="LoanOpened", loan_id=application_id)
     return application_id
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 
 import asyncpg
@@ -13,8 +14,9 @@ from poolfin.clients import Observer, Publisher, erp_event
 from poolfin.demo import EXPECTED_LEVELS, run_demo
 from poolfin.stack import Stack
 from services.settlement_splitter.ledger_audit import audit
+from shared.calendar import business_date
 from shared.contracts import topics
-from tests.integration.scenario import Pool, borrow, facility, open_pool, payment
+from tests.integration.scenario import Pool, borrow, facility, open_pool, payment, today
 
 pytestmark = pytest.mark.integration
 
@@ -37,11 +39,18 @@ async def test_payment_30_days_after_disbursal_pays_act360_interest_to_the_bank(
     pool = await open_pool(
         publisher, observer, ["600000.00", "300000.00", "100000.00"], facility(interest="0.0435")
     )
-    loan_id = await borrow(
-        publisher, observer, pool, "800000.00", "bank-test", value_date="2026-08-01"
-    )
+    loan_id = await borrow(publisher, observer, pool, "800000.00", "bank-test")
+    # 30 days pass for this pool: its business days are closed through day 29 (the interest
+    # accrues day by day), so money arriving now is value-dated day 30.
+    day_29 = (business_date() + timedelta(days=29)).isoformat()
+    close = erp_event("DayClosed", pool.pool_id, source="operator-test", business_date=day_29)
+    await publisher.send(topics.ADMIN_SERVICING, close)
+    await observer.wait_for(topics.CREDIT_POSITIONS, correlation_id=close["event_id"])
+    accrued = observer.find(topics.CREDIT_SERVICING, type="InterestAccrued", loan_id=loan_id)
+    assert len(accrued) == 30  # one accrual per closed day
+    assert sum(Decimal(a["interest"]) for a in accrued) == Decimal("2900.00")  # 800000 × 30
     last = list(pool.slips)[-1]
-    pay = payment(pool, "100000.00", [last], paid_on="2026-08-31")
+    pay = payment(pool, "100000.00", [last])
     await publisher.send(topics.ERP_PAYMENTS, pay)
     [released] = await observer.wait_for(topics.SETTLEMENT_RESULTS, payment_id=pay["payment_id"])
     # 80000 principal due; its interest for 30 days ACT/360 at 4.35% is 290.00, so the bank
@@ -180,7 +189,7 @@ async def test_repayment_instruction_arriving_before_the_payment_waits_for_the_m
         amount="50.00",
         written_off="50.00",
         receivable_ids=["R-x"],
-        paid_on="2026-08-03",
+        paid_on=today(),
         core_enterprise_id="CE-TEST",
     )
     await publisher.send(topics.POOL_EVENTS, settled)
@@ -298,10 +307,10 @@ async def test_investor_platform_approves_first_and_the_loan_opens_only_on_disbu
     await observer.wait_for(topics.FUNDING_RESULTS, request_id=app_id, decision="approved")
     assert not observer.find(topics.CREDIT_DECISIONS, type="LoanOpened", loan_id=app_id)
     await _answer(
-        publisher, pool.pool_id, app_id, "disbursed", amount="60000.00", value_date="2026-08-03"
+        publisher, pool.pool_id, app_id, "disbursed", amount="60000.00", value_date=today()
     )
     [opened] = await observer.wait_for(topics.CREDIT_DECISIONS, type="LoanOpened", loan_id=app_id)
-    assert (opened["principal"], opened["disbursed_on"]) == ("60000.00", "2026-08-03")
+    assert (opened["principal"], opened["disbursed_on"]) == ("60000.00", today())
     assert await db.fetchval(
         "SELECT outstanding FROM credit.loans WHERE loan_id = $1", app_id
     ) == Decimal("60000.00")
@@ -342,7 +351,7 @@ async def test_a_payment_decided_twice_under_new_event_ids_moves_money_once(
         amount="10000.00",
         written_off="10000.00",
         receivable_ids=list(pool.slips),
-        paid_on="2026-08-03",
+        paid_on=today(),
         core_enterprise_id="CE-TEST",
     )
     await publisher.send(topics.POOL_EVENTS, settled)

@@ -13,7 +13,7 @@ from poolfin.registry import SERVICES
 from poolfin.scenario import Record
 from shared.contracts import topics
 from shared.settings import Settings
-from tests.integration.scenario import CORE
+from tests.integration.scenario import CORE, today
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +81,7 @@ async def test_valid_erp_records_around_a_bad_header_all_take_effect(
     await _around_a_bad_header(publisher, onboardings)
     for _, event in onboardings:
         await observer.wait_for(topics.POOL_EVENTS, type="PoolOpened", pool_id=event["pool_id"])
-    slips = [erp.slip(p, f"R-{run}-{n}", "1000.00", "2026-07-01") for n, p in enumerate(pools)]
+    slips = [erp.slip(p, f"R-{run}-{n}", "1000.00", today()) for n, p in enumerate(pools)]
     await _around_a_bad_header(publisher, slips)
     for _, event in slips:
         position = await observer.wait_for(

@@ -20,7 +20,7 @@ from poolfin.registry import SERVICES
 from poolfin.stack import Stack
 from shared.contracts import topics
 from tests.conftest import TEST_FUNDER, WATCHED
-from tests.integration.scenario import borrow, facility, ledger_verify, open_pool, payment
+from tests.integration.scenario import borrow, facility, ledger_verify, open_pool, payment, today
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +73,7 @@ async def test_two_instances_of_every_service_settle_each_payment_once_in_pool_o
             await borrow(publisher, observer, pool, f"{800 * PAYMENTS_PER_POOL}.00", TEST_FUNDER)
             pools.append(pool)
         payments = [
-            payment(pool, "1000.00", [receivable], paid_on="2026-08-03")
+            payment(pool, "1000.00", [receivable], paid_on=today())
             for index in range(PAYMENTS_PER_POOL)
             for pool in pools
             for receivable in [list(pool.slips)[index]]
