@@ -113,6 +113,33 @@ def run(
     asyncio.run(main())
 
 
+def _business_yesterday() -> Any:
+    from datetime import timedelta
+
+    from shared.calendar import business_date
+
+    return business_date() - timedelta(days=1)
+
+
+def _close_days_after_midnight(stack: Stack, closed_through: Any) -> Any:
+    """The maturity job of `poolfin up`: after each midnight (Asia/Shanghai), close the day
+    that ended for every pool. A failure is told and retried on the next round."""
+    from poolfin.servicing import close_day
+
+    yesterday = _business_yesterday()
+    if yesterday <= closed_through:
+        return closed_through
+    try:
+        count = asyncio.run(
+            close_day(stack.bootstrap, stack.database_url, yesterday, source="poolfin-up")
+        )
+    except Exception as exc:  # noqa: BLE001 - told, and tried again next round
+        typer.echo(f"day close of {yesterday} failed ({exc}); retrying", err=True)
+        return closed_through
+    typer.echo(f"closed business day {yesterday} for {count} pool(s)", err=True)
+    return yesterday
+
+
 @app.command()
 def up() -> None:
     """Start the embedded broker, PostgreSQL and the four services; stay up until Ctrl-C."""
@@ -136,6 +163,7 @@ def up() -> None:
         typer.echo("topics          : " + ", ".join(state["topics"]))  # type: ignore[arg-type]
         typer.echo("poolfin is up; `poolfin demo` plays the seed examples. Ctrl-C stops.")
         stopping = False
+        closed_through = _business_yesterday()
 
         def _stop(*_: object) -> None:
             nonlocal stopping
@@ -147,6 +175,7 @@ def up() -> None:
             # The broker, PostgreSQL and the services are all supervised (defect 5).
             for line in stack.supervise():
                 typer.echo(line, err=True)
+            closed_through = _close_days_after_midnight(stack, closed_through)
             time.sleep(0.5)
     finally:
         typer.echo("stopping …")
@@ -317,31 +346,20 @@ def day_close(
     matured loans fall overdue and penalty accrues. Run it daily after midnight (cron)."""
     from datetime import date, timedelta
 
+    from poolfin.servicing import close_day
     from shared.calendar import business_date
-    from shared.contracts import messages as m
-    from shared.contracts import topics
 
     settings = Settings()
-    closing = date.fromisoformat(day) if day else business_date() - timedelta(days=1)
-    if pool is not None:
-        pools = [pool]
-    else:
-        with _unreachable_is_an_error("PostgreSQL", settings.database_url, "POOLFIN_DATABASE_URL"):
-            rows = asyncio.run(
-                _credit_rows(
-                    settings,
-                    "SELECT pool_id FROM pools WHERE closed_through IS NULL"
-                    " OR closed_through < $1 ORDER BY pool_id",
-                    closing,
-                )
-            )
-        pools = [row["pool_id"] for row in rows]
-    messages = [
-        m.new_event(m.DayClosed, source="operator-cli", pool_id=p, business_date=closing)
-        for p in pools
-    ]
-    _publish_operator(topics.ADMIN_SERVICING, messages, settings)
-    typer.echo(f"closing {closing} for {len(messages)} pool(s) (admin.servicing.v1)")
+    try:
+        closing = date.fromisoformat(day) if day else business_date() - timedelta(days=1)
+    except ValueError as exc:
+        typer.echo(f"error: --date {day!r} is not an ISO date such as 2026-11-22", err=True)
+        raise typer.Exit(2) from exc
+    with _unreachable_is_an_error("the stack", settings.database_url, "POOLFIN_DATABASE_URL"):
+        count = asyncio.run(
+            close_day(settings.kafka_bootstrap, settings.database_url, closing, pool)
+        )
+    typer.echo(f"closing {closing} for {count} pool(s) (admin.servicing.v1)")
 
 
 @credit_app.command("approve")
