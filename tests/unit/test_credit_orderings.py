@@ -372,3 +372,50 @@ def _check(book: Book, pool: PoolState) -> None:
         b["type"] in ("RepaymentInstruction", "HoldSettled") and released_by(b) > 0 for b in step
     ):
         assert pool.exposure <= pool.base, (pool.exposure, pool.base)
+
+
+async def test_a_day_close_suggests_credit_from_the_trade_history_and_approval_applies_it() -> None:
+    book = Book()
+    await book.open(line="100000.00")
+    for months_ago in (1, 2, 3, 4):
+        await book.run(book.slip("1000000.00", due_in=None, issued_ago=31 * months_ago))
+    await book.run(book.day_closed(TODAY))
+    suggested = book.last("CreditSuggested")
+    assert suggested["state"] == "pending"
+    assert D(suggested["credit_line"]) > D("100000.00")
+    assert suggested["factors"] and all(isinstance(v, str) for v in suggested["factors"].values())
+    assert suggested["explanation"]
+    assert (await book.pool()).facility.credit_line == D("100000.00")  # not yet applied
+    approve = book.event(m.CreditSuggestionApproved, suggestion_id=suggested["suggestion_id"])
+    await book.run(approve)
+    assert book.last("CreditSuggested")["state"] == "applied"
+    pool = await book.pool()
+    assert pool.facility is not None
+    assert (pool.facility.credit_line, pool.facility.discount_rate) == (
+        D(suggested["credit_line"]),
+        D(suggested["discount_rate"]),
+    )
+    assert await book.refused(approve) == ["unknown_suggestion"]  # decided already
+
+
+async def test_a_suggestion_within_the_facilitys_bounds_is_applied_at_once() -> None:
+    book = Book()
+    bounds = m.CreditBounds(
+        line_min=D("1.00"), line_max=D("999999999.00"), rate_min=D("0.5"), rate_max=D("0.8")
+    )
+    await book.open(line="100000.00", auto_apply=bounds)
+    for months_ago in (1, 2, 3, 4):
+        await book.run(book.slip("1000000.00", due_in=None, issued_ago=31 * months_ago))
+    await book.run(book.day_closed(TODAY))
+    suggested = book.last("CreditSuggested")
+    assert suggested["state"] == "applied"
+    pool = await book.pool()
+    assert pool.facility is not None and pool.facility.credit_line == D(suggested["credit_line"])
+
+
+async def test_a_day_is_closed_once_and_not_before_it_begins() -> None:
+    book = Book(lead_days=0)
+    await book.open()
+    assert await book.refused(book.day_closed(TODAY + timedelta(days=1))) == ["day_not_begun"]
+    await book.run(book.day_closed(TODAY))
+    assert await book.refused(book.day_closed(TODAY)) == ["day_already_closed"]
