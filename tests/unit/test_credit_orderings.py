@@ -385,7 +385,8 @@ async def test_a_day_close_suggests_credit_from_the_trade_history_and_approval_a
     assert D(suggested["credit_line"]) > D("100000.00")
     assert suggested["factors"] and all(isinstance(v, str) for v in suggested["factors"].values())
     assert suggested["explanation"]
-    assert (await book.pool()).facility.credit_line == D("100000.00")  # not yet applied
+    before = (await book.pool()).facility
+    assert before is not None and before.credit_line == D("100000.00")  # not yet applied
     approve = book.event(m.CreditSuggestionApproved, suggestion_id=suggested["suggestion_id"])
     await book.run(approve)
     assert book.last("CreditSuggested")["state"] == "applied"
