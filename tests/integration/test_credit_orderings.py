@@ -4,7 +4,10 @@ overdue → penalty → the waterfall, prepayment, and the certificate as of any
 
 from __future__ import annotations
 
+import asyncio
 import json
+import subprocess
+import sys
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -17,6 +20,7 @@ from poolfin.stack import Stack
 from shared.calendar import business_date
 from shared.contracts import topics
 from tests.conftest import TEST_FUNDER
+from tests.environment import user_env
 from tests.integration.scenario import (
     Pool,
     apply,
@@ -30,6 +34,7 @@ from tests.integration.scenario import (
 )
 
 pytestmark = pytest.mark.integration
+POOLFIN = [sys.executable, "-m", "poolfin.cli"]
 
 
 async def _pay(publisher: Publisher, observer: Observer, pool: Pool, amount: str, slip: str) -> Any:
@@ -297,3 +302,48 @@ async def test_the_certificate_as_of_an_instant_is_the_position_published_then(
     assert now["position"] == published[-1]
     status, _ = http_json(stack.http_url, "GET", f"/pools/{pool.pool_id}/position?as_of=soon")
     assert status == 400
+
+
+async def test_the_operator_closes_a_day_and_reads_a_certificate_from_the_cli(
+    stack: Stack, publisher: Publisher, observer: Observer
+) -> None:
+    pool = await open_pool(publisher, observer, ["100000.00"], facility())
+    loan_id = await borrow(publisher, observer, pool, "80000.00", TEST_FUNDER)
+    env = user_env(POOLFIN_KAFKA_BOOTSTRAP=stack.bootstrap, POOLFIN_DATABASE_URL=stack.database_url)
+    today = business_date().isoformat()
+    closed = await asyncio.to_thread(
+        subprocess.run,
+        [*POOLFIN, "day", "close", "--pool", pool.pool_id, "--date", today],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert closed.returncode == 0, closed.stderr[-2000:]
+    assert f"closing {today} for 1 pool(s)" in closed.stdout
+    [accrued] = await observer.wait_for(
+        topics.CREDIT_SERVICING, type="InterestAccrued", loan_id=loan_id
+    )
+    assert (
+        accrued["business_date"] == today and accrued["interest"] == "9.67"
+    )  # 80000 × 4.35% / 360
+    first = observer.find(topics.CREDIT_POSITIONS, pool_id=pool.pool_id)[0]
+    shown = await asyncio.to_thread(
+        subprocess.run,
+        [*POOLFIN, "pool", "position", pool.pool_id, "--as-of", first["occurred_at"]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert json.loads(shown.stdout) == first
+    bad = await asyncio.to_thread(
+        subprocess.run,
+        [*POOLFIN, "day", "close", "--date", "yesterday"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert bad.returncode == 2 and "not an ISO date" in bad.stderr
