@@ -78,6 +78,11 @@ async def _position(conn: Connection, pool_id: str) -> dict[str, Any] | None:
         pool_id,
     )
     published = await repo.position_as_of(conn, pool_id, datetime.now(UTC))
+    months = await conn.fetch(
+        "SELECT month, slips, paid, paid_late, diluted FROM trade_months WHERE pool_id = $1"
+        " ORDER BY month",
+        pool_id,
+    )
     certificate = _body(published) if published is not None else {}
     eligible = Decimal(certificate.get("eligible_level") or level)
     return {
@@ -114,6 +119,9 @@ async def _position(conn: Connection, pool_id: str) -> dict[str, Any] | None:
             "concentration_limit": facility.concentration_limit,
         },
         "loans": [dict(row) for row in open_loans],
+        # Dilution (credit notes, cancellations, amendments down) and trade, month by month.
+        "dilution": sum((row["diluted"] for row in months), Decimal("0.00")),
+        "trade_months": [dict(row) for row in months],
     }
 
 

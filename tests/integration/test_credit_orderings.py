@@ -138,7 +138,7 @@ async def test_a_partial_payment_keeps_the_slip_open_for_the_rest(
 
 
 async def test_a_credit_note_dilutes_the_pool_and_the_next_payment_is_swept(
-    publisher: Publisher, observer: Observer
+    stack: Stack, publisher: Publisher, observer: Observer
 ) -> None:
     pool = await open_pool(publisher, observer, ["500000.00", "500000.00"], facility())
     first, second = pool.slips
@@ -159,6 +159,8 @@ async def test_a_credit_note_dilutes_the_pool_and_the_next_payment_is_swept(
     )
     released = await _pay(publisher, observer, pool, "100000.00", second)
     assert released["released"] == "0.00"
+    status, view = http_json(stack.http_url, "GET", f"/pools/{pool.pool_id}")
+    assert status == 200 and view["dilution"] == "200000.00"  # the pool's dilution, reported
     over = _adjustment(
         pool,
         "CreditNoteIssued",
