@@ -1,7 +1,9 @@
-"""funding-gateway's rules: which funder answers may move a request where. Pure."""
+"""funding-gateway's rules: which funder answers may move a request where, and on which
+value date a disbursal may be booked. Pure."""
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 
 from shared.contracts.codec import Rejected
@@ -31,3 +33,22 @@ def accept_response(
             Reason.AMOUNT_MISMATCH, f"disbursed {answered} but {requested} was requested"
         )
     return requested
+
+
+def disbursal_value_date(
+    value_date: date | None, requested_day: date | None, today: date
+) -> date | Rejected:
+    """A disbursal's value date (issue 8): the funder's, or today's business day when it gives
+    none. Interest runs from it, so it may not precede the business day of the request (money
+    is not lent before it was asked for) nor lie after today (money not paid out yet)."""
+    when = value_date or today
+    if requested_day is not None and when < requested_day:
+        return Rejected(
+            Reason.INVALID_DATE,
+            f"value date {when} is before {requested_day}, the business day of the request",
+        )
+    if when > today:
+        return Rejected(
+            Reason.INVALID_DATE, f"value date {when} is after today's business day {today}"
+        )
+    return when

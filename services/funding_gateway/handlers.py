@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.funding_gateway import repository as repo
-from services.funding_gateway.domain import accept_response
+from services.funding_gateway.domain import accept_response, disbursal_value_date
 from shared.contracts import messages as m
 from shared.contracts import topics
 from shared.contracts.codec import Rejected
@@ -32,6 +32,8 @@ async def on_loan_requested(uow: Uow, request: m.LoanRequested) -> Rejected | No
             amount=request.amount,
             annual_interest_rate=request.annual_interest_rate,
             tenor_days=request.tenor_days,
+            day_count=request.day_count,
+            requested_on=request.requested_on,
         ),
     )
     return None
@@ -50,7 +52,17 @@ async def on_funder_response(uow: Uow, response: m.FunderResponse) -> Rejected |
     amount = accept_response(request.state, response.decision, request.amount, response.amount)
     if isinstance(amount, Rejected):
         return amount
-    uow.state.answer(request, response)
+    value_date = response.value_date
+    if response.decision == m.FunderDecision.DISBURSED:
+        # Refused before anything is written: the request stays as it was, so the funder
+        # can answer again with a date that may be booked.
+        dated = disbursal_value_date(
+            response.value_date, request.requested_day, uow.state.business_day()
+        )
+        if isinstance(dated, Rejected):
+            return dated
+        value_date = dated
+    uow.state.answer(request, response, value_date)
     uow.emit(
         topics.FUNDING_RESULTS,
         m.new_event(
@@ -62,7 +74,7 @@ async def on_funder_response(uow: Uow, response: m.FunderResponse) -> Rejected |
             funder_id=response.funder_id,
             decision=response.decision,
             amount=amount,
-            value_date=response.value_date,
+            value_date=value_date,
             reason=response.reason,
         ),
     )

@@ -5,11 +5,14 @@ gateway's own schema; `InMemoryGatewayStore` is the fake the handler tests run o
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Protocol
 
+from shared.calendar import business_date
 from shared.contracts import messages as m
 from shared.db import Connection, columns, first_time
 
@@ -22,6 +25,16 @@ class Request:
     supplier_id: str
     amount: Decimal
     state: str  # sent | approved | rejected | disbursed
+    requested_on: date | None = None  # the business day credit requested it on, when it said
+    sent_at: datetime | None = None
+
+    @property
+    def requested_day(self) -> date | None:
+        """The business day of the request: as credit gave it, or, for a request sent without
+        one (before issue 8), the day it was sent in the platform's time zone."""
+        if self.requested_on is not None:
+            return self.requested_on
+        return business_date(self.sent_at) if self.sent_at is not None else None
 
 
 @dataclass(slots=True)
@@ -30,6 +43,7 @@ class Answer:
     request_id: str
     decision: str
     amount: Decimal | None
+    value_date: date | None = None  # a disbursal's, as applied
 
 
 @dataclass
@@ -56,29 +70,23 @@ class PostgresGatewayStore:
 
     async def requests(self, request_ids: Sequence[str]) -> list[Request]:
         rows = await self.conn.fetch(
-            "SELECT request_id, pool_id, funder_id, supplier_id, amount, state"
-            " FROM funding_requests WHERE request_id = ANY($1::text[])"
+            "SELECT request_id, pool_id, funder_id, supplier_id, amount, state, requested_on,"
+            " sent_at FROM funding_requests WHERE request_id = ANY($1::text[])"
             " ORDER BY request_id FOR UPDATE",
             list(request_ids),
         )
-        return [
-            Request(
-                r["request_id"],
-                r["pool_id"],
-                r["funder_id"],
-                r["supplier_id"],
-                r["amount"],
-                r["state"],
-            )
-            for r in rows
-        ]
+        return [Request(**dict(r)) for r in rows]
 
     async def write(self, changes: GatewayChanges) -> None:
         if changes.new_requests:
             await self.conn.execute(
                 "INSERT INTO funding_requests(request_id, pool_id, funder_id, supplier_id,"
-                " amount, state) SELECT * FROM unnest($1::text[], $2::text[], $3::text[],"
-                " $4::text[], $5::numeric[], $6::text[])",
+                " amount, state, requested_on, sent_at) SELECT t.request_id, t.pool_id,"
+                " t.funder_id, t.supplier_id, t.amount, t.state, t.requested_on,"
+                " coalesce(t.sent_at, now()) FROM unnest($1::text[], $2::text[], $3::text[],"
+                " $4::text[], $5::numeric[], $6::text[], $7::date[], $8::timestamptz[])"
+                " AS t(request_id, pool_id, funder_id, supplier_id, amount, state, requested_on,"
+                " sent_at)",
                 *columns(
                     changes.new_requests,
                     "request_id",
@@ -87,13 +95,18 @@ class PostgresGatewayStore:
                     "supplier_id",
                     "amount",
                     "state",
+                    "requested_on",
+                    "sent_at",
                 ),
             )
         if changes.answers:
             await self.conn.execute(
-                "INSERT INTO funder_responses(event_id, request_id, decision, amount)"
-                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::numeric[])",
-                *columns(changes.answers, "event_id", "request_id", "decision", "amount"),
+                "INSERT INTO funder_responses(event_id, request_id, decision, amount, value_date)"
+                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::numeric[],"
+                " $5::date[])",
+                *columns(
+                    changes.answers, "event_id", "request_id", "decision", "amount", "value_date"
+                ),
             )
         if changes.states:
             ids = sorted(changes.states)
@@ -115,7 +128,7 @@ class InMemoryGatewayStore:
 
     async def requests(self, request_ids: Sequence[str]) -> list[Request]:
         return [
-            Request(r.request_id, r.pool_id, r.funder_id, r.supplier_id, r.amount, r.state)
+            dataclasses.replace(r)
             for i in sorted(request_ids)
             if (r := self.request_rows.get(i)) is not None
         ]
@@ -124,7 +137,9 @@ class InMemoryGatewayStore:
         for request in changes.new_requests:
             if request.request_id in self.request_rows:
                 raise ValueError(f"duplicate request {request.request_id}")
-            self.request_rows[request.request_id] = request
+            self.request_rows[request.request_id] = dataclasses.replace(
+                request, sent_at=request.sent_at or datetime.now(UTC)
+            )
         self.answers.extend(changes.answers)
         for request_id, state in changes.states.items():
             self.request_rows[request_id].state = state
@@ -133,6 +148,7 @@ class InMemoryGatewayStore:
 @dataclass
 class GatewayBatch:
     store: GatewayStore | None = None  # None: PostgreSQL on the batch's connection
+    today: date | None = None  # the business day (None: the calendar's, Asia/Shanghai)
     requests: dict[str, Request] = field(default_factory=dict)
     changes: GatewayChanges = field(default_factory=GatewayChanges)
     _looked_up: set[str] = field(default_factory=set)
@@ -159,6 +175,9 @@ class GatewayBatch:
         await self._load(conn, [request_id])
         return self.requests.get(request_id)
 
+    def business_day(self) -> date:
+        return self.today or business_date()
+
     def send(self, event: m.LoanRequested) -> None:
         request = Request(
             event.request_id,
@@ -167,14 +186,22 @@ class GatewayBatch:
             event.supplier_id,
             event.amount,
             "sent",
+            event.requested_on,
+            datetime.now(UTC),
         )
         self.requests[request.request_id] = request
         self.changes.new_requests.append(request)
 
-    def answer(self, request: Request, response: m.FunderResponse) -> None:
+    def answer(self, request: Request, response: m.FunderResponse, value_date: date | None) -> None:
         request.state = response.decision.value
         self.changes.answers.append(
-            Answer(response.event_id, request.request_id, response.decision.value, response.amount)
+            Answer(
+                response.event_id,
+                request.request_id,
+                response.decision.value,
+                response.amount,
+                value_date,
+            )
         )
         if request.request_id not in {r.request_id for r in self.changes.new_requests}:
             self.changes.states[request.request_id] = request.state

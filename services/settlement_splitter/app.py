@@ -16,14 +16,19 @@ def spec(settings: Settings) -> ServiceSpec:
     return ServiceSpec(
         name="settlement-splitter",
         schema="settlement",
-        topics=(topics.POOL_EVENTS, topics.CREDIT_REPAYMENT_INSTRUCTIONS),
+        topics=(
+            topics.POOL_EVENTS,
+            topics.CREDIT_REPAYMENT_INSTRUCTIONS,
+            topics.SUPPLIER_PREPAYMENTS,
+        ),
         dead_letter_topic=topics.SETTLEMENT_REJECTED,
         migrations=Path(__file__).parent / "migrations",
         handle=make_handler(settings.settlement_fee_bps),
         new_state=LedgerBatch,
-        description="Freezes payments, splits them by instruction and rules, releases the rest.",
+        description="Freezes payments and prepayments, splits them by instruction and rules, "
+        "keeps back what credit holds, releases the rest.",
         publishes={
-            topics.SETTLEMENT_RESULTS: (m.SettlementReleased,),
+            topics.SETTLEMENT_RESULTS: (m.SettlementReleased, m.PrepaymentFrozen),
             topics.SETTLEMENT_FUNDER_REPAYMENTS: (m.FunderRepaymentNotice,),
             topics.SETTLEMENT_RELEASES: (m.SupplierFundsReleased,),
             topics.SETTLEMENT_REJECTED: (m.DeadLetter,),

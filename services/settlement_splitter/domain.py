@@ -1,7 +1,13 @@
-"""The settlement's money rules, pure: the split of a frozen payment and the hash chain.
+"""The settlement's money rules, pure: the split of a frozen payment, the settlement of money
+on hold, the freeze of a prepayment, and the hash chain.
 
 Seed paper step 7–8: freeze first, decide, repay the funder, then unfreeze the rest. Split
-article: each split recorded traceably and tamper-evidently.
+article: each split recorded traceably and tamper-evidently. Issue 8: part of a payment may
+stay on hold (`held:{pool}`) and be moved later; a supplier prepays from its free balance.
+
+A pool owns three accounts: frozen (payments awaiting credit's decision), held (money credit
+keeps back) and free (the supplier's). They are posted only by the pool's own chain, so a
+pool's balances are a function of its chain and need not enter the hash themselves.
 """
 
 from __future__ import annotations
@@ -11,8 +17,10 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
+from shared.contracts.codec import Rejected
+from shared.contracts.messages import Reason
 from shared.money import ZERO, largest_remainder_split, money_text
 
 GENESIS = "0" * 64
@@ -27,6 +35,13 @@ def frozen_account(pool_id: str) -> str:
     return f"frozen:{pool_id}"
 
 
+def held_account(pool_id: str) -> str:
+    """Payment money kept frozen by credit's decision (issue 8): it covers confirmed requests
+    in flight above the base, or fen no principal could use. Never released until credit
+    moves it (a later split's `from_held`, or a `HoldSettled`)."""
+    return f"held:{pool_id}"
+
+
 def free_account(pool_id: str) -> str:
     return f"free:{pool_id}"
 
@@ -38,9 +53,26 @@ def funder_account(funder_id: str) -> str:
 PLATFORM_FEES = "platform:fees"
 
 
+class FunderPart(NamedTuple):
+    """What one instructed repayment pays its funder (credit's waterfall: penalty → fees →
+    interest → principal). The loan's fees are the funder's, not the platform's."""
+
+    funder_id: str
+    principal: Decimal
+    interest: Decimal
+    penalty: Decimal = ZERO
+    fees: Decimal = ZERO
+
+    @property
+    def total(self) -> Decimal:
+        return self.principal + self.interest + self.penalty + self.fees
+
+
 @dataclass(frozen=True, slots=True)
 class Split:
-    """Where a payment of `amount` goes. `parts` sum exactly to `amount`."""
+    """Where a pool's money goes. It takes `amount` from the frozen account (the payment A;
+    zero when money on hold is settled) and `from_held` from the held account; the parts
+    (funders, `held`, platform `fees`, `released`) sum exactly to `amount + from_held`."""
 
     amount: Decimal
     to_funders: dict[str, Decimal]
@@ -49,10 +81,31 @@ class Split:
     fees: Decimal
     released: Decimal
     rule_version: str
+    penalty: Decimal = ZERO
+    loan_fees: Decimal = ZERO
+    held: Decimal = ZERO
+    from_held: Decimal = ZERO
+
+    @property
+    def cash(self) -> Decimal:
+        """What the split distributes: the frozen payment and the held money it adds."""
+        return self.amount + self.from_held
+
+    @property
+    def repaid(self) -> Decimal:
+        """Everything paid to the funders."""
+        return self.principal + self.interest + self.penalty + self.loan_fees
 
     def entries(self, pool_id: str) -> list[tuple[str, Decimal]]:
-        """The ledger lines that move the frozen money out (zero parts are not written)."""
-        lines = [(frozen_account(pool_id), -self.amount)]
+        """The ledger lines that move the money out (zero parts are not written).
+
+        The held account gets one net line, `held − from_held`, so that no account appears
+        twice in a transaction; both gross figures enter the transaction's hashed inputs."""
+        lines: list[tuple[str, Decimal]] = []
+        if self.amount:
+            lines.append((frozen_account(pool_id), -self.amount))
+        if self.held != self.from_held:
+            lines.append((held_account(pool_id), self.held - self.from_held))
         lines += [(funder_account(f), v) for f, v in sorted(self.to_funders.items()) if v]
         if self.fees:
             lines.append((PLATFORM_FEES, self.fees))
@@ -61,21 +114,59 @@ class Split:
         return lines
 
 
-def split_payment(
-    amount: Decimal, repayments: Iterable[tuple[str, Decimal, Decimal]], fee_bps: int = 0
-) -> Split:
-    """Split a frozen payment: funders first (principal + interest, as instructed), then the
-    remainder by the rule's shares (platform fee in basis points, the rest to the supplier),
-    by largest remainder so that the parts sum to the cent."""
+def _funders(
+    repayments: Iterable[FunderPart],
+) -> tuple[dict[str, Decimal], Decimal, Decimal, Decimal, Decimal] | Rejected:
+    """The funders' totals and the principal, interest, penalty and fees they add up to."""
     to_funders: dict[str, Decimal] = {}
-    principal = interest = ZERO
-    for funder_id, part_principal, part_interest in repayments:
-        to_funders[funder_id] = to_funders.get(funder_id, ZERO) + part_principal + part_interest
-        principal += part_principal
-        interest += part_interest
-    remainder = amount - principal - interest
+    principal = interest = penalty = fees = ZERO
+    for part in repayments:
+        if min(part.principal, part.interest, part.penalty, part.fees) < 0:
+            return Rejected(
+                Reason.INVALID_AMOUNT, f"a repayment to {part.funder_id} has a negative part"
+            )
+        to_funders[part.funder_id] = to_funders.get(part.funder_id, ZERO) + part.total
+        principal += part.principal
+        interest += part.interest
+        penalty += part.penalty
+        fees += part.fees
+    return to_funders, principal, interest, penalty, fees
+
+
+def split_payment(
+    amount: Decimal,
+    repayments: Iterable[FunderPart],
+    fee_bps: int = 0,
+    *,
+    held: Decimal = ZERO,
+    from_held: Decimal = ZERO,
+) -> Split | Rejected:
+    """Split a frozen payment (DESIGN step 5, issue 8).
+
+    Cash = the payment + `from_held` (money already on hold that credit adds). In this order:
+    1. the funders get each repayment's total (principal + interest + penalty + loan fees);
+    2. `held` stays frozen on the pool's held account;
+    3. of the remainder, the platform fee in basis points, the rest released to the
+       supplier, by largest remainder so that the parts sum to the cent.
+    Refused (a value, with its reason) when a part is negative or the funders and the hold
+    need more than the cash."""
+    if min(amount, held, from_held) < 0:
+        return Rejected(
+            Reason.INVALID_AMOUNT,
+            f"amount {amount}, held {held} and from_held {from_held} must not be negative",
+        )
+    funders = _funders(repayments)
+    if isinstance(funders, Rejected):
+        return funders
+    to_funders, principal, interest, penalty, loan_fees = funders
+    repaid = principal + interest + penalty + loan_fees
+    remainder = amount + from_held - repaid - held
     if remainder < 0:
-        raise ValueError(f"instructed repayment {principal + interest} exceeds payment {amount}")
+        return Rejected(
+            Reason.AMOUNT_MISMATCH,
+            f"instructed repayment {repaid} and hold {held} exceed the payment {amount}"
+            f" and the {from_held} taken from hold",
+        )
     shares = largest_remainder_split(
         remainder, [("fees", fee_bps), ("released", FULL_BPS - fee_bps)]
     )
@@ -86,7 +177,71 @@ def split_payment(
         interest,
         shares["fees"],
         shares["released"],
-        rule_version=f"split-v1/fee-bps={fee_bps}",
+        rule_version=f"split-v2/fee-bps={fee_bps}",
+        penalty=penalty,
+        loan_fees=loan_fees,
+        held=held,
+        from_held=from_held,
+    )
+
+
+def settle_hold(
+    amount: Decimal, repayments: Iterable[FunderPart], released: Decimal
+) -> Split | Rejected:
+    """Move `amount` of money on hold (credit's `HoldSettled`): the funders get each
+    repayment's total, `released` goes to the supplier. No platform fee: credit's figures are
+    exact, so they must add up to `amount` to the fen."""
+    if min(amount, released) < 0:
+        return Rejected(
+            Reason.INVALID_AMOUNT, f"amount {amount} and released {released} must not be negative"
+        )
+    funders = _funders(repayments)
+    if isinstance(funders, Rejected):
+        return funders
+    to_funders, principal, interest, penalty, loan_fees = funders
+    repaid = principal + interest + penalty + loan_fees
+    if repaid + released != amount:
+        return Rejected(
+            Reason.AMOUNT_MISMATCH,
+            f"repayments {repaid} and released {released} do not add up to {amount}",
+        )
+    return Split(
+        ZERO,
+        to_funders,
+        principal,
+        interest,
+        ZERO,
+        released,
+        rule_version="hold-v1",
+        penalty=penalty,
+        loan_fees=loan_fees,
+        from_held=amount,
+    )
+
+
+def freeze_prepayment(
+    pool_id: str, amount: Decimal, free_balance: Decimal
+) -> list[tuple[str, Decimal]] | Rejected:
+    """随借随还: a prepayment is the supplier's own released money, frozen out of its free
+    balance (never more than that) until credit decides how it repays."""
+    if amount <= 0:
+        return Rejected(Reason.INVALID_AMOUNT, f"prepayment amount {amount} must be positive")
+    if amount > free_balance:
+        return Rejected(
+            Reason.INSUFFICIENT_FUNDS,
+            f"prepayment of {amount} exceeds the free balance {free_balance} of pool {pool_id}",
+        )
+    return [(free_account(pool_id), -amount), (frozen_account(pool_id), amount)]
+
+
+def insufficient(account: str, needed: Decimal, balance: Decimal) -> Rejected | None:
+    """The refusal when `needed` is more than `account` holds: a pool account never goes
+    below zero."""
+    if needed <= balance:
+        return None
+    return Rejected(
+        Reason.INSUFFICIENT_FUNDS,
+        f"{needed} is needed from {account}, whose balance is {balance}",
     )
 
 

@@ -1,16 +1,25 @@
 """settlement-splitter: freeze every payment, split it once the instruction for it is here
-(either arrival order), release the rest (DESIGN steps 3 and 5)."""
+(either arrival order), keep back what credit holds, release the rest (DESIGN steps 3 and 5);
+move money on hold when credit settles it; freeze a supplier's prepayment out of its free
+balance for credit to decide (issue 8)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
 from services.settlement_splitter import repository as repo
 from services.settlement_splitter.domain import (
+    FunderPart,
+    Split,
     buyer_account,
+    freeze_prepayment,
     frozen_account,
+    held_account,
     in_fen,
+    insufficient,
+    settle_hold,
     split_payment,
 )
 from shared.contracts import messages as m
@@ -38,8 +47,11 @@ def make_handler(fee_bps: int) -> Handler:
         {
             m.ReceivablesSettled: on_payment_,
             m.RepaymentInstruction: on_instruction_,
+            m.HoldSettled: on_hold_settled,
+            m.PrepaymentRequested: on_prepayment,
             m.PoolOpened: moves_no_money,
             m.ReceivableAdded: moves_no_money,
+            m.ReceivableAdjusted: moves_no_money,
             m.BuyerConfirmedFinancing: moves_no_money,
         }
     )
@@ -52,27 +64,35 @@ def ledger_of(uow: Uow) -> repo.LedgerBatch:
 
 async def on_payment(uow: Uow, payment: m.ReceivablesSettled, fee_bps: int) -> Rejected | None:
     ledger = ledger_of(uow)
-    head = await ledger.head(uow.conn, payment.pool_id)
+    account = await ledger.account(uow.conn, payment.pool_id)
     existing = await _settlement_of(uow, payment.pool_id, payment.payment_id)
     if isinstance(existing, Rejected):
         return existing
-    if existing is not None and existing["state"] != "instructed":
+    if existing is not None and existing.state != "instructed":
         return Rejected(
             m.Reason.DUPLICATE_PAYMENT,
-            f"payment {payment.payment_id} is already {existing['state']}",
+            f"{existing.kind} {payment.payment_id} is already {existing.state}",
         )
     instruction = (
-        m.RepaymentInstruction.model_validate(existing["instruction"])
+        m.RepaymentInstruction.model_validate(existing.instruction)
         if existing is not None
         else None
     )
-    if instruction is not None and instruction.amount != payment.amount:
-        return Rejected(
-            m.Reason.AMOUNT_MISMATCH,
-            f"instruction is for {instruction.amount}, payment is {payment.amount}",
-        )
-    _freeze(ledger, head, payment)
-    if instruction is None:
+    split: Split | None = None
+    if instruction is not None:
+        if instruction.amount != payment.amount:
+            return Rejected(
+                m.Reason.AMOUNT_MISMATCH,
+                f"instruction is for {instruction.amount}, payment is {payment.amount}",
+            )
+        # Decided before anything is posted, as the amount check above: a refusal freezes
+        # nothing, and the payment's dead letter (with its reason) is there for an operator.
+        planned = _plan(instruction, account, fee_bps)
+        if isinstance(planned, Rejected):
+            return planned
+        split = planned
+    _freeze(ledger, account, payment)
+    if instruction is None or split is None:
         ledger.save_settlement(
             payment.payment_id,
             payment.pool_id,
@@ -81,9 +101,7 @@ async def on_payment(uow: Uow, payment: m.ReceivablesSettled, fee_bps: int) -> R
             payment=payment.model_dump(mode="json"),
         )
         return None
-    await _split(
-        uow, head, payment.payment_id, instruction, fee_bps, payment=payment.model_dump(mode="json")
-    )
+    _post_split(uow, account, payment.payment_id, instruction, split, payment=payment)
     return None
 
 
@@ -91,11 +109,24 @@ async def on_instruction(
     uow: Uow, instruction: m.RepaymentInstruction, fee_bps: int
 ) -> Rejected | None:
     ledger = ledger_of(uow)
-    head = await ledger.head(uow.conn, instruction.pool_id)
+    account = await ledger.account(uow.conn, instruction.pool_id)
     existing = await _settlement_of(uow, instruction.pool_id, instruction.payment_id)
     if isinstance(existing, Rejected):
         return existing
     if existing is None:
+        if instruction.kind == "prepayment":
+            # credit decides a prepayment only once we froze it (PrepaymentFrozen): one that
+            # is not here was never asked for, and must not wait to split money later.
+            return Rejected(
+                m.Reason.INVALID_MESSAGE,
+                f"prepayment {instruction.payment_id} was never frozen in pool "
+                f"{instruction.pool_id}",
+            )
+        # Checked now so that a split that cannot add up is refused as the instruction it is,
+        # not later as the payment; what the pool holds is checked when the money is here.
+        unsplittable = _split_of(instruction, fee_bps)
+        if isinstance(unsplittable, Rejected):
+            return unsplittable
         # The instruction overtook the payment: keep it; no money moves (invariant 3).
         ledger.save_settlement(
             instruction.payment_id,
@@ -105,27 +136,128 @@ async def on_instruction(
             instruction=instruction.model_dump(mode="json"),
         )
         return None
-    if existing["state"] != "frozen":
+    if existing.state != "frozen":
         return Rejected(
             m.Reason.DUPLICATE_PAYMENT,
-            f"payment {instruction.payment_id} is already {existing['state']}",
+            f"{existing.kind} {instruction.payment_id} is already {existing.state}",
         )
-    if Decimal(existing["amount"]) != instruction.amount:
+    if existing.kind != instruction.kind:
+        return Rejected(
+            m.Reason.INVALID_MESSAGE,
+            f"a {instruction.kind} instruction for {instruction.payment_id}, "
+            f"which is a {existing.kind}",
+        )
+    if existing.amount != instruction.amount:
         return Rejected(
             m.Reason.AMOUNT_MISMATCH,
-            f"instruction is for {instruction.amount}, {existing['amount']} is frozen",
+            f"instruction is for {instruction.amount}, {existing.amount} is frozen",
         )
-    await _split(uow, head, instruction.payment_id, instruction, fee_bps)
+    split = _plan(instruction, account, fee_bps)
+    if isinstance(split, Rejected):
+        return split
+    _post_split(uow, account, instruction.payment_id, instruction, split)
+    return None
+
+
+async def on_hold_settled(uow: Uow, event: m.HoldSettled) -> Rejected | None:
+    """credit moves money on hold: to the funders and back to the supplier's free balance.
+    Answered like a payment's split, under its own settlement id, once."""
+    ledger = ledger_of(uow)
+    account = await ledger.account(uow.conn, event.pool_id)
+    existing = await _settlement_of(uow, event.pool_id, event.settlement_id)
+    if isinstance(existing, Rejected):
+        return existing
+    if existing is not None:
+        return Rejected(
+            m.Reason.DUPLICATE_PAYMENT,
+            f"{existing.kind} {event.settlement_id} is already {existing.state}",
+        )
+    split = settle_hold(event.amount, _parts(event.repayments), event.released)
+    if isinstance(split, Rejected):
+        return split
+    short = insufficient(held_account(event.pool_id), event.amount, account.held)
+    if short is not None:
+        return short
+    digest = ledger.post(
+        account,
+        payment_id=event.settlement_id,
+        kind="hold",
+        entries=split.entries(event.pool_id),
+        inputs={
+            "event_id": event.event_id,
+            "reason": event.reason,
+            "amount": in_fen(event.amount),
+            "released": in_fen(event.released),
+            "repayments": _repayment_inputs(event.repayments),
+            "rule_version": split.rule_version,
+        },
+    )
+    ledger.save_settlement(
+        event.settlement_id,
+        event.pool_id,
+        event.amount,
+        "released",
+        kind="hold",
+        instruction=event.model_dump(mode="json"),
+        released=split.released,
+    )
+    _announce(uow, event, event.settlement_id, event.amount, split, event.repayments, digest)
+    return None
+
+
+async def on_prepayment(uow: Uow, event: m.PrepaymentRequested) -> Rejected | None:
+    """随借随还: freeze the prepayment out of the supplier's free balance and let credit decide
+    it (PrepaymentFrozen); its RepaymentInstruction is then split like a payment's."""
+    ledger = ledger_of(uow)
+    account = await ledger.account(uow.conn, event.pool_id)
+    existing = await _settlement_of(uow, event.pool_id, event.prepayment_id)
+    if isinstance(existing, Rejected):
+        return existing
+    if existing is not None:
+        return Rejected(
+            m.Reason.DUPLICATE_PAYMENT,
+            f"{existing.kind} {event.prepayment_id} is already {existing.state}",
+        )
+    entries = freeze_prepayment(event.pool_id, event.amount, account.free)
+    if isinstance(entries, Rejected):
+        return entries
+    ledger.post(
+        account,
+        payment_id=event.prepayment_id,
+        kind="prepayment",
+        entries=entries,
+        inputs={"event_id": event.event_id, "loan_id": event.loan_id},
+    )
+    ledger.save_settlement(
+        event.prepayment_id,
+        event.pool_id,
+        event.amount,
+        "frozen",
+        kind="prepayment",
+        payment=event.model_dump(mode="json"),
+    )
+    uow.emit(
+        topics.SETTLEMENT_RESULTS,
+        m.new_event(
+            m.PrepaymentFrozen,
+            source=SOURCE,
+            pool_id=event.pool_id,
+            cause=event,
+            prepayment_id=event.prepayment_id,
+            amount=event.amount,
+            loan_id=event.loan_id,
+        ),
+    )
     return None
 
 
 async def _settlement_of(
     uow: Uow, pool_id: str, payment_id: str
-) -> dict[str, Any] | Rejected | None:
+) -> repo.Settlement | Rejected | None:
     """The payment's settlement, which must be of this pool: a lookup by id alone would let a
     message of one pool split money frozen in another's account (issue 6, defect 1)."""
     existing = await ledger_of(uow).settlement(uow.conn, payment_id)
-    if existing is not None and existing["pool_id"] != pool_id:
+    if existing is not None and existing.pool_id != pool_id:
         return Rejected(
             m.Reason.PAYMENT_NOT_IN_POOL,
             f"payment {payment_id} belongs to another pool, not {pool_id}",
@@ -133,10 +265,11 @@ async def _settlement_of(
     return existing
 
 
-def _freeze(ledger: repo.LedgerBatch, head: dict[str, Any], payment: m.ReceivablesSettled) -> None:
+def _freeze(
+    ledger: repo.LedgerBatch, account: repo.ControlledAccount, payment: m.ReceivablesSettled
+) -> None:
     ledger.post(
-        head,
-        pool_id=payment.pool_id,
+        account,
         payment_id=payment.payment_id,
         kind="freeze",
         entries=[
@@ -152,45 +285,77 @@ def _freeze(ledger: repo.LedgerBatch, head: dict[str, Any], payment: m.Receivabl
     )
 
 
-async def _split(
+def _parts(repayments: Sequence[m.LoanRepayment]) -> list[FunderPart]:
+    return [FunderPart(r.funder_id, r.principal, r.interest, r.penalty, r.fees) for r in repayments]
+
+
+def _split_of(instruction: m.RepaymentInstruction, fee_bps: int) -> Split | Rejected:
+    # A prepayment is the supplier's own money, already charged the platform fee when it was
+    # first released: what of it no loan needs goes back to its free balance without a second
+    # fee (the rule version records fee-bps=0).
+    return split_payment(
+        instruction.amount,
+        _parts(instruction.repayments),
+        0 if instruction.kind == "prepayment" else fee_bps,
+        held=instruction.held,
+        from_held=instruction.from_held,
+    )
+
+
+def _plan(
+    instruction: m.RepaymentInstruction, account: repo.ControlledAccount, fee_bps: int
+) -> Split | Rejected:
+    """The instruction's split, if the pool holds the held money it adds."""
+    split = _split_of(instruction, fee_bps)
+    if isinstance(split, Rejected):
+        return split
+    short = insufficient(held_account(instruction.pool_id), split.from_held, account.held)
+    return short if short is not None else split
+
+
+def _repayment_inputs(repayments: Sequence[m.LoanRepayment]) -> list[dict[str, Any]]:
+    return [
+        {
+            "loan_id": r.loan_id,
+            "funder_id": r.funder_id,
+            "principal": in_fen(r.principal),
+            "interest": in_fen(r.interest),
+            "penalty": in_fen(r.penalty),
+            "fees": in_fen(r.fees),
+            "days": r.days,
+        }
+        for r in repayments
+    ]
+
+
+def _post_split(
     uow: Uow,
-    head: dict[str, Any],
+    account: repo.ControlledAccount,
     payment_id: str,
     instruction: m.RepaymentInstruction,
-    fee_bps: int,
-    payment: dict[str, Any] | None = None,
+    split: Split,
+    payment: m.ReceivablesSettled | None = None,
 ) -> None:
-    split = split_payment(
-        instruction.amount,
-        ((r.funder_id, r.principal, r.interest) for r in instruction.repayments),
-        fee_bps,
-    )
     pool_id = instruction.pool_id
     ledger = ledger_of(uow)
     digest = ledger.post(
-        head,
-        pool_id=pool_id,
+        account,
         payment_id=payment_id,
         kind="split",
         entries=split.entries(pool_id),
         # What decided this split, so an auditor can replay why (invariant 7).
         inputs={
             "instruction_event_id": instruction.event_id,
+            "kind": instruction.kind,
             "water_level_after": in_fen(instruction.water_level_after),
             "discount_rate": instruction.discount_rate,  # fixed-point text in the hash
             "credit_line": in_fen(instruction.credit_line),
             "loan_balance_before": in_fen(instruction.loan_balance_before),
             "loan_balance_after": in_fen(instruction.loan_balance_after),
-            "repayments": [
-                {
-                    "loan_id": r.loan_id,
-                    "funder_id": r.funder_id,
-                    "principal": in_fen(r.principal),
-                    "interest": in_fen(r.interest),
-                    "days": r.days,
-                }
-                for r in instruction.repayments
-            ],
+            "held": in_fen(instruction.held),
+            "from_held": in_fen(instruction.from_held),
+            "value_date": instruction.value_date,
+            "repayments": _repayment_inputs(instruction.repayments),
             "rule_version": split.rule_version,
         },
     )
@@ -199,21 +364,42 @@ async def _split(
         pool_id,
         instruction.amount,
         "released",
-        payment=payment,
+        kind=instruction.kind,
+        payment=payment.model_dump(mode="json") if payment is not None else None,
         instruction=instruction.model_dump(mode="json"),
         released=split.released,
     )
+    _announce(
+        uow, instruction, payment_id, instruction.amount, split, instruction.repayments, digest
+    )
+
+
+def _announce(
+    uow: Uow,
+    cause: m.Message,
+    payment_id: str,
+    amount: Decimal,
+    split: Split,
+    repayments: Sequence[m.LoanRepayment],
+    digest: str,
+) -> None:
+    """The results of a posted split: to credit, to each funder paid, to the supplier."""
+    pool_id = cause.pool_id
     uow.emit(
         topics.SETTLEMENT_RESULTS,
         m.new_event(
             m.SettlementReleased,
             source=SOURCE,
             pool_id=pool_id,
-            cause=instruction,
+            cause=cause,
             payment_id=payment_id,
-            amount=instruction.amount,
+            amount=amount,
             repaid_principal=split.principal,
-            repaid_interest=split.interest,
+            # Everything else the funders got: interest, penalty and the loan's fees (the
+            # funder's, not the platform's); `fees` is the platform's fee only. The contract
+            # has no held/from_held here: with a hold the parts sum to amount + from_held −
+            # held, which credit knows from its own instruction.
+            repaid_interest=split.interest + split.penalty + split.loan_fees,
             fees=split.fees,
             released=split.released,
             ledger_hash=digest,
@@ -227,11 +413,11 @@ async def _split(
                     m.FunderRepaymentNotice,
                     source=SOURCE,
                     pool_id=pool_id,
-                    cause=instruction,
+                    cause=cause,
                     payment_id=payment_id,
                     funder_id=funder_id,
                     total=total,
-                    repayments=[r for r in instruction.repayments if r.funder_id == funder_id],
+                    repayments=[r for r in repayments if r.funder_id == funder_id],
                 ),
             )
     uow.emit(
@@ -240,7 +426,7 @@ async def _split(
             m.SupplierFundsReleased,
             source=SOURCE,
             pool_id=pool_id,
-            cause=instruction,
+            cause=cause,
             payment_id=payment_id,
             released=split.released,
         ),

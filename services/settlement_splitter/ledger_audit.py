@@ -1,4 +1,5 @@
-"""The auditor's view of the ledger: every pool's chain verified, balances summed."""
+"""The auditor's view of the ledger: every pool's chain verified, each pool's recorded
+balances checked against its entries, all balances summed."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ async def audit(database_url: str) -> dict[str, Any]:
                 chain = await repo.chain(conn, pool_id)
                 transactions += len(chain)
                 problems += verify_chain(chain, head=(last_seq, head_hash))
+            problems += await repo.balance_drift(conn)
             balances = await repo.balances(conn)
             total = sum(balances.values(), Decimal("0.00"))
             if total != 0:

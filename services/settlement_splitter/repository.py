@@ -1,13 +1,15 @@
-"""SQL for settlement-splitter's own schema: settlements and the hash-chained ledger."""
+"""SQL for settlement-splitter's own schema: the pools' controlled accounts (chain heads and
+balances), settlements and the hash-chained ledger."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from services.settlement_splitter.domain import (
     GENESIS,
@@ -15,35 +17,115 @@ from services.settlement_splitter.domain import (
     PostedTransaction,
     canonical_body,
     encode_canonical,
+    free_account,
+    frozen_account,
+    held_account,
 )
 from shared.contracts import messages as m
-from shared.db import Connection
+from shared.db import Connection, columns
+from shared.money import ZERO
 
 Transaction = tuple[str, int, str, str, str, str, str, str, bytes]
 # (pool_id, seq, payment_id, kind, inputs_json, prev_hash, hash, format, hashed)
 Entry = tuple[str, int, int, str, Decimal]  # (pool_id, seq, line, account, amount)
 
 
+@dataclass(slots=True)
+class ControlledAccount:
+    """A pool's controlled account as a batch holds it locked: the head of its hash chain and
+    the balances of the pool's own ledger accounts (frozen, held, free), kept current in
+    memory as the batch posts."""
+
+    pool_id: str
+    seq: int = 0
+    hash: str = GENESIS
+    frozen: Decimal = ZERO
+    held: Decimal = ZERO
+    free: Decimal = ZERO
+
+    @property
+    def head(self) -> tuple[int, str]:
+        return self.seq, self.hash
+
+    def balance_changes(self, entries: Iterable[tuple[str, Decimal]]) -> tuple[Decimal, ...]:
+        """What `entries` change on (frozen, held, free); other accounts are not the pool's."""
+        mine = {
+            frozen_account(self.pool_id): 0,
+            held_account(self.pool_id): 1,
+            free_account(self.pool_id): 2,
+        }
+        changes = [ZERO, ZERO, ZERO]
+        for account, amount in entries:
+            if account in mine:
+                changes[mine[account]] += amount
+        return tuple(changes)
+
+    def move(self, changes: Sequence[Decimal]) -> None:
+        """Apply balance changes; a pool account never goes below zero (the table's CHECK)."""
+        frozen, held, free = (
+            self.frozen + changes[0],
+            self.held + changes[1],
+            self.free + changes[2],
+        )
+        if min(frozen, held, free) < 0:
+            raise ValueError(
+                f"pool {self.pool_id} would go below zero: frozen {frozen}, held {held},"
+                f" free {free}"
+            )
+        self.frozen, self.held, self.free = frozen, held, free
+
+
+def pool_balance_changes(entries: Iterable[Entry]) -> dict[str, tuple[Decimal, ...]]:
+    """Per pool, what a write's entries change on its (frozen, held, free) balances: the one
+    rule both stores keep their balance columns by."""
+    lines: dict[str, list[tuple[str, Decimal]]] = {}
+    for pool_id, _, _, account, amount in entries:
+        lines.setdefault(pool_id, []).append((account, amount))
+    return {
+        pool_id: ControlledAccount(pool_id).balance_changes(pool_lines)
+        for pool_id, pool_lines in lines.items()
+    }
+
+
+SettlementKind = Literal["payment", "prepayment", "hold"]
+SettlementState = Literal["frozen", "instructed", "released"]
+
+
+@dataclass(slots=True)
+class Settlement:
+    """One payment's (prepayment's, hold settlement's) way through the splitter."""
+
+    payment_id: str
+    pool_id: str
+    amount: Decimal
+    state: SettlementState
+    kind: SettlementKind = "payment"
+    payment: dict[str, Any] | None = None  # the event that brought the money
+    instruction: dict[str, Any] | None = None  # the event that decided it
+    released: Decimal | None = None
+
+
 @dataclass
 class LedgerChanges:
     transactions: list[Transaction] = field(default_factory=list)
     entries: list[Entry] = field(default_factory=list)
-    settlements: list[dict[str, Any]] = field(default_factory=list)
+    settlements: list[Settlement] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.transactions or self.settlements)
 
 
 class LedgerStore(Protocol):
-    async def heads(self, pool_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
-        """Each pool's chain head (seq, hash), its controlled account created when new and
+    async def accounts(self, pool_ids: Sequence[str]) -> dict[str, ControlledAccount]:
+        """Each pool's controlled account (chain head and balances), created when new and
         locked until commit."""
         ...
 
-    async def settlements(self, payment_ids: Sequence[str]) -> dict[str, dict[str, Any]]: ...
+    async def settlements(self, payment_ids: Sequence[str]) -> dict[str, Settlement]: ...
 
     async def write(self, changes: LedgerChanges) -> None:
-        """The transactions with their entries, each pool's new head, the settlements."""
+        """The transactions with their entries, each pool's new head and balances (moved by
+        the entries on its frozen, held and free accounts), the settlements."""
         ...
 
 
@@ -51,26 +133,35 @@ class PostgresLedgerStore:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    async def heads(self, pool_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
+    async def accounts(self, pool_ids: Sequence[str]) -> dict[str, ControlledAccount]:
         rows = await self.conn.fetch(
             "INSERT INTO controlled_accounts(pool_id, head_hash)"
             " SELECT p, $2 FROM unnest($1::text[]) AS p ORDER BY p"
             " ON CONFLICT (pool_id) DO UPDATE SET pool_id = EXCLUDED.pool_id"
-            " RETURNING pool_id, last_seq, head_hash",
+            " RETURNING pool_id, last_seq, head_hash, frozen, held, free",
             sorted(pool_ids),  # one lock order for every batch
             GENESIS,
         )
-        return {r["pool_id"]: (r["last_seq"], r["head_hash"]) for r in rows}
+        return {
+            r["pool_id"]: ControlledAccount(
+                r["pool_id"], r["last_seq"], r["head_hash"], r["frozen"], r["held"], r["free"]
+            )
+            for r in rows
+        }
 
-    async def settlements(self, payment_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    async def settlements(self, payment_ids: Sequence[str]) -> dict[str, Settlement]:
         rows = await self.conn.fetch(
-            "SELECT * FROM settlements WHERE payment_id = ANY($1::text[])", list(payment_ids)
+            "SELECT payment_id, pool_id, amount, state, kind, payment, instruction, released"
+            " FROM settlements WHERE payment_id = ANY($1::text[])",
+            list(payment_ids),
         )
-        return {r["payment_id"]: dict(r) for r in rows}
+        return {r["payment_id"]: Settlement(**dict(r)) for r in rows}
 
     async def write(self, changes: LedgerChanges) -> None:
         if changes.transactions:
             last = {pool: (seq, digest) for pool, seq, *_, digest, _, _ in changes.transactions}
+            moved = pool_balance_changes(changes.entries)
+            nothing = (ZERO, ZERO, ZERO)
             await self.conn.execute(
                 "WITH tx AS ("
                 "  INSERT INTO ledger_transactions(pool_id, seq, payment_id, kind, inputs,"
@@ -86,34 +177,39 @@ class PostgresLedgerStore:
                 "  unnest($10::text[], $11::integer[], $12::integer[], $13::text[],"
                 "  $14::numeric[]) AS e(pool_id, seq, line, account, amount)"
                 "  ON e.pool_id = tx.pool_id AND e.seq = tx.seq)"
-                " UPDATE controlled_accounts SET last_seq = h.seq, head_hash = h.hash"
-                " FROM unnest($15::text[], $16::integer[], $17::text[]) AS h(pool_id, seq, hash)"
+                " UPDATE controlled_accounts SET last_seq = h.seq, head_hash = h.hash,"
+                " frozen = controlled_accounts.frozen + h.frozen,"
+                " held = controlled_accounts.held + h.held,"
+                " free = controlled_accounts.free + h.free"
+                " FROM unnest($15::text[], $16::integer[], $17::text[], $18::numeric[],"
+                " $19::numeric[], $20::numeric[]) AS h(pool_id, seq, hash, frozen, held, free)"
                 " WHERE controlled_accounts.pool_id = h.pool_id",
                 *map(list, zip(*changes.transactions, strict=True)),
                 *map(list, zip(*changes.entries, strict=True)),
                 list(last),
                 [seq for seq, _ in last.values()],
                 [digest for _, digest in last.values()],
+                *(
+                    [moved.get(pool, nothing)[i] for pool in last]
+                    for i in range(3)  # frozen, held, free
+                ),
             )
         if changes.settlements:
             rows = changes.settlements
             await self.conn.execute(
-                "INSERT INTO settlements(payment_id, pool_id, amount, state, payment,"
+                "INSERT INTO settlements(payment_id, pool_id, amount, state, kind, payment,"
                 " instruction, released)"
-                " SELECT s.payment_id, s.pool_id, s.amount, s.state, s.payment::jsonb,"
+                " SELECT s.payment_id, s.pool_id, s.amount, s.state, s.kind, s.payment::jsonb,"
                 " s.instruction::jsonb, s.released FROM unnest($1::text[], $2::text[],"
-                " $3::numeric[], $4::text[], $5::text[], $6::text[], $7::numeric[])"
-                " AS s(payment_id, pool_id, amount, state, payment, instruction, released)"
+                " $3::numeric[], $4::text[], $5::text[], $6::text[], $7::text[], $8::numeric[])"
+                " AS s(payment_id, pool_id, amount, state, kind, payment, instruction, released)"
                 " ON CONFLICT (payment_id) DO UPDATE SET state = EXCLUDED.state,"
                 " payment = EXCLUDED.payment, instruction = EXCLUDED.instruction,"
                 " released = EXCLUDED.released, updated_at = now()",
-                [r["payment_id"] for r in rows],
-                [r["pool_id"] for r in rows],
-                [r["amount"] for r in rows],
-                [r["state"] for r in rows],
-                [_json_or_null(r["payment"]) for r in rows],
-                [_json_or_null(r["instruction"]) for r in rows],
-                [r["released"] for r in rows],
+                *columns(rows, "payment_id", "pool_id", "amount", "state", "kind"),
+                [_json_or_null(r.payment) for r in rows],
+                [_json_or_null(r.instruction) for r in rows],
+                [r.released for r in rows],
             )
 
 
@@ -121,29 +217,50 @@ class PostgresLedgerStore:
 class InMemoryLedgerStore:
     """The fake: the splitter's tables as lists and dicts, for handler tests."""
 
-    accounts: dict[str, tuple[int, str]] = field(default_factory=dict)
+    account_rows: dict[str, ControlledAccount] = field(default_factory=dict)
     transactions: list[Transaction] = field(default_factory=list)
     entries: list[Entry] = field(default_factory=list)
-    settlement_rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    settlement_rows: dict[str, Settlement] = field(default_factory=dict)
 
-    async def heads(self, pool_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
+    async def accounts(self, pool_ids: Sequence[str]) -> dict[str, ControlledAccount]:
         for pool_id in pool_ids:
-            self.accounts.setdefault(pool_id, (0, GENESIS))
-        return {p: self.accounts[p] for p in pool_ids}
+            self.account_rows.setdefault(pool_id, ControlledAccount(pool_id))
+        return {p: dataclasses.replace(self.account_rows[p]) for p in pool_ids}
 
-    async def settlements(self, payment_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        return {p: dict(self.settlement_rows[p]) for p in payment_ids if p in self.settlement_rows}
+    async def settlements(self, payment_ids: Sequence[str]) -> dict[str, Settlement]:
+        return {
+            p: dataclasses.replace(self.settlement_rows[p])
+            for p in payment_ids
+            if p in self.settlement_rows
+        }
 
     async def write(self, changes: LedgerChanges) -> None:
+        # Checked whole before anything is kept, as PostgreSQL's one statement would be.
         posted = {(t[0], t[1]) for t in self.transactions}
         for transaction in changes.transactions:
             if (transaction[0], transaction[1]) in posted:
                 raise ValueError(f"seq {transaction[1]} of pool {transaction[0]} posted twice")
+        after = {
+            pool_id: dataclasses.replace(self.account_rows[pool_id])
+            for pool_id in {t[0] for t in changes.transactions}
+        }
+        for pool_id, moved in pool_balance_changes(changes.entries).items():
+            after[pool_id].move(moved)
+        for transaction in changes.transactions:
             self.transactions.append(transaction)
-            self.accounts[transaction[0]] = (transaction[1], transaction[6])
+            after[transaction[0]].seq, after[transaction[0]].hash = transaction[1], transaction[6]
+        self.account_rows.update(after)
         self.entries.extend(changes.entries)
         for row in changes.settlements:
-            self.settlement_rows[row["payment_id"]] = dict(row)
+            self.settlement_rows[row.payment_id] = dataclasses.replace(row)
+
+    def head(self, pool_id: str) -> tuple[int, str]:
+        """The pool's recorded chain head, as the auditor checks the chain against."""
+        return self.account_rows[pool_id].head
+
+    def balance(self, account: str) -> Decimal:
+        """The sum of the account's entries (what `balances` below reads from PostgreSQL)."""
+        return sum((amount for *_, name, amount in self.entries if name == account), ZERO)
 
     def chain(self, pool_id: str) -> list[PostedTransaction]:
         """The pool's chain as the auditor reads it from PostgreSQL (`chain` below)."""
@@ -173,19 +290,21 @@ class InMemoryLedgerStore:
 class LedgerBatch:
     """What one batch transaction reads and writes in the splitter's schema.
 
-    `prepare` locks every controlled account the batch touches and loads every settlement it
-    names, in two statements. Handlers then decide in memory: `post` chains a ledger
-    transaction onto the pool's head and `save_settlement` records the settlement's new state.
-    `flush` writes it all in two statements before the batch commits. So a batch of any size
-    costs four round trips, never one per message (STYLE: batches). Anything not prepared is
-    loaded on first use, so a handler is correct even when called outside a prepared batch.
+    `prepare` locks every controlled account the batch touches (its chain head and the
+    balances of the pool's frozen, held and free accounts come back with the lock) and loads
+    every settlement it names, in two statements. Handlers then decide in memory: `post`
+    chains a ledger transaction onto the pool's head and moves its balances, and
+    `save_settlement` records the settlement's new state. `flush` writes it all in two
+    statements before the batch commits. So a batch of any size costs four round trips, never
+    one per message (STYLE: batches). Anything not prepared is loaded on first use, so a
+    handler is correct even when called outside a prepared batch.
     """
 
     store: LedgerStore | None = None  # None: PostgreSQL on the batch's connection
-    heads: dict[str, dict[str, Any]] = field(default_factory=dict)
-    settlements: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    accounts: dict[str, ControlledAccount] = field(default_factory=dict)
+    settlements: dict[str, Settlement | None] = field(default_factory=dict)
     changes: LedgerChanges = field(default_factory=LedgerChanges)
-    _saved: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _saved: dict[str, Settlement] = field(default_factory=dict)
 
     def _store(self, conn: Connection | None) -> LedgerStore:
         if self.store is not None:
@@ -195,48 +314,57 @@ class LedgerBatch:
 
     async def prepare(self, conn: Connection | None, events: Sequence[m.Message]) -> None:
         """Lock every account and load every settlement the batch names, in two statements."""
-        moving = [e for e in events if isinstance(e, m.ReceivablesSettled | m.RepaymentInstruction)]
-        await self._load(conn, (e.pool_id for e in moving), (e.payment_id for e in moving))
+        named: list[tuple[str, str]] = []
+        for e in events:
+            if isinstance(e, m.ReceivablesSettled | m.RepaymentInstruction):
+                named.append((e.pool_id, e.payment_id))
+            elif isinstance(e, m.HoldSettled):
+                named.append((e.pool_id, e.settlement_id))
+            elif isinstance(e, m.PrepaymentRequested):
+                named.append((e.pool_id, e.prepayment_id))
+        await self._load(conn, (pool for pool, _ in named), (payment for _, payment in named))
 
     async def _load(
         self, conn: Connection | None, pool_ids: Iterable[str], payment_ids: Iterable[str]
     ) -> None:
-        pools = sorted(set(pool_ids) - set(self.heads))
+        pools = sorted(set(pool_ids) - set(self.accounts))
         if pools:
-            for pool_id, (seq, digest) in (await self._store(conn).heads(pools)).items():
-                self.heads[pool_id] = {"seq": seq, "hash": digest}
+            self.accounts.update(await self._store(conn).accounts(pools))
         payments = sorted(set(payment_ids) - set(self.settlements))
         if payments:
             self.settlements.update(dict.fromkeys(payments))
             self.settlements.update(await self._store(conn).settlements(payments))
 
-    async def head(self, conn: Connection | None, pool_id: str) -> dict[str, Any]:
-        """The pool's chain head ({"seq", "hash"}), its account locked until commit."""
-        if pool_id not in self.heads:
+    async def account(self, conn: Connection | None, pool_id: str) -> ControlledAccount:
+        """The pool's controlled account (chain head, balances), locked until commit."""
+        if pool_id not in self.accounts:
             await self._load(conn, [pool_id], [])
-        return self.heads[pool_id]
+        return self.accounts[pool_id]
 
-    async def settlement(self, conn: Connection | None, payment_id: str) -> dict[str, Any] | None:
+    async def settlement(self, conn: Connection | None, payment_id: str) -> Settlement | None:
         if payment_id not in self.settlements:
             await self._load(conn, [], [payment_id])
         return self.settlements[payment_id]
 
     def post(
         self,
-        head: dict[str, Any],
+        account: ControlledAccount,
         *,
-        pool_id: str,
         payment_id: str,
         kind: str,
         entries: Sequence[tuple[str, Decimal]],
         inputs: Mapping[str, Any],
     ) -> str:
-        """Chain one balanced transaction after `head`, advance the head, return its hash."""
+        """Chain one balanced transaction after the account's head, advance the head, move its
+        balances, return the transaction's hash. A transaction that does not balance, or that
+        would take one of the pool's accounts below zero, is a bug: it raises."""
         if sum(amount for _, amount in entries) != 0:
             raise ValueError(f"unbalanced ledger transaction for {payment_id}: {entries}")
-        seq = head["seq"] + 1
+        account.move(account.balance_changes(entries))
+        pool_id = account.pool_id
+        seq = account.seq + 1
         body = canonical_body(
-            head["hash"],
+            account.hash,
             pool_id=pool_id,
             seq=seq,
             payment_id=payment_id,
@@ -248,12 +376,12 @@ class LedgerBatch:
         digest = hashlib.sha256(hashed).hexdigest()
         inputs_json = json.dumps(body["inputs"], sort_keys=True, ensure_ascii=False)
         self.changes.transactions.append(
-            (pool_id, seq, payment_id, kind, inputs_json, head["hash"], digest, HASH_FORMAT, hashed)
+            (pool_id, seq, payment_id, kind, inputs_json, account.hash, digest, HASH_FORMAT, hashed)
         )
         self.changes.entries.extend(
-            (pool_id, seq, line, account, amount) for line, (account, amount) in enumerate(entries)
+            (pool_id, seq, line, name, amount) for line, (name, amount) in enumerate(entries)
         )
-        head.update(seq=seq, hash=digest)
+        account.seq, account.hash = seq, digest
         return digest
 
     def save_settlement(
@@ -261,22 +389,24 @@ class LedgerBatch:
         payment_id: str,
         pool_id: str,
         amount: Decimal,
-        state: str,
+        state: SettlementState,
         *,
+        kind: SettlementKind = "payment",
         payment: dict[str, Any] | None = None,
         instruction: dict[str, Any] | None = None,
         released: Decimal | None = None,
     ) -> None:
-        before = self.settlements.get(payment_id) or {}
-        row = {
-            "payment_id": payment_id,
-            "pool_id": pool_id,
-            "amount": amount,
-            "state": state,
-            "payment": payment if payment is not None else before.get("payment"),
-            "instruction": instruction if instruction is not None else before.get("instruction"),
-            "released": released,
-        }
+        before = self.settlements.get(payment_id)
+        row = Settlement(
+            payment_id,
+            pool_id,
+            amount,
+            state,
+            kind,
+            payment if payment is not None else (before.payment if before else None),
+            instruction if instruction is not None else (before.instruction if before else None),
+            released,
+        )
         self.settlements[payment_id] = self._saved[payment_id] = row
 
     async def flush(self, conn: Connection | None) -> None:
@@ -336,3 +466,27 @@ async def balances(conn: Connection) -> dict[str, Decimal]:
         " ORDER BY account"
     )
     return {r["account"]: r["balance"] for r in rows}
+
+
+async def balance_drift(conn: Connection) -> list[str]:
+    """Pools whose recorded balances (frozen, held, free) differ from the sums of their
+    accounts' entries: the columns are kept by the same statement that writes the entries,
+    so any difference is an edit."""
+    rows = await conn.fetch(
+        "SELECT c.pool_id, c.frozen, c.held, c.free, s.frozen AS posted_frozen,"
+        " s.held AS posted_held, s.free AS posted_free FROM controlled_accounts c,"
+        " LATERAL (SELECT"
+        "  coalesce(sum(amount) FILTER (WHERE account = 'frozen:' || c.pool_id), 0) AS frozen,"
+        "  coalesce(sum(amount) FILTER (WHERE account = 'held:' || c.pool_id), 0) AS held,"
+        "  coalesce(sum(amount) FILTER (WHERE account = 'free:' || c.pool_id), 0) AS free"
+        "  FROM ledger_entries WHERE account = ANY(ARRAY['frozen:' || c.pool_id,"
+        "  'held:' || c.pool_id, 'free:' || c.pool_id])) AS s"
+        " ORDER BY c.pool_id"
+    )
+    return [
+        f"pool {r['pool_id']}: recorded {name} balance {r[name]} but its entries sum to"
+        f" {r['posted_' + name]}"
+        for r in rows
+        for name in ("frozen", "held", "free")
+        if r[name] != r["posted_" + name]
+    ]

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+from services.funding_gateway.domain import disbursal_value_date
 from services.funding_gateway.handlers import handle
-from services.funding_gateway.repository import GatewayBatch, InMemoryGatewayStore
+from services.funding_gateway.repository import GatewayBatch, InMemoryGatewayStore, Request
+from shared.calendar import business_date
 from shared.contracts import messages as m
 from shared.contracts import topics
+from shared.contracts.codec import Rejected
 from tests.unit.batches import Emitted, run_batch
 
 POOL = "CE-1/S-1"
+MON, TUE, WED = date(2026, 8, 3), date(2026, 8, 4), date(2026, 8, 5)
 
 
-def requested(request_id: str = "A-1", amount: str = "800.00") -> m.Message:
+def requested(
+    request_id: str = "A-1", amount: str = "800.00", requested_on: date | None = None
+) -> m.Message:
     return m.new_event(
         m.LoanRequested,
         source="credit",
@@ -25,6 +32,8 @@ def requested(request_id: str = "A-1", amount: str = "800.00") -> m.Message:
         amount=Decimal(amount),
         annual_interest_rate=Decimal("0.0435"),
         tenor_days=180,
+        day_count=m.DayCount.ACT_365,
+        requested_on=requested_on,
     )
 
 
@@ -33,7 +42,7 @@ def answered(decision: str, amount: str | None = None, **fields: Any) -> m.Messa
         m.FunderResponse,
         source="bank-a",
         pool_id=fields.pop("pool_id", POOL),
-        request_id="A-1",
+        request_id=fields.pop("request_id", "A-1"),
         funder_id=fields.pop("funder_id", "bank-a"),
         decision=m.FunderDecision(decision),
         amount=Decimal(amount) if amount else None,
@@ -42,9 +51,9 @@ def answered(decision: str, amount: str | None = None, **fields: Any) -> m.Messa
 
 
 async def batch(
-    store: InMemoryGatewayStore, *events: m.Message
+    store: InMemoryGatewayStore, *events: m.Message, today: date | None = None
 ) -> tuple[Emitted, list[str | None]]:
-    return await run_batch(GatewayBatch(store=store), handle, *events)
+    return await run_batch(GatewayBatch(store=store, today=today), handle, *events)
 
 
 async def test_a_request_goes_to_its_funders_own_topic_once() -> None:
@@ -81,3 +90,85 @@ async def test_only_the_funder_it_went_to_for_its_pool_may_answer() -> None:
     )
     assert reasons == ["unknown_request", "unknown_request", "amount_mismatch"]
     assert store.request_rows["A-1"].state == "sent"
+
+
+# ---------------------------------------------------------------- value dates (issue 8)
+
+
+async def test_the_request_tells_the_funder_its_day_count_and_business_day() -> None:
+    store = InMemoryGatewayStore()
+    emitted, _ = await batch(store, requested(requested_on=TUE), requested("A-2"))
+    first, second = (body for _, body in emitted)
+    assert (first["day_count"], first["requested_on"]) == ("ACT/365", "2026-08-04")
+    assert (second["day_count"], second["requested_on"]) == ("ACT/365", None)
+    assert store.request_rows["A-1"].requested_on == TUE
+
+
+async def test_a_disbursal_dated_outside_request_to_today_may_be_answered_again() -> None:
+    store = InMemoryGatewayStore()
+    await batch(store, requested(requested_on=TUE), today=TUE)
+    emitted, reasons = await batch(
+        store,
+        answered("disbursed", "800.00", value_date=MON),
+        answered("disbursed", "800.00", value_date=WED),
+        today=TUE,
+    )
+    assert reasons == ["invalid_date", "invalid_date"]  # the day before, and tomorrow
+    assert (emitted, store.request_rows["A-1"].state, store.answers) == ([], "sent", [])
+    emitted, reasons = await batch(
+        store, answered("disbursed", "800.00", value_date=TUE), today=WED
+    )
+    assert reasons == [None]
+    [(_, result)] = emitted
+    assert (result["decision"], result["value_date"]) == ("disbursed", "2026-08-04")
+    assert store.request_rows["A-1"].state == "disbursed"
+    assert store.answers[-1].value_date == TUE
+
+
+async def test_a_disbursal_without_a_value_date_takes_todays_business_day() -> None:
+    store = InMemoryGatewayStore()
+    await batch(store, requested(requested_on=MON), requested("A-2", requested_on=MON), today=MON)
+    emitted, reasons = await batch(store, answered("disbursed", "800.00"), today=WED)
+    assert reasons == [None]
+    assert [body["value_date"] for _, body in emitted] == ["2026-08-05"]
+    # With no day given, the calendar's: Asia/Shanghai unless POOLFIN_TIMEZONE says otherwise.
+    emitted, _ = await batch(store, answered("disbursed", "800.00", request_id="A-2"))
+    assert [body["value_date"] for _, body in emitted] == [business_date().isoformat()]
+
+
+async def test_an_old_request_counts_from_the_business_day_it_was_sent() -> None:
+    # Sent at 17:30 UTC on Tuesday: already Wednesday 01:30 in Beijing.
+    store = InMemoryGatewayStore()
+    store.request_rows["A-1"] = Request(
+        "A-1",
+        POOL,
+        "bank-a",
+        "S-1",
+        Decimal("800.00"),
+        "sent",
+        sent_at=datetime(2026, 8, 4, 17, 30, tzinfo=UTC),
+    )
+    _, reasons = await batch(store, answered("disbursed", "800.00", value_date=TUE), today=WED)
+    assert reasons == ["invalid_date"]
+    emitted, reasons = await batch(
+        store, answered("disbursed", "800.00", value_date=WED), today=WED
+    )
+    assert reasons == [None]
+    assert [body["value_date"] for _, body in emitted] == ["2026-08-05"]
+
+
+async def test_approvals_and_rejections_are_not_value_dated() -> None:
+    store = InMemoryGatewayStore()
+    await batch(store, requested(requested_on=WED), today=WED)
+    emitted, reasons = await batch(store, answered("approved"), today=MON)
+    assert reasons == [None]
+    assert [body["value_date"] for _, body in emitted] == [None]
+
+
+def test_a_value_date_lies_between_the_request_and_today() -> None:
+    assert disbursal_value_date(TUE, TUE, TUE) == TUE
+    assert disbursal_value_date(None, MON, WED) == WED
+    assert disbursal_value_date(MON, None, WED) == MON
+    for refused in (disbursal_value_date(MON, TUE, WED), disbursal_value_date(WED, MON, TUE)):
+        assert isinstance(refused, Rejected)
+        assert refused.reason is m.Reason.INVALID_DATE

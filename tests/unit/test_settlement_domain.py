@@ -1,4 +1,5 @@
-"""The settlement split (invariant 1, conservation) and the hash chain (invariant 7)."""
+"""The settlement split with holds, hold settlements and prepayments (invariant 1,
+conservation) and the hash chain (invariant 7)."""
 
 from __future__ import annotations
 
@@ -15,16 +16,22 @@ from hypothesis import strategies as st
 from services.settlement_splitter.domain import (
     GENESIS,
     PLATFORM_FEES,
+    FunderPart,
     PostedTransaction,
     Split,
     canonical_bytes,
     free_account,
+    freeze_prepayment,
     frozen_account,
     funder_account,
+    held_account,
+    insufficient,
+    settle_hold,
     split_payment,
     transaction_hash,
     verify_chain,
 )
+from shared.contracts.codec import Rejected
 from shared.money import FEN, ZERO
 
 POOL = "ce-1:sup-1"
@@ -32,20 +39,80 @@ POOL = "ce-1:sup-1"
 fen_amounts = st.integers(min_value=0, max_value=10**11).map(lambda c: Decimal(c) * FEN)
 
 
+def fen_up_to(draw: st.DrawFn, most: Decimal) -> Decimal:
+    return Decimal(draw(st.integers(0, int(most / FEN)))) * FEN
+
+
 @st.composite
-def payments(draw: st.DrawFn) -> tuple[Decimal, list[tuple[str, Decimal, Decimal]], int]:
+def payments(draw: st.DrawFn) -> tuple[Decimal, list[FunderPart], int]:
     """A payment, the repayments credit instructed out of it (never more than it), a fee."""
     amount = Decimal(draw(st.integers(1, 10**11))) * FEN
     repayments = []
     left = amount
     for _ in range(draw(st.integers(0, 4))):
-        principal = Decimal(draw(st.integers(0, int(left / FEN)))) * FEN
-        interest = Decimal(draw(st.integers(0, int((left - principal) / FEN)))) * FEN
+        principal = fen_up_to(draw, left)
+        interest = fen_up_to(draw, left - principal)
         repayments.append(
-            (draw(st.sampled_from(["bank-a", "bank-b", "p2p-c"])), principal, interest)
+            FunderPart(draw(st.sampled_from(["bank-a", "bank-b", "p2p-c"])), principal, interest)
         )
         left -= principal + interest
     return amount, repayments, draw(st.integers(0, 10_000))
+
+
+@dataclasses.dataclass(frozen=True)
+class Instructed:
+    """A payment with everything issue 8 adds: money taken from hold, a part put on hold, and
+    repayments with penalty and loan fees; never more than the cash."""
+
+    amount: Decimal
+    repayments: list[FunderPart]
+    fee_bps: int
+    held: Decimal
+    from_held: Decimal
+
+    def split(self) -> Split:
+        return split_of(
+            self.amount,
+            self.repayments,
+            self.fee_bps,
+            held=self.held,
+            from_held=self.from_held,
+        )
+
+
+@st.composite
+def instructions(draw: st.DrawFn) -> Instructed:
+    amount = Decimal(draw(st.integers(1, 10**11))) * FEN
+    from_held = draw(st.one_of(st.just(ZERO), fen_amounts))
+    left = amount + from_held
+    repayments = []
+    for _ in range(draw(st.integers(0, 4))):
+        parts = []
+        for _ in range(4):  # principal, interest, penalty, fees
+            parts.append(fen_up_to(draw, left) if draw(st.booleans()) else ZERO)
+            left -= parts[-1]
+        funder = draw(st.sampled_from(["bank-a", "bank-b", "p2p-c"]))
+        repayments.append(FunderPart(funder, *parts))
+    # Nothing, all that is left, or some of it stays on hold.
+    held = draw(
+        st.one_of(
+            st.just(ZERO),
+            st.just(left),
+            st.integers(0, int(left / FEN)).map(lambda c: Decimal(c) * FEN),
+        )
+    )
+    return Instructed(amount, repayments, draw(st.integers(0, 10_000)), held, from_held)
+
+
+def split_of(*args: Any, **kwargs: Any) -> Split:
+    split = split_payment(*args, **kwargs)
+    assert isinstance(split, Split), split
+    return split
+
+
+def refusal(outcome: object) -> tuple[str, str]:
+    assert isinstance(outcome, Rejected), outcome
+    return outcome.reason.value, outcome.detail
 
 
 # ---------------------------------------------------------------- the split
@@ -54,26 +121,66 @@ def payments(draw: st.DrawFn) -> tuple[Decimal, list[tuple[str, Decimal, Decimal
 @settings(max_examples=300, deadline=None)
 @given(payments())
 def test_parts_of_a_settlement_sum_exactly_to_the_payment(
-    payment: tuple[Decimal, list[tuple[str, Decimal, Decimal]], int],
+    payment: tuple[Decimal, list[FunderPart], int],
 ) -> None:
     amount, repayments, fee_bps = payment
-    split = split_payment(amount, repayments, fee_bps)
+    split = split_of(amount, repayments, fee_bps)
     assert split.principal + split.interest + split.fees + split.released == amount
-    assert split.principal == sum((p for _, p, _ in repayments), ZERO)
-    assert split.interest == sum((i for _, _, i in repayments), ZERO)
+    assert split.principal == sum((r.principal for r in repayments), ZERO)
+    assert split.interest == sum((r.interest for r in repayments), ZERO)
     assert sum(split.to_funders.values(), ZERO) == split.principal + split.interest
     for part in (split.fees, split.released):
         assert part >= 0
         assert part == part.quantize(FEN)
 
 
+@settings(max_examples=500, deadline=None)
+@given(instructions())
+def test_with_holds_the_parts_sum_exactly_to_the_payment_and_what_it_takes_from_hold(
+    given_: Instructed,
+) -> None:
+    split = given_.split()
+    funders = sum(split.to_funders.values(), ZERO)
+    assert funders + split.held + split.fees + split.released == given_.amount + given_.from_held
+    assert funders == sum((r.total for r in given_.repayments), ZERO) == split.repaid
+    assert split.penalty == sum((r.penalty for r in given_.repayments), ZERO)
+    assert split.loan_fees == sum((r.fees for r in given_.repayments), ZERO)
+    assert (split.held, split.from_held, split.cash) == (
+        given_.held,
+        given_.from_held,
+        given_.amount + given_.from_held,
+    )
+    assert min([split.fees, split.released, split.held, *split.to_funders.values()]) >= 0
+    for part in (split.fees, split.released):
+        assert part == part.quantize(FEN)
+    remainder = split.cash - funders - split.held
+    assert abs(split.fees - remainder * given_.fee_bps / 10_000) < FEN
+
+
+@settings(max_examples=500, deadline=None)
+@given(instructions())
+def test_with_holds_the_ledger_lines_balance_and_only_the_sources_are_debited(
+    given_: Instructed,
+) -> None:
+    entries = given_.split().entries(POOL)
+    assert sum((value for _, value in entries), ZERO) == 0
+    assert entries[0] == (frozen_account(POOL), -given_.amount)
+    held_lines = [value for account, value in entries if account == held_account(POOL)]
+    assert held_lines == (
+        [given_.held - given_.from_held] if given_.held != given_.from_held else []
+    )
+    others = [(a, v) for a, v in entries[1:] if a != held_account(POOL)]
+    assert all(value > 0 for _, value in others)  # zero parts are not written
+    assert len({account for account, _ in entries}) == len(entries)
+
+
 @settings(max_examples=300, deadline=None)
 @given(payments())
 def test_ledger_entries_of_a_split_balance_to_zero(
-    payment: tuple[Decimal, list[tuple[str, Decimal, Decimal]], int],
+    payment: tuple[Decimal, list[FunderPart], int],
 ) -> None:
     amount, repayments, fee_bps = payment
-    entries = split_payment(amount, repayments, fee_bps).entries(POOL)
+    entries = split_of(amount, repayments, fee_bps).entries(POOL)
     assert sum((value for _, value in entries), ZERO) == 0
     assert entries[0] == (frozen_account(POOL), -amount)  # the frozen money moves out, all of it
     assert all(value > 0 for _, value in entries[1:])  # zero parts are not written
@@ -83,17 +190,17 @@ def test_ledger_entries_of_a_split_balance_to_zero(
 @settings(max_examples=300, deadline=None)
 @given(payments())
 def test_fee_is_its_basis_points_of_the_remainder_to_within_a_fen(
-    payment: tuple[Decimal, list[tuple[str, Decimal, Decimal]], int],
+    payment: tuple[Decimal, list[FunderPart], int],
 ) -> None:
     amount, repayments, fee_bps = payment
-    split = split_payment(amount, repayments, fee_bps)
+    split = split_of(amount, repayments, fee_bps)
     remainder = amount - split.principal - split.interest
     assert abs(split.fees - remainder * fee_bps / 10_000) < FEN
     assert split.rule_version.endswith(f"fee-bps={fee_bps}")
 
 
 def test_seed_split_of_10_wan_with_8_wan_to_the_funder_releases_2_wan() -> None:
-    split = split_payment(Decimal("100000.00"), [("bank-a", Decimal("80000.00"), ZERO)])
+    split = split_of(Decimal("100000.00"), [FunderPart("bank-a", Decimal("80000.00"), ZERO)])
     assert split.to_funders == {"bank-a": Decimal("80000.00")}
     assert split.fees == ZERO
     assert split.released == Decimal("20000.00")
@@ -105,7 +212,7 @@ def test_seed_split_of_10_wan_with_8_wan_to_the_funder_releases_2_wan() -> None:
 
 
 def test_nothing_to_repay_releases_everything() -> None:
-    split = split_payment(Decimal("10.00"), [])
+    split = split_of(Decimal("10.00"), [])
     assert (split.principal, split.interest, split.released) == (ZERO, ZERO, Decimal("10.00"))
     assert split.entries(POOL) == [
         (frozen_account(POOL), Decimal("-10.00")),
@@ -114,7 +221,7 @@ def test_nothing_to_repay_releases_everything() -> None:
 
 
 def test_whole_payment_to_the_funder_releases_nothing_and_writes_no_zero_line() -> None:
-    split = split_payment(Decimal("10.00"), [("bank-a", Decimal("9.50"), Decimal("0.50"))], 30)
+    split = split_of(Decimal("10.00"), [FunderPart("bank-a", Decimal("9.50"), Decimal("0.50"))], 30)
     assert split.released == ZERO and split.fees == ZERO
     assert [account for account, _ in split.entries(POOL)] == [
         frozen_account(POOL),
@@ -123,12 +230,12 @@ def test_whole_payment_to_the_funder_releases_nothing_and_writes_no_zero_line() 
 
 
 def test_repayments_of_one_funder_are_added_together() -> None:
-    split = split_payment(
+    split = split_of(
         Decimal("100.00"),
         [
-            ("bank-a", Decimal("10.00"), Decimal("1.00")),
-            ("bank-b", Decimal("20.00"), ZERO),
-            ("bank-a", Decimal("5.00"), Decimal("0.10")),
+            FunderPart("bank-a", Decimal("10.00"), Decimal("1.00")),
+            FunderPart("bank-b", Decimal("20.00"), ZERO),
+            FunderPart("bank-a", Decimal("5.00"), Decimal("0.10")),
         ],
     )
     assert split.to_funders == {"bank-a": Decimal("16.10"), "bank-b": Decimal("20.00")}
@@ -137,26 +244,189 @@ def test_repayments_of_one_funder_are_added_together() -> None:
 
 def test_fee_in_basis_points_is_taken_from_what_is_left_after_repayment() -> None:
     # 30 bps of the 100.00 left after repaying 900.00 is 0.30.
-    split = split_payment(Decimal("1000.00"), [("bank-a", Decimal("900.00"), ZERO)], 30)
+    split = split_of(Decimal("1000.00"), [FunderPart("bank-a", Decimal("900.00"), ZERO)], 30)
     assert split.fees == Decimal("0.30")
     assert split.released == Decimal("99.70")
     assert (PLATFORM_FEES, Decimal("0.30")) in split.entries(POOL)
 
 
 def test_full_fee_leaves_nothing_released() -> None:
-    split = split_payment(Decimal("10.00"), [], 10_000)
+    split = split_of(Decimal("10.00"), [], 10_000)
     assert (split.fees, split.released) == (Decimal("10.00"), ZERO)
 
 
+def test_penalty_and_loan_fees_go_to_the_funder_with_principal_and_interest() -> None:
+    split = split_of(
+        Decimal("100.00"),
+        [FunderPart("bank-a", Decimal("50.00"), Decimal("1.00"), Decimal("0.40"), Decimal("2.00"))],
+    )
+    assert split.to_funders == {"bank-a": Decimal("53.40")}
+    assert (split.penalty, split.loan_fees, split.fees) == (Decimal("0.40"), Decimal("2.00"), ZERO)
+    assert split.released == Decimal("46.60")
+
+
+def test_a_payment_of_10_with_3_held_repays_5_and_releases_2_less_the_fee() -> None:
+    # 10.00 paid: 5.00 to the bank, 3.00 stays on hold, 30 bps of the 2.00 left to the platform.
+    split = split_of(
+        Decimal("10.00"), [FunderPart("bank-a", Decimal("5.00"), ZERO)], 30, held=Decimal("3.00")
+    )
+    assert (split.held, split.fees, split.released) == (
+        Decimal("3.00"),
+        Decimal("0.01"),
+        Decimal("1.99"),
+    )
+    assert split.entries(POOL) == [
+        (frozen_account(POOL), Decimal("-10.00")),
+        (held_account(POOL), Decimal("3.00")),
+        (funder_account("bank-a"), Decimal("5.00")),
+        (PLATFORM_FEES, Decimal("0.01")),
+        (free_account(POOL), Decimal("1.99")),
+    ]
+
+
+def test_money_from_hold_adds_to_the_payment_and_its_line_is_net() -> None:
+    # 10.00 paid and 4.00 taken from hold: 12.00 to the bank, 1.00 back on hold, 1.00 released.
+    split = split_of(
+        Decimal("10.00"),
+        [FunderPart("bank-a", Decimal("12.00"), ZERO)],
+        held=Decimal("1.00"),
+        from_held=Decimal("4.00"),
+    )
+    assert split.released == Decimal("1.00")
+    assert split.entries(POOL) == [
+        (frozen_account(POOL), Decimal("-10.00")),
+        (held_account(POOL), Decimal("-3.00")),  # net: 1.00 held less 4.00 taken
+        (funder_account("bank-a"), Decimal("12.00")),
+        (free_account(POOL), Decimal("1.00")),
+    ]
+
+
+def test_a_hold_that_is_taken_and_put_back_alike_writes_no_held_line() -> None:
+    split = split_of(Decimal("10.00"), [], held=Decimal("2.00"), from_held=Decimal("2.00"))
+    assert [account for account, _ in split.entries(POOL)] == [
+        frozen_account(POOL),
+        free_account(POOL),
+    ]
+
+
 def test_repayment_exceeding_the_payment_is_refused() -> None:
-    with pytest.raises(ValueError, match="exceeds"):
-        split_payment(Decimal("10.00"), [("bank-a", Decimal("10.00"), Decimal("0.01"))])
+    reason, detail = refusal(
+        split_payment(Decimal("10.00"), [FunderPart("bank-a", Decimal("10.00"), Decimal("0.01"))])
+    )
+    assert reason == "amount_mismatch" and "exceed" in detail
+
+
+def test_repayment_and_hold_exceeding_the_cash_are_refused() -> None:
+    # 10.00 + 1.00 from hold cannot repay 8.00 and hold 3.01.
+    reason, _ = refusal(
+        split_payment(
+            Decimal("10.00"),
+            [FunderPart("bank-a", Decimal("8.00"), ZERO)],
+            held=Decimal("3.01"),
+            from_held=Decimal("1.00"),
+        )
+    )
+    assert reason == "amount_mismatch"
+
+
+@pytest.mark.parametrize(
+    ("repayment", "held", "from_held"),
+    [
+        (FunderPart("bank-a", Decimal("-1.00"), ZERO), ZERO, ZERO),
+        (FunderPart("bank-a", ZERO, ZERO, Decimal("-0.01")), ZERO, ZERO),
+        (FunderPart("bank-a", ZERO, ZERO, ZERO, Decimal("-0.01")), ZERO, ZERO),
+        (FunderPart("bank-a", ZERO, ZERO), Decimal("-1.00"), ZERO),
+        (FunderPart("bank-a", ZERO, ZERO), ZERO, Decimal("-1.00")),
+    ],
+)
+def test_a_negative_part_is_refused(
+    repayment: FunderPart, held: Decimal, from_held: Decimal
+) -> None:
+    reason, _ = refusal(
+        split_payment(Decimal("10.00"), [repayment], held=held, from_held=from_held)
+    )
+    assert reason == "invalid_amount"
 
 
 @pytest.mark.parametrize("fee_bps", [-1, 10_001])
 def test_fee_outside_0_to_10000_bps_is_refused(fee_bps: int) -> None:
     with pytest.raises(ValueError):
         split_payment(Decimal("10.00"), [], fee_bps)
+
+
+# ---------------------------------------------------------------- money on hold, prepayments
+
+
+def test_a_hold_settled_pays_the_funders_and_releases_the_rest_without_a_fee() -> None:
+    split = settle_hold(
+        Decimal("10.00"),
+        [FunderPart("bank-a", Decimal("6.00"), Decimal("0.50"), ZERO, Decimal("0.50"))],
+        Decimal("3.00"),
+    )
+    assert isinstance(split, Split)
+    assert (split.amount, split.from_held, split.fees, split.repaid) == (
+        ZERO,
+        Decimal("10.00"),
+        ZERO,
+        Decimal("7.00"),
+    )
+    assert split.entries(POOL) == [
+        (held_account(POOL), Decimal("-10.00")),
+        (funder_account("bank-a"), Decimal("7.00")),
+        (free_account(POOL), Decimal("3.00")),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("amount", "principal", "released", "reason"),
+    [
+        ("10.00", "6.00", "3.99", "amount_mismatch"),
+        ("10.00", "6.00", "4.01", "amount_mismatch"),
+        ("10.00", "11.00", "-1.00", "invalid_amount"),
+        ("10.00", "-1.00", "11.00", "invalid_amount"),
+    ],
+)
+def test_a_hold_settled_must_add_up_to_its_amount_with_no_negative_part(
+    amount: str, principal: str, released: str, reason: str
+) -> None:
+    outcome = settle_hold(
+        Decimal(amount), [FunderPart("bank-a", Decimal(principal), ZERO)], Decimal(released)
+    )
+    assert refusal(outcome)[0] == reason
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(fen_amounts, fen_amounts), max_size=4), fen_amounts)
+def test_a_hold_settled_moves_exactly_its_amount_out_of_hold(
+    parts: list[tuple[Decimal, Decimal]], released: Decimal
+) -> None:
+    repayments = [FunderPart("bank-a", p, i) for p, i in parts]
+    amount = sum((r.total for r in repayments), released)
+    if amount == 0:
+        return
+    split = settle_hold(amount, repayments, released)
+    assert isinstance(split, Split)
+    entries = split.entries(POOL)
+    assert entries[0] == (held_account(POOL), -amount)
+    assert sum((v for _, v in entries), ZERO) == 0
+    assert all(v > 0 for _, v in entries[1:])
+
+
+def test_a_prepayment_is_frozen_out_of_the_free_balance_up_to_all_of_it() -> None:
+    assert freeze_prepayment(POOL, Decimal("5.00"), Decimal("5.00")) == [
+        (free_account(POOL), Decimal("-5.00")),
+        (frozen_account(POOL), Decimal("5.00")),
+    ]
+    reason, detail = refusal(freeze_prepayment(POOL, Decimal("5.01"), Decimal("5.00")))
+    assert reason == "insufficient_funds"
+    assert "free balance 5.00" in detail
+
+
+def test_taking_more_than_an_account_holds_is_refused() -> None:
+    assert insufficient(held_account(POOL), Decimal("3.00"), Decimal("3.00")) is None
+    reason, detail = refusal(insufficient(held_account(POOL), Decimal("3.01"), Decimal("3.00")))
+    assert reason == "insufficient_funds"
+    assert held_account(POOL) in detail and "3.00" in detail
 
 
 # ---------------------------------------------------------------- the hash chain
@@ -199,12 +469,17 @@ def seal(tx: PostedTransaction) -> PostedTransaction:
 def seed_chain() -> list[PostedTransaction]:
     return post_chain(
         [
-            ("pay-1", split_payment(Decimal("100000.00"), [("bank-a", Decimal("80000.00"), ZERO)])),
-            ("pay-2", split_payment(Decimal("10.00"), [], 30)),
+            (
+                "pay-1",
+                split_of(Decimal("100000.00"), [FunderPart("bank-a", Decimal("80000.00"), ZERO)]),
+            ),
+            ("pay-2", split_of(Decimal("10.00"), [], 30)),
             (
                 "pay-3",
-                split_payment(
-                    Decimal("5000.00"), [("bank-a", Decimal("4000.00"), Decimal("12.34"))], 15
+                split_of(
+                    Decimal("5000.00"),
+                    [FunderPart("bank-a", Decimal("4000.00"), Decimal("12.34"))],
+                    15,
                 ),
             ),
         ]
@@ -212,7 +487,7 @@ def seed_chain() -> list[PostedTransaction]:
 
 
 chains = st.lists(payments(), min_size=1, max_size=6).map(
-    lambda ps: post_chain([(f"pay-{i}", split_payment(*p)) for i, p in enumerate(ps)])
+    lambda ps: post_chain([(f"pay-{i}", split_of(*p)) for i, p in enumerate(ps)])
 )
 
 

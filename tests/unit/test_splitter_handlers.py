@@ -1,16 +1,28 @@
 """settlement-splitter's handlers on the in-memory fake store: freeze, split in either arrival
-order, release; the ledger it writes verifies."""
+order, keep back what credit holds, release; settle money on hold; freeze prepayments out of
+the free balance; the ledger it writes verifies and the pool's balances match it."""
 
 from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from typing import Any, cast
 
-from services.settlement_splitter.domain import verify_chain
+from services.settlement_splitter.domain import (
+    free_account,
+    frozen_account,
+    funder_account,
+    held_account,
+    verify_chain,
+)
 from services.settlement_splitter.handlers import make_handler
 from services.settlement_splitter.repository import InMemoryLedgerStore, LedgerBatch
 from shared.contracts import messages as m
 from shared.contracts import topics
+from shared.contracts.codec import Rejected
+from shared.inbox import Handler, UnitOfWork
+from shared.money import ZERO
+from shared.outbox import Outbox
 from tests.unit.batches import Emitted, run_batch
 
 POOL = "CE-1/S-1"
@@ -31,34 +43,116 @@ def paid(payment_id: str = "P-1", amount: str = "100000.00", pool_id: str = POOL
     )
 
 
+def repayment(principal: str, funder_id: str = "bank-a", **dues: str) -> m.LoanRepayment:
+    return m.LoanRepayment(
+        loan_id="L-1",
+        funder_id=funder_id,
+        principal=Decimal(principal),
+        interest=Decimal(dues.pop("interest", "0.00")),
+        days=0,
+        **{name: Decimal(value) for name, value in dues.items()},
+    )
+
+
 def instructed(
-    payment_id: str = "P-1", amount: str = "100000.00", principal: str = "80000.00"
+    payment_id: str = "P-1",
+    amount: str = "100000.00",
+    principal: str = "80000.00",
+    *,
+    repayments: list[m.LoanRepayment] | None = None,
+    held: str = "0.00",
+    from_held: str = "0.00",
+    kind: str = "payment",
+    pool_id: str = POOL,
 ) -> m.Message:
     return m.new_event(
         m.RepaymentInstruction,
         source="credit",
-        pool_id=POOL,
+        pool_id=pool_id,
         payment_id=payment_id,
         amount=Decimal(amount),
-        repayments=[
-            m.LoanRepayment(
-                loan_id="L-1",
-                funder_id="bank-a",
-                principal=Decimal(principal),
-                interest=Decimal("0.00"),
-                days=0,
-            )
-        ],
+        repayments=repayments if repayments is not None else [repayment(principal)],
         water_level_after=Decimal("900000.00"),
         discount_rate=Decimal("0.8"),
         credit_line=Decimal("1000000.00"),
         loan_balance_before=Decimal("800000.00"),
         loan_balance_after=Decimal("800000.00") - Decimal(principal),
+        held=Decimal(held),
+        from_held=Decimal(from_held),
+        value_date=date(2026, 8, 3),
+        kind=kind,
     )
 
 
-async def batch(store: InMemoryLedgerStore, *events: m.Message) -> tuple[Emitted, list[str | None]]:
-    return await run_batch(LedgerBatch(store=store), handle, *events)
+def hold_settled(
+    settlement_id: str = "hold:E-1",
+    amount: str = "3.00",
+    principal: str = "2.00",
+    released: str = "1.00",
+    pool_id: str = POOL,
+) -> m.Message:
+    return m.new_event(
+        m.HoldSettled,
+        source="credit",
+        pool_id=pool_id,
+        settlement_id=settlement_id,
+        amount=Decimal(amount),
+        repayments=[repayment(principal)] if Decimal(principal) else [],
+        released=Decimal(released),
+        reason="disbursal of A-1 arrived",
+    )
+
+
+def prepaid(prepayment_id: str = "PP-1", amount: str = "5000.00", pool_id: str = POOL) -> m.Message:
+    return m.new_event(
+        m.PrepaymentRequested,
+        source="S-1",
+        pool_id=pool_id,
+        prepayment_id=prepayment_id,
+        amount=Decimal(amount),
+        loan_id="L-1",
+    )
+
+
+async def batch(
+    store: InMemoryLedgerStore, *events: m.Message, handler: Handler = handle
+) -> tuple[Emitted, list[str | None]]:
+    return await run_batch(LedgerBatch(store=store), handler, *events)
+
+
+async def refusal_of(store: InMemoryLedgerStore, event: m.Message) -> Rejected:
+    """The refusal of one event, with its detail (what a dead letter says)."""
+    uow = UnitOfWork(conn=cast(Any, None), outbox=Outbox(), schema="test", state=LedgerBatch(store))
+    refusal = await handle(uow, event)
+    assert refusal is not None
+    return refusal
+
+
+def of(emitted: Emitted, topic: str) -> list[dict[str, Any]]:
+    return [body for sent_to, body in emitted if sent_to == topic]
+
+
+def balances(store: InMemoryLedgerStore, pool_id: str = POOL) -> tuple[Decimal, Decimal, Decimal]:
+    """The pool's (frozen, held, free) as recorded, after checking them against the entries."""
+    account = store.account_rows[pool_id]
+    recorded = (account.frozen, account.held, account.free)
+    assert recorded == tuple(
+        store.balance(name(pool_id)) for name in (frozen_account, held_account, free_account)
+    )
+    return recorded
+
+
+def intact(store: InMemoryLedgerStore, pool_id: str = POOL) -> bool:
+    problems = verify_chain(store.chain(pool_id), head=store.head(pool_id))
+    return problems == [] and sum((amount for *_, amount in store.entries), ZERO) == 0
+
+
+async def paid_with_3_held(store: InMemoryLedgerStore) -> None:
+    """Payment P-1 of 10.00: 5.00 to the bank, 3.00 held, 2.00 released."""
+    _, reasons = await batch(
+        store, paid(amount="10.00"), instructed(amount="10.00", principal="5.00", held="3.00")
+    )
+    assert reasons == [None, None]
 
 
 def released(emitted: Emitted) -> list[dict[str, object]]:
@@ -74,8 +168,7 @@ async def test_the_paper_payment_is_frozen_then_split_8_to_the_bank_2_released()
     [result] = released(emitted)
     assert (result["repaid_principal"], result["released"]) == ("80000.00", "20000.00")
     assert [kind for _, _, _, kind, *_ in store.transactions] == ["freeze", "split"]
-    assert verify_chain(store.chain(POOL), head=store.accounts[POOL]) == []
-    assert sum(amount for *_, amount in store.entries) == 0
+    assert intact(store)
 
 
 async def test_an_instruction_that_overtakes_its_payment_waits_for_the_money() -> None:
@@ -84,7 +177,7 @@ async def test_an_instruction_that_overtakes_its_payment_waits_for_the_money() -
     assert (reasons, emitted, store.transactions) == ([None], [], [])
     emitted, reasons = await batch(store, paid())
     assert reasons == [None] and len(released(emitted)) == 1
-    assert verify_chain(store.chain(POOL), head=store.accounts[POOL]) == []
+    assert intact(store)
 
 
 async def test_a_payment_is_settled_once_and_only_for_its_own_amount_and_pool() -> None:
@@ -96,3 +189,261 @@ async def test_a_payment_is_settled_once_and_only_for_its_own_amount_and_pool() 
     _, reasons = await batch(store, paid(pool_id="CE-1/S-2"))
     assert reasons == ["payment_not_in_pool"]
     assert len(store.transactions) == 2
+
+
+# ---------------------------------------------------------------- money on hold (issue 8)
+
+
+async def test_a_payment_of_10_repays_5_keeps_3_on_hold_and_releases_2() -> None:
+    store = InMemoryLedgerStore()
+    emitted, reasons = await batch(
+        store, paid(amount="10.00"), instructed(amount="10.00", principal="5.00", held="3.00")
+    )
+    assert reasons == [None, None]
+    [result] = of(emitted, topics.SETTLEMENT_RESULTS)
+    assert (result["amount"], result["repaid_principal"], result["released"]) == (
+        "10.00",
+        "5.00",
+        "2.00",
+    )
+    [notice] = of(emitted, topics.SETTLEMENT_FUNDER_REPAYMENTS)
+    assert notice["total"] == "5.00"
+    assert balances(store) == (ZERO, Decimal("3.00"), Decimal("2.00"))
+    split = store.chain(POOL)[-1]
+    assert split.entries == (
+        (frozen_account(POOL), Decimal("-10.00")),
+        (held_account(POOL), Decimal("3.00")),
+        (funder_account("bank-a"), Decimal("5.00")),
+        (free_account(POOL), Decimal("2.00")),
+    )
+    assert intact(store)
+
+
+async def test_held_money_added_to_a_later_split_goes_to_the_funder() -> None:
+    store = InMemoryLedgerStore()
+    await paid_with_3_held(store)
+    # P-2 of 10.00 and the 3.00 on hold: 12.00 to the bank, 1.00 released.
+    emitted, reasons = await batch(
+        store,
+        paid("P-2", amount="10.00"),
+        instructed("P-2", amount="10.00", principal="12.00", from_held="3.00"),
+    )
+    assert reasons == [None, None]
+    [result] = of(emitted, topics.SETTLEMENT_RESULTS)
+    assert (result["repaid_principal"], result["released"]) == ("12.00", "1.00")
+    assert balances(store) == (ZERO, ZERO, Decimal("3.00"))
+    inputs = store.chain(POOL)[-1].inputs
+    assert (inputs["held"], inputs["from_held"], inputs["kind"]) == (0, 300, "payment")
+    assert intact(store)
+
+
+async def test_taking_more_from_hold_than_the_pool_holds_is_refused_and_nothing_moves() -> None:
+    store = InMemoryLedgerStore()
+    await paid_with_3_held(store)
+    _, reasons = await batch(store, paid("P-2", amount="10.00"))
+    assert reasons == [None]
+    before = len(store.transactions)
+    emitted, reasons = await batch(
+        store, instructed("P-2", amount="10.00", principal="13.01", from_held="3.01")
+    )
+    assert (reasons, emitted, len(store.transactions)) == (["insufficient_funds"], [], before)
+    assert store.settlement_rows["P-2"].state == "frozen"  # credit may instruct it again
+    assert balances(store) == (Decimal("10.00"), Decimal("3.00"), Decimal("2.00"))
+
+
+async def test_an_early_instruction_that_the_pool_cannot_cover_refuses_its_payment() -> None:
+    store = InMemoryLedgerStore()
+    await paid_with_3_held(store)
+    _, reasons = await batch(
+        store, instructed("P-2", amount="10.00", principal="14.00", from_held="4.00")
+    )
+    assert reasons == [None]  # waits for its money; the pool is checked when it is here
+    before = len(store.transactions)
+    emitted, reasons = await batch(store, paid("P-2", amount="10.00"))
+    assert (reasons, emitted, len(store.transactions)) == (["insufficient_funds"], [], before)
+    assert store.settlement_rows["P-2"].state == "instructed"
+
+
+async def test_an_early_instruction_that_cannot_add_up_is_refused_at_once() -> None:
+    store = InMemoryLedgerStore()
+    _, reasons = await batch(store, instructed(amount="10.00", principal="8.00", held="2.01"))
+    assert reasons == ["amount_mismatch"]
+    assert store.settlement_rows == {}
+
+
+async def test_the_held_balance_moves_within_one_batch() -> None:
+    store = InMemoryLedgerStore()
+    _, reasons = await batch(
+        store,
+        paid(amount="10.00"),
+        instructed(amount="10.00", principal="5.00", held="3.00"),
+        paid("P-2", amount="1.00"),
+        instructed("P-2", amount="1.00", principal="4.00", from_held="3.00"),
+        paid("P-3", amount="1.00"),
+        instructed("P-3", amount="1.00", principal="1.01", from_held="0.01"),
+    )
+    assert reasons == [None, None, None, None, None, "insufficient_funds"]
+    assert balances(store) == (Decimal("1.00"), ZERO, Decimal("2.00"))
+    assert intact(store)
+
+
+async def test_penalty_and_loan_fees_reach_the_funder_and_count_as_interest() -> None:
+    store = InMemoryLedgerStore()
+    dues = repayment("5.00", interest="0.50", penalty="0.20", fees="0.30")
+    emitted, reasons = await batch(
+        store,
+        paid(amount="10.00"),
+        instructed(amount="10.00", principal="5.00", repayments=[dues]),
+        handler=make_handler(fee_bps=100),
+    )
+    assert reasons == [None, None]
+    [result] = of(emitted, topics.SETTLEMENT_RESULTS)
+    # 6.00 to the bank (1.00 of it interest, penalty and fees), 1% of the 4.00 left.
+    assert (result["repaid_principal"], result["repaid_interest"]) == ("5.00", "1.00")
+    assert (result["fees"], result["released"]) == ("0.04", "3.96")
+    [notice] = of(emitted, topics.SETTLEMENT_FUNDER_REPAYMENTS)
+    assert notice["total"] == "6.00"
+    [part] = store.chain(POOL)[-1].inputs["repayments"]
+    assert (part["interest"], part["penalty"], part["fees"]) == (50, 20, 30)
+    assert intact(store)
+
+
+# ---------------------------------------------------------------- settling money on hold
+
+
+async def test_a_hold_settled_pays_the_bank_2_and_releases_1_once() -> None:
+    store = InMemoryLedgerStore()
+    await paid_with_3_held(store)
+    emitted, reasons = await batch(store, hold_settled(), hold_settled())
+    assert reasons == [None, "duplicate_payment"]
+    [result] = of(emitted, topics.SETTLEMENT_RESULTS)
+    assert (result["payment_id"], result["amount"]) == ("hold:E-1", "3.00")
+    assert (result["repaid_principal"], result["fees"], result["released"]) == (
+        "2.00",
+        "0.00",
+        "1.00",
+    )
+    [notice] = of(emitted, topics.SETTLEMENT_FUNDER_REPAYMENTS)
+    assert (notice["payment_id"], notice["total"]) == ("hold:E-1", "2.00")
+    [freed] = of(emitted, topics.SETTLEMENT_RELEASES)
+    assert freed["released"] == "1.00"
+    assert balances(store) == (ZERO, ZERO, Decimal("3.00"))
+    row = store.settlement_rows["hold:E-1"]
+    assert (row.kind, row.state, row.amount) == ("hold", "released", Decimal("3.00"))
+    assert [t[3] for t in store.transactions] == ["freeze", "split", "hold"]
+    assert intact(store)
+
+
+async def test_a_hold_settled_may_release_everything_to_the_supplier() -> None:
+    store = InMemoryLedgerStore()
+    await paid_with_3_held(store)
+    emitted, reasons = await batch(store, hold_settled(principal="0.00", released="3.00"))
+    assert reasons == [None]
+    assert of(emitted, topics.SETTLEMENT_FUNDER_REPAYMENTS) == []
+    assert balances(store) == (ZERO, ZERO, Decimal("5.00"))
+
+
+async def test_a_hold_settled_must_add_up_be_covered_and_be_of_its_pool() -> None:
+    store = InMemoryLedgerStore()
+    await paid_with_3_held(store)
+    before = len(store.transactions)
+    emitted, reasons = await batch(
+        store,
+        hold_settled("hold:E-2", amount="3.00", principal="2.00", released="0.99"),
+        hold_settled("hold:E-3", amount="3.01", principal="2.00", released="1.01"),
+        hold_settled("P-1"),
+    )
+    assert reasons == ["amount_mismatch", "insufficient_funds", "duplicate_payment"]
+    assert (emitted, len(store.transactions)) == ([], before)
+    _, reasons = await batch(store, hold_settled(pool_id="CE-1/S-2"), hold_settled())
+    assert reasons == ["insufficient_funds", None]  # nothing is on hold in S-2
+    _, reasons = await batch(store, hold_settled(pool_id="CE-1/S-2"))
+    assert reasons == ["payment_not_in_pool"]
+
+
+# ---------------------------------------------------------------- prepayments
+
+
+async def test_a_prepayment_is_frozen_from_the_free_balance_then_split_like_a_payment() -> None:
+    store = InMemoryLedgerStore()
+    await batch(store, paid(), instructed())  # 20,000.00 released to the supplier
+    emitted, reasons = await batch(store, prepaid())
+    assert reasons == [None]
+    [frozen] = of(emitted, topics.SETTLEMENT_RESULTS)
+    assert (frozen["type"], frozen["prepayment_id"], frozen["amount"], frozen["loan_id"]) == (
+        "PrepaymentFrozen",
+        "PP-1",
+        "5000.00",
+        "L-1",
+    )
+    assert balances(store) == (Decimal("5000.00"), ZERO, Decimal("15000.00"))
+    row = store.settlement_rows["PP-1"]
+    assert (row.kind, row.state) == ("prepayment", "frozen")
+    # credit decides: 4,800.00 repays the loan, 200.00 goes back, with no second platform fee.
+    emitted, reasons = await batch(
+        store,
+        instructed("PP-1", amount="5000.00", principal="4800.00", kind="prepayment"),
+        handler=make_handler(fee_bps=30),
+    )
+    assert reasons == [None]
+    [result] = of(emitted, topics.SETTLEMENT_RESULTS)
+    assert (result["payment_id"], result["repaid_principal"]) == ("PP-1", "4800.00")
+    assert (result["fees"], result["released"]) == ("0.00", "200.00")
+    assert balances(store) == (ZERO, ZERO, Decimal("15200.00"))
+    assert store.chain(POOL)[-1].inputs["rule_version"] == "split-v2/fee-bps=0"
+    assert [t[3] for t in store.transactions] == ["freeze", "split", "prepayment", "split"]
+    assert intact(store)
+
+
+async def test_a_prepayment_above_the_free_balance_is_refused_naming_the_balance() -> None:
+    store = InMemoryLedgerStore()
+    await paid_with_3_held(store)  # 2.00 free, 3.00 held: only the free money may prepay
+    before = len(store.transactions)
+    emitted, reasons = await batch(store, prepaid(amount="2.01"))
+    assert (reasons, emitted, len(store.transactions)) == (["insufficient_funds"], [], before)
+    refusal = await refusal_of(store, prepaid("PP-2", amount="2.01"))
+    assert "exceeds the free balance 2.00" in refusal.detail
+    _, reasons = await batch(store, prepaid("PP-3", amount="2.00"))
+    assert reasons == [None]
+    assert balances(store) == (Decimal("2.00"), Decimal("3.00"), ZERO)
+
+
+async def test_a_prepayment_is_frozen_once_and_its_id_is_no_payment() -> None:
+    store = InMemoryLedgerStore()
+    await batch(store, paid(), instructed())
+    _, reasons = await batch(store, prepaid(), prepaid(), prepaid("P-1"), paid("PP-1"))
+    assert reasons == [None, "duplicate_payment", "duplicate_payment", "duplicate_payment"]
+    _, reasons = await batch(store, prepaid(pool_id="CE-1/S-2"))
+    assert reasons == ["payment_not_in_pool"]
+    assert balances(store) == (Decimal("5000.00"), ZERO, Decimal("15000.00"))
+
+
+async def test_instructions_must_be_of_the_kind_they_settle() -> None:
+    store = InMemoryLedgerStore()
+    await batch(store, paid(), instructed(), prepaid(), paid("P-2", amount="10.00"))
+    _, reasons = await batch(
+        store,
+        instructed("PP-9", amount="10.00", principal="0.00", kind="prepayment"),
+        instructed("PP-1", amount="5000.00", principal="0.00"),
+        instructed("P-2", amount="10.00", principal="0.00", kind="prepayment"),
+    )
+    assert reasons == ["invalid_message", "invalid_message", "invalid_message"]
+    assert "PP-9" not in store.settlement_rows
+
+
+async def test_slip_adjustments_move_no_money() -> None:
+    store = InMemoryLedgerStore()
+    adjusted = m.new_event(
+        m.ReceivableAdjusted,
+        source="intake",
+        pool_id=POOL,
+        receivable_id="R-1",
+        kind=m.AdjustmentKind.CREDIT_NOTE,
+        change=Decimal("-100.00"),
+        open_after=Decimal("900.00"),
+        disputed=False,
+        reason="returned goods",
+        reference="CN-1",
+    )
+    emitted, reasons = await batch(store, adjusted)
+    assert (reasons, emitted, store.transactions) == ([None], [], [])
