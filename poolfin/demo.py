@@ -25,27 +25,28 @@ WAN = Decimal(10_000)
 CORE = "CE-DEMO"
 BANK = "bank-demo"
 
-# The paper's calendar (April–July). The demo plays it shifted so that the July payment falls
-# on today's business day: a payment's date must lie within 31 days of the day it arrives.
+# The paper's calendar (April–July), played shifted so that its last delivery (July 28) falls
+# on today's business day: no slip may be dated in the future.
 PAPER_DELIVERIES: dict[str, list[tuple[date, int]]] = {
     "2026-04": [(date(2026, 4, 8), 30), (date(2026, 4, 18), 35), (date(2026, 4, 28), 37)],
     "2026-05": [(date(2026, 5, 8), 42), (date(2026, 5, 18), 34), (date(2026, 5, 28), 31)],
     "2026-06": [(date(2026, 6, 8), 40), (date(2026, 6, 18), 29), (date(2026, 6, 28), 34)],
     "2026-07": [(date(2026, 7, 8), 32), (date(2026, 7, 18), 39), (date(2026, 7, 28), 33)],
 }
-# Payment term a little over two months, paid at the start of the third ten days (下旬初).
+# Payment term a little over two months, paid at the start of the third ten days (下旬初):
+# in the paper on June 21 and July 21. A payment's date must lie within 31 days of the day it
+# arrives, and these are 30 days apart and 37 before the last delivery, so the demo's buyer
+# pays on the day it plays them; the levels depend only on the order of the events.
 PAYS_IN = {"2026-04": "2026-06", "2026-05": "2026-07"}
-PAPER_PAID_ON = {"2026-06": date(2026, 6, 21), "2026-07": date(2026, 7, 21)}
 
 
 def _shifted(day: date) -> date:
-    return day + (business_date() - PAPER_PAID_ON["2026-07"])
+    return day + (business_date() - date(2026, 7, 28))
 
 
 DELIVERIES = {
     month: [(_shifted(day), wan) for day, wan in days] for month, days in PAPER_DELIVERIES.items()
 }
-PAID_ON = {month: _shifted(day) for month, day in PAPER_PAID_ON.items()}
 PAPER_MONTH = {"2026-04": "April", "2026-05": "May  ", "2026-06": "June ", "2026-07": "July "}
 EXPECTED_LEVELS = [Decimal(102) * WAN, Decimal(209) * WAN, Decimal(210) * WAN, Decimal(207) * WAN]
 EXPECTED_REPAID = Decimal(8) * WAN
@@ -120,7 +121,7 @@ async def water_levels(
             if paid == month:
                 total = sum(w for _, w in DELIVERIES[delivered])
                 _, event = erp.payment(
-                    pool_id, f"PAY-{run}-{month}", cny(total), slips[delivered], PAID_ON[month]
+                    pool_id, f"PAY-{run}-{month}", cny(total), slips[delivered], business_date()
                 )
                 await publisher.send(topics.ERP_PAYMENTS, event)
                 sent.append(event["event_id"])

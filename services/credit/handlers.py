@@ -523,7 +523,7 @@ async def on_buyer_confirmation(uow: Uow, event: m.BuyerConfirmedFinancing) -> R
         facility.tenor_days,
         facility.day_count,
         facility.penalty,
-        pool.today,
+        uow.state.business_day(),  # the calendar's day: the funder's value date is checked on it
     )
     uow.state.move_application(pool, application, A.REQUESTED.value, None, terms)
     _decide(uow, event, event.application_id, A.REQUESTED, amount, available, None)

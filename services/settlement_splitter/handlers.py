@@ -396,12 +396,12 @@ def _announce(
             amount=amount,
             repaid_principal=split.principal,
             # Everything else the funders got: interest, penalty and the loan's fees (the
-            # funder's, not the platform's); `fees` is the platform's fee only. The contract
-            # has no held/from_held here: with a hold the parts sum to amount + from_held −
-            # held, which credit knows from its own instruction.
+            # funder's, not the platform's); `fees` is the platform's fee only.
             repaid_interest=split.interest + split.penalty + split.loan_fees,
             fees=split.fees,
             released=split.released,
+            held=split.held,
+            from_held=split.from_held,
             ledger_hash=digest,
         ),
     )

@@ -776,7 +776,8 @@ class FundingResult(Message):
 
 
 class SettlementReleased(Message):
-    """A payment fully split: the parts sum exactly to `amount`."""
+    """A payment fully split: amount + from_held = repaid_principal + repaid_interest + fees +
+    held + released, exactly (without holds: the parts sum to `amount`)."""
 
     type: Literal["SettlementReleased"] = "SettlementReleased"
     payment_id: Id = Field(description="The payment.")
@@ -786,6 +787,10 @@ class SettlementReleased(Message):
     fees: Amount = Field(description="To the platform.")
     released: Amount = Field(description="Unfrozen to the supplier's free balance.")
     ledger_hash: str = Field(description="Hash of the ledger transaction that split it.")
+    held: Amount = Field(default=Decimal("0.00"), description="Kept on hold in the pool.")
+    from_held: Amount = Field(
+        default=Decimal("0.00"), description="Money on hold added to this split."
+    )
 
 
 class PrepaymentFrozen(Message):
