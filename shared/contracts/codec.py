@@ -113,6 +113,11 @@ def parse_json(raw: bytes) -> Any:
         raise Rejected(m.Reason.NOT_JSON, f"payload is not usable JSON: {exc}") from exc
 
 
+def _field_path(loc: tuple[int | str, ...], kind: str) -> tuple[int | str, ...]:
+    """Where a problem is, without the message type a topic of several types puts first."""
+    return loc[1:] if loc and loc[0] == kind else loc
+
+
 def decode(topic: str, raw: bytes, today: date | None = None) -> m.Message:
     """Validate raw bytes read from `topic` into its message model. Dates an outside party
     gives are checked against `today`, the day the message arrives (default: the business
@@ -144,7 +149,8 @@ def decode(topic: str, raw: bytes, today: date | None = None) -> m.Message:
         else:
             reason = m.Reason.INVALID_MESSAGE
         detail = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in problems
+            f"{'.'.join(str(p) for p in _field_path(err['loc'], kind))}: {err['msg']}"
+            for err in problems
         )
         raise Rejected(reason, detail or f"invalid fields {sorted(fields)}") from exc
     return message

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -16,6 +16,7 @@ import pytest
 
 from poolfin.clients import Observer, Publisher, erp_event
 from poolfin.stack import Stack
+from shared.calendar import business_date
 from shared.contracts import topics
 from shared.money import MAX_AMOUNT
 from tests.conftest import TEST_FUNDER
@@ -90,7 +91,7 @@ async def test_ledger_verify_reports_loans_above_the_base_without_a_sweep(
         " VALUES ($1, $2, 'bank-x', 800000, 800000, 0.0435, 'ACT/360', $3, $3)",
         loan_id,
         pool.pool_id,
-        datetime.now(UTC).date(),
+        business_date(),
     )
     try:
         code, report = await ledger_verify(stack.database_url)
@@ -140,7 +141,7 @@ async def test_a_disbursal_dated_outside_the_window_is_refused_by_the_gateway(
         "SELECT state FROM funding_gateway.funding_requests WHERE request_id = $1", application_id
     )
     assert state == "sent"
-    good = disbursal(datetime.now(UTC).date().isoformat())
+    good = disbursal(business_date().isoformat())
     await publisher.send(topics.FUNDING_RESPONSES, good)
     await observer.wait_for(topics.CREDIT_DECISIONS, type="LoanOpened", loan_id=application_id)
 
@@ -284,7 +285,7 @@ async def test_a_loan_opened_through_the_scoped_lookups_repays_in_its_own_pool(
 ) -> None:
     """The scoped statements still do their work: a loan opens, a payment repays it."""
     pool = await open_pool(publisher, observer, ["900000.00", "100000.00"], facility())
-    today = datetime.now(UTC).date()
+    today = business_date()
     loan_id = await borrow(
         publisher, observer, pool, "800000.00", TEST_FUNDER, value_date=today.isoformat()
     )
