@@ -98,3 +98,41 @@ def disbursal(request: dict[str, Any], value_date: date | str) -> Record:
         amount=request["amount"],
         value_date=str(value_date),
     )
+
+
+def credit_note(
+    pool_id: str, receivable_id: str, credit_note_id: str, amount: str, reason: str
+) -> Record:
+    """The buyer credits part of a slip back (dilution)."""
+    return topics.ERP_SLIP_ADJUSTMENTS, erp_event(
+        "CreditNoteIssued",
+        pool_id,
+        receivable_id=receivable_id,
+        credit_note_id=credit_note_id,
+        amount=amount,
+        reason=reason,
+    )
+
+
+def cancellation(pool_id: str, receivable_id: str, reason: str) -> Record:
+    return topics.ERP_SLIP_ADJUSTMENTS, erp_event(
+        "SlipCancelled", pool_id, receivable_id=receivable_id, reason=reason
+    )
+
+
+def amendment(pool_id: str, receivable_id: str, amount: str, reason: str) -> Record:
+    return topics.ERP_SLIP_ADJUSTMENTS, erp_event(
+        "SlipAmended", pool_id, receivable_id=receivable_id, amount=amount, reason=reason
+    )
+
+
+def dispute(
+    pool_id: str, receivable_id: str, dispute_id: str, reason: str, *, opened: bool
+) -> Record:
+    return topics.ERP_SLIP_ADJUSTMENTS, erp_event(
+        "DisputeOpened" if opened else "DisputeClosed",
+        pool_id,
+        receivable_id=receivable_id,
+        dispute_id=dispute_id,
+        reason=reason,
+    )

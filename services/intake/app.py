@@ -28,6 +28,7 @@ def spec(settings: Settings) -> ServiceSpec:
                 m.PoolOpened,
                 m.ReceivableAdded,
                 m.ReceivablesSettled,
+                m.ReceivableAdjusted,
                 m.BuyerConfirmedFinancing,
             ),
             topics.INTAKE_REJECTED: (m.DeadLetter,),

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 import structlog
 
 from services.intake import repository as repo
-from services.intake.domain import check_payment
+from services.intake.domain import adjust, allocate_payment
+from shared.calendar import business_date
 from shared.contracts import messages as m
 from shared.contracts import topics
 from shared.contracts.codec import Rejected, not_the_pools_buyer
@@ -98,6 +99,7 @@ async def on_settlement_slip(uow: Uow, slip: m.SettlementSlipIssued) -> Rejected
             receivable_id=slip.receivable_id,
             amount=slip.amount,
             due_on=slip.due_on,
+            issued_on=slip.issued_on,
         ),
     )
     return None
@@ -114,10 +116,10 @@ async def on_payment(uow: Uow, payment: m.PaymentReceived) -> Rejected | None:
     known = await uow.state.receivables_of(
         uow.conn, pool.core_enterprise_id, payment.receivable_ids
     )
-    written_off = check_payment(payment.pool_id, payment.amount, payment.receivable_ids, known)
-    if isinstance(written_off, Rejected):
-        return written_off
-    uow.state.record_payment(pool, payment, written_off)
+    allocations = allocate_payment(payment.pool_id, payment.amount, payment.receivable_ids, known)
+    if isinstance(allocations, Rejected):
+        return allocations
+    uow.state.record_payment(pool, payment, allocations)
     uow.emit(
         topics.POOL_EVENTS,
         m.new_event(
@@ -127,10 +129,65 @@ async def on_payment(uow: Uow, payment: m.PaymentReceived) -> Rejected | None:
             cause=payment,
             payment_id=payment.payment_id,
             amount=payment.amount,
-            written_off=written_off,
+            written_off=payment.amount,  # a payment lowers the pool by what it pays
             receivable_ids=payment.receivable_ids,
             paid_on=payment.paid_on,
             core_enterprise_id=pool.core_enterprise_id,
+            allocations=[
+                m.ReceivableAllocation(
+                    receivable_id=a.receivable_id,
+                    amount=a.amount,
+                    open_after=a.open_after,
+                    due_on=a.due_on,
+                )
+                for a in allocations
+            ],
+            # The money's value date: the business day it arrived, never the sender's date.
+            value_date=business_date(),
+        ),
+    )
+    return None
+
+
+async def on_slip_adjustment(uow: Uow, event: m.Message) -> Rejected | None:
+    """Dilution and disputes: a credit note, a cancellation, an amendment, a dispute opened or
+    closed, on an open slip of the pool; recorded with its reason and published at once."""
+    pool = await _known_pool(uow, event.pool_id)
+    if isinstance(pool, Rejected):
+        return pool
+    if isinstance(event, m.CreditNoteIssued) and await uow.state.credit_note_known(
+        uow.conn, pool.core_enterprise_id, event.credit_note_id
+    ):
+        return Rejected(
+            m.Reason.DUPLICATE_ADJUSTMENT,
+            f"credit note {event.credit_note_id} of {pool.core_enterprise_id} was already issued",
+        )
+    receivable_id: str = getattr(event, "receivable_id")  # noqa: B009 - every adjustment has one
+    known = await uow.state.receivables_of(uow.conn, pool.core_enterprise_id, [receivable_id])
+    adjusted = adjust(event.pool_id, event, known)
+    if isinstance(adjusted, Rejected):
+        return adjusted
+    if pool.open_total + adjusted.change > MAX_TOTAL:
+        return Rejected(
+            m.Reason.POOL_LIMIT_EXCEEDED,
+            f"pool {event.pool_id} would hold {pool.open_total + adjusted.change} of open "
+            f"receivables; at most {MAX_TOTAL}",
+        )
+    uow.state.record_adjustment(pool, adjusted, event.event_id)
+    uow.emit(
+        topics.POOL_EVENTS,
+        m.new_event(
+            m.ReceivableAdjusted,
+            source=SOURCE,
+            pool_id=event.pool_id,
+            cause=event,
+            receivable_id=receivable_id,
+            kind=adjusted.kind,
+            change=adjusted.change,
+            open_after=adjusted.receivable.open,
+            disputed=adjusted.receivable.disputed,
+            reason=adjusted.reason,
+            reference=adjusted.reference,
         ),
     )
     return None
@@ -165,5 +222,10 @@ handle = dispatch(
         m.SettlementSlipIssued: on_settlement_slip,
         m.PaymentReceived: on_payment,
         m.FinancingConfirmation: on_financing_confirmation,
+        m.CreditNoteIssued: on_slip_adjustment,
+        m.SlipCancelled: on_slip_adjustment,
+        m.SlipAmended: on_slip_adjustment,
+        m.DisputeOpened: on_slip_adjustment,
+        m.DisputeClosed: on_slip_adjustment,
     }
 )

@@ -5,15 +5,25 @@ is the fake that handler tests run on. One contract test suite runs against both
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from typing import Protocol
 
-from services.intake.domain import Receivable
+from services.intake.domain import Adjusted, Allocation, Receivable, after_payment
 from shared.contracts import messages as m
 from shared.db import Connection, columns, first_time
 from shared.inbox import Inbound
+
+ADJUSTMENTS = (
+    m.CreditNoteIssued,
+    m.SlipCancelled,
+    m.SlipAmended,
+    m.DisputeOpened,
+    m.DisputeClosed,
+)
 
 
 @dataclass(slots=True)
@@ -30,8 +40,8 @@ class NewReceivable:
     receivable_id: str
     pool_id: str
     amount: Decimal
-    issued_on: object  # datetime.date
-    due_on: object | None
+    issued_on: date
+    due_on: date | None
 
 
 @dataclass(slots=True)
@@ -40,7 +50,20 @@ class NewPayment:
     pool_id: str
     amount: Decimal
     written_off: Decimal
-    paid_on: object  # datetime.date
+    paid_on: date
+
+
+@dataclass(slots=True)
+class NewAdjustment:
+    core_enterprise_id: str
+    receivable_id: str
+    pool_id: str
+    kind: str
+    change: Decimal
+    open_after: Decimal
+    reason: str
+    reference: str | None
+    event_id: str
 
 
 @dataclass
@@ -50,11 +73,12 @@ class IntakeChanges:
     pools: list[tuple[str, str, str, str]] = field(default_factory=list)  # id, core, supplier, name
     receivables: list[NewReceivable] = field(default_factory=list)
     payments: list[NewPayment] = field(default_factory=list)
-    paid: list[tuple[str, str, str]] = field(default_factory=list)  # core, receivable, payment
+    updated: dict[tuple[str, str], Receivable] = field(default_factory=dict)  # (core, slip)
+    adjustments: list[NewAdjustment] = field(default_factory=list)
     totals: dict[str, Decimal] = field(default_factory=dict)  # pool -> open total
 
     def __bool__(self) -> bool:
-        return bool(self.pools or self.receivables or self.payments or self.paid or self.totals)
+        return any(vars(self).values())
 
 
 class IntakeStore(Protocol):
@@ -69,6 +93,10 @@ class IntakeStore(Protocol):
         ...
 
     async def known_payments(self, payment_ids: Sequence[str]) -> set[str]: ...
+
+    async def credit_notes(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """(core enterprise, credit note id) of those already recorded."""
+        ...
 
     async def write(self, changes: IntakeChanges) -> None: ...
 
@@ -96,7 +124,8 @@ class PostgresIntakeStore:
 
     async def receivables(self, keys: Sequence[tuple[str, str]]) -> list[tuple[str, Receivable]]:
         rows = await self.conn.fetch(
-            "SELECT core_enterprise_id, receivable_id, pool_id, amount, state FROM receivables"
+            "SELECT core_enterprise_id, receivable_id, pool_id, amount, state, open_amount,"
+            " due_on, disputed, dispute_id, payment_id FROM receivables"
             " WHERE (core_enterprise_id, receivable_id) IN"
             " (SELECT * FROM unnest($1::text[], $2::text[]))"
             " ORDER BY core_enterprise_id, receivable_id FOR UPDATE",
@@ -106,7 +135,17 @@ class PostgresIntakeStore:
         return [
             (
                 r["core_enterprise_id"],
-                Receivable(r["receivable_id"], r["pool_id"], r["amount"], r["state"]),
+                Receivable(
+                    r["receivable_id"],
+                    r["pool_id"],
+                    r["amount"],
+                    r["state"],
+                    r["open_amount"],
+                    r["due_on"],
+                    r["disputed"],
+                    r["dispute_id"],
+                    r["payment_id"],
+                ),
             )
             for r in rows
         ]
@@ -117,6 +156,16 @@ class PostgresIntakeStore:
             list(payment_ids),
         )
         return {r["payment_id"] for r in rows}
+
+    async def credit_notes(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        rows = await self.conn.fetch(
+            "SELECT core_enterprise_id, reference FROM adjustments WHERE kind = 'credit_note'"
+            " AND (core_enterprise_id, reference) IN"
+            " (SELECT * FROM unnest($1::text[], $2::text[]))",
+            [core for core, _ in keys],
+            [note for _, note in keys],
+        )
+        return {(r["core_enterprise_id"], r["reference"]) for r in rows}
 
     async def write(self, changes: IntakeChanges) -> None:
         conn = self.conn
@@ -130,7 +179,8 @@ class PostgresIntakeStore:
             new = changes.receivables
             await conn.execute(
                 "INSERT INTO receivables(core_enterprise_id, receivable_id, pool_id, amount,"
-                " issued_on, due_on, state) SELECT c, r, p, a, i, d, 'open' FROM unnest("
+                " issued_on, due_on, state, open_amount) SELECT c, r, p, a, i, d, 'open', a"
+                " FROM unnest("
                 " $1::text[], $2::text[], $3::text[], $4::numeric[], $5::date[], $6::date[])"
                 " AS t(c, r, p, a, i, d)",
                 *columns(
@@ -151,12 +201,42 @@ class PostgresIntakeStore:
                 " $5::date[])",
                 *columns(paid, "payment_id", "pool_id", "amount", "written_off", "paid_on"),
             )
-        if changes.paid:
+        if changes.updated:
+            keys = sorted(changes.updated)
+            rows = [changes.updated[k] for k in keys]
             await conn.execute(
-                "UPDATE receivables SET state = 'paid', payment_id = t.p"
-                " FROM unnest($1::text[], $2::text[], $3::text[]) AS t(c, r, p)"
+                "UPDATE receivables SET amount = t.a, open_amount = t.o, state = t.s,"
+                " disputed = t.d, dispute_id = t.di, payment_id = t.p"
+                " FROM unnest($1::text[], $2::text[], $3::numeric[], $4::numeric[], $5::text[],"
+                " $6::bool[], $7::text[], $8::text[]) AS t(c, r, a, o, s, d, di, p)"
                 " WHERE core_enterprise_id = t.c AND receivable_id = t.r",
-                *map(list, zip(*changes.paid, strict=True)),
+                [core for core, _ in keys],
+                [rid for _, rid in keys],
+                [r.amount for r in rows],
+                [r.open for r in rows],
+                [r.state for r in rows],
+                [r.disputed for r in rows],
+                [r.dispute_id for r in rows],
+                [r.payment_id for r in rows],
+            )
+        if changes.adjustments:
+            await conn.execute(
+                "INSERT INTO adjustments(core_enterprise_id, receivable_id, pool_id, kind,"
+                " change, open_after, reason, reference, event_id) SELECT * FROM unnest("
+                " $1::text[], $2::text[], $3::text[], $4::text[], $5::numeric[], $6::numeric[],"
+                " $7::text[], $8::text[], $9::text[])",
+                *columns(
+                    changes.adjustments,
+                    "core_enterprise_id",
+                    "receivable_id",
+                    "pool_id",
+                    "kind",
+                    "change",
+                    "open_after",
+                    "reason",
+                    "reference",
+                    "event_id",
+                ),
             )
         if changes.totals:
             pools = sorted(changes.totals)
@@ -176,6 +256,7 @@ class InMemoryIntakeStore:
     pool_rows: dict[str, Pool] = field(default_factory=dict)
     receivable_rows: dict[tuple[str, str], Receivable] = field(default_factory=dict)
     payment_rows: dict[str, NewPayment] = field(default_factory=dict)
+    adjustment_rows: list[NewAdjustment] = field(default_factory=list)
 
     async def pools(
         self, pool_ids: Sequence[str], suppliers: Sequence[tuple[str, str]]
@@ -198,6 +279,14 @@ class InMemoryIntakeStore:
     async def known_payments(self, payment_ids: Sequence[str]) -> set[str]:
         return {p for p in payment_ids if p in self.payment_rows}
 
+    async def credit_notes(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        recorded = {
+            (a.core_enterprise_id, a.reference)
+            for a in self.adjustment_rows
+            if a.kind == "credit_note"
+        }
+        return {k for k in keys if k in recorded}
+
     async def write(self, changes: IntakeChanges) -> None:
         for pool_id, core, supplier, _ in changes.pools:
             if pool_id in self.pool_rows:
@@ -207,16 +296,22 @@ class InMemoryIntakeStore:
             key = (n.core_enterprise_id, n.receivable_id)
             if key in self.receivable_rows:
                 raise ValueError(f"duplicate receivable {key}")
-            self.receivable_rows[key] = Receivable(n.receivable_id, n.pool_id, n.amount, "open")
+            self.receivable_rows[key] = Receivable(
+                n.receivable_id, n.pool_id, n.amount, "open", n.amount, n.due_on
+            )
         for p in changes.payments:
             if p.payment_id in self.payment_rows:
                 raise ValueError(f"duplicate payment {p.payment_id}")
             self.payment_rows[p.payment_id] = p
-        for core, receivable_id, _ in changes.paid:
-            row = self.receivable_rows[(core, receivable_id)]
-            self.receivable_rows[(core, receivable_id)] = Receivable(
-                row.receivable_id, row.pool_id, row.amount, "paid"
-            )
+        for key, receivable in changes.updated.items():
+            if key not in self.receivable_rows:
+                raise ValueError(f"no receivable {key} to update")
+            self.receivable_rows[key] = dataclasses.replace(receivable, open_amount=receivable.open)
+        for adjustment in changes.adjustments:
+            note = (adjustment.core_enterprise_id, adjustment.reference or "")
+            if adjustment.kind == "credit_note" and await self.credit_notes([note]):
+                raise ValueError(f"duplicate credit note {note}")  # as the unique index would
+            self.adjustment_rows.append(adjustment)
         for pool_id, total in changes.totals.items():
             self.pool_rows[pool_id].open_total = total
 
@@ -236,11 +331,13 @@ class IntakeBatch:
     pool_of_supplier: dict[tuple[str, str], str] = field(default_factory=dict)
     receivables: dict[tuple[str, str], Receivable] = field(default_factory=dict)
     payments: set[str] = field(default_factory=set)
+    credit_notes: set[tuple[str, str]] = field(default_factory=set)
     changes: IntakeChanges = field(default_factory=IntakeChanges)
     _looked_up_pools: set[str] = field(default_factory=set)
     _looked_up_suppliers: set[tuple[str, str]] = field(default_factory=set)
     _looked_up_receivables: set[tuple[str, str]] = field(default_factory=set)
     _looked_up_payments: set[str] = field(default_factory=set)
+    _looked_up_notes: set[tuple[str, str]] = field(default_factory=set)
 
     def _store(self, conn: Connection | None) -> IntakeStore:
         if self.store is not None:
@@ -267,6 +364,8 @@ class IntakeBatch:
                 keys.add((pool.core_enterprise_id, e.receivable_id))
             elif isinstance(e, m.PaymentReceived):
                 keys.update((pool.core_enterprise_id, r) for r in e.receivable_ids)
+            elif isinstance(e, ADJUSTMENTS):
+                keys.add((pool.core_enterprise_id, e.receivable_id))
         await self._load_receivables(conn, keys)
         await self._load_payments(
             conn, {e.payment_id for e in events if isinstance(e, m.PaymentReceived)}
@@ -320,6 +419,12 @@ class IntakeBatch:
         await self._load_payments(conn, [payment_id])
         return payment_id in self.payments
 
+    async def credit_note_known(self, conn: Connection | None, core: str, note_id: str) -> bool:
+        wanted = first_time([(core, note_id)], self._looked_up_notes)
+        if wanted:
+            self.credit_notes.update(await self._store(conn).credit_notes(wanted))
+        return (core, note_id) in self.credit_notes
+
     # ------------------------------------------------------------ decisions (in memory)
 
     def open_pool(self, event: m.SupplierOnboarded) -> None:
@@ -331,7 +436,9 @@ class IntakeBatch:
         )
 
     def add_receivable(self, pool: Pool, slip: m.SettlementSlipIssued) -> None:
-        receivable = Receivable(slip.receivable_id, pool.pool_id, slip.amount, "open")
+        receivable = Receivable(
+            slip.receivable_id, pool.pool_id, slip.amount, "open", slip.amount, slip.due_on
+        )
         self.receivables[(pool.core_enterprise_id, slip.receivable_id)] = receivable
         self.changes.receivables.append(
             NewReceivable(
@@ -346,21 +453,47 @@ class IntakeBatch:
         pool.open_total += slip.amount
         self.changes.totals[pool.pool_id] = pool.open_total
 
-    def record_payment(self, pool: Pool, payment: m.PaymentReceived, written_off: Decimal) -> None:
+    def record_payment(
+        self, pool: Pool, payment: m.PaymentReceived, allocations: Sequence[Allocation]
+    ) -> None:
         self.payments.add(payment.payment_id)
         self.changes.payments.append(
             NewPayment(
-                payment.payment_id, payment.pool_id, payment.amount, written_off, payment.paid_on
+                payment.payment_id, payment.pool_id, payment.amount, payment.amount, payment.paid_on
             )
         )
-        for receivable_id in payment.receivable_ids:
-            key = (pool.core_enterprise_id, receivable_id)
-            self.receivables[key] = Receivable(
-                receivable_id, pool.pool_id, self.receivables[key].amount, "paid"
-            )
-            self.changes.paid.append((pool.core_enterprise_id, receivable_id, payment.payment_id))
-        pool.open_total -= written_off
+        for allocation in allocations:
+            key = (pool.core_enterprise_id, allocation.receivable_id)
+            self._update(key, after_payment(self.receivables[key], allocation, payment.payment_id))
+        pool.open_total -= payment.amount
         self.changes.totals[pool.pool_id] = pool.open_total
+
+    def record_adjustment(self, pool: Pool, adjusted: Adjusted, event_id: str) -> None:
+        receivable = adjusted.receivable
+        self._update((pool.core_enterprise_id, receivable.receivable_id), receivable)
+        self.changes.adjustments.append(
+            NewAdjustment(
+                pool.core_enterprise_id,
+                receivable.receivable_id,
+                pool.pool_id,
+                adjusted.kind.value,
+                adjusted.change,
+                receivable.open,
+                adjusted.reason,
+                adjusted.reference,
+                event_id,
+            )
+        )
+        if adjusted.kind is m.AdjustmentKind.CREDIT_NOTE and adjusted.reference:
+            self.credit_notes.add((pool.core_enterprise_id, adjusted.reference))
+        pool.open_total += adjusted.change
+        self.changes.totals[pool.pool_id] = pool.open_total
+
+    def _update(self, key: tuple[str, str], receivable: Receivable) -> None:
+        """A slip changed; written after any insert of it in this batch, so a slip added and
+        paid in one batch ends as paid."""
+        self.receivables[key] = receivable
+        self.changes.updated[key] = receivable
 
     async def flush(self, conn: Connection | None) -> None:
         if self.changes:

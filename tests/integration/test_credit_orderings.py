@@ -59,10 +59,6 @@ async def _facility(
     return await _position_after(observer, event)
 
 
-def _adjustment(pool: Pool, kind: str, receivable_id: str, **fields: Any) -> dict[str, Any]:
-    return erp_event(kind, pool.pool_id, receivable_id=receivable_id, reason="test", **fields)
-
-
 async def test_a_payment_before_the_disbursal_is_held_and_repays_the_loan_when_it_opens(
     stack: Stack, publisher: Publisher, observer: Observer
 ) -> None:
@@ -143,12 +139,8 @@ async def test_a_credit_note_dilutes_the_pool_and_the_next_payment_is_swept(
     pool = await open_pool(publisher, observer, ["500000.00", "500000.00"], facility())
     first, second = pool.slips
     await borrow(publisher, observer, pool, "800000.00", TEST_FUNDER)
-    note = _adjustment(
-        pool,
-        "CreditNoteIssued",
-        first,
-        credit_note_id=f"CN-{uuid.uuid4().hex[:8]}",
-        amount="200000.00",
+    _, note = erp.credit_note(
+        pool.pool_id, first, f"CN-{uuid.uuid4().hex[:8]}", "200000.00", "returned goods"
     )
     await publisher.send(topics.ERP_SLIP_ADJUSTMENTS, note)
     position = await _position_after(observer, note)
@@ -161,12 +153,8 @@ async def test_a_credit_note_dilutes_the_pool_and_the_next_payment_is_swept(
     assert released["released"] == "0.00"
     status, view = http_json(stack.http_url, "GET", f"/pools/{pool.pool_id}")
     assert status == 200 and view["dilution"] == "200000.00"  # the pool's dilution, reported
-    over = _adjustment(
-        pool,
-        "CreditNoteIssued",
-        first,
-        credit_note_id=f"CN-{uuid.uuid4().hex[:8]}",
-        amount="300000.01",
+    _, over = erp.credit_note(
+        pool.pool_id, first, f"CN-{uuid.uuid4().hex[:8]}", "300000.01", "more than is open"
     )
     await publisher.send(topics.ERP_SLIP_ADJUSTMENTS, over)
     [letter] = await observer.wait_for(topics.INTAKE_REJECTED, event_id=over["event_id"])
@@ -178,19 +166,22 @@ async def test_a_cancelled_slip_leaves_and_a_disputed_one_stops_counting_until_c
 ) -> None:
     pool = await open_pool(publisher, observer, ["300000.00", "700000.00"], facility())
     cancelled, disputed = pool.slips
-    cancel = _adjustment(pool, "SlipCancelled", cancelled)
+    _, cancel = erp.cancellation(pool.pool_id, cancelled, "goods receipt reversed")
     await publisher.send(topics.ERP_SLIP_ADJUSTMENTS, cancel)
     position = await _position_after(observer, cancel)
     assert (position["water_level"], position["borrowing_base"]) == ("700000.00", "560000.00")
     dispute_id = f"D-{uuid.uuid4().hex[:8]}"
-    opened = _adjustment(pool, "DisputeOpened", disputed, dispute_id=dispute_id)
+    _, opened = erp.dispute(pool.pool_id, disputed, dispute_id, "quantity short", opened=True)
     await publisher.send(topics.ERP_SLIP_ADJUSTMENTS, opened)
     position = await _position_after(observer, opened)
     assert position["ineligible"] == {"disputed": "700000.00"}
     assert (position["water_level"], position["borrowing_base"]) == ("700000.00", "0.00")
-    closed = _adjustment(pool, "DisputeClosed", disputed, dispute_id=dispute_id)
+    _, closed = erp.dispute(pool.pool_id, disputed, dispute_id, "delivered", opened=False)
     await publisher.send(topics.ERP_SLIP_ADJUSTMENTS, closed)
     assert (await _position_after(observer, closed))["borrowing_base"] == "560000.00"
+    _, amended = erp.amendment(pool.pool_id, disputed, "650000.00", "price corrected")
+    await publisher.send(topics.ERP_SLIP_ADJUSTMENTS, amended)
+    assert (await _position_after(observer, amended))["borrowing_base"] == "520000.00"
     after = payment(pool, "1.00", [cancelled])
     await publisher.send(topics.ERP_PAYMENTS, after)
     [letter] = await observer.wait_for(topics.INTAKE_REJECTED, event_id=after["event_id"])

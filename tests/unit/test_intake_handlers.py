@@ -3,7 +3,6 @@ store contract is checked against PostgreSQL in tests/integration/test_intake_st
 
 from __future__ import annotations
 
-from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -11,6 +10,7 @@ import pytest
 
 from services.intake.handlers import handle
 from services.intake.repository import InMemoryIntakeStore, IntakeBatch, Pool
+from shared.calendar import business_date
 from shared.contracts import messages as m
 from shared.contracts import topics
 from shared.money import MAX_AMOUNT, MAX_TOTAL
@@ -39,7 +39,7 @@ def slip(receivable_id: str, amount: str, pool_id: str = POOL) -> m.Message:
         pool_id,
         receivable_id=receivable_id,
         amount=Decimal(amount),
-        issued_on=date(2026, 7, 1),
+        issued_on=business_date(),
     )
 
 
@@ -49,7 +49,7 @@ def pay(payment_id: str, amount: str, *receivables: str) -> m.Message:
         payment_id=payment_id,
         amount=Decimal(amount),
         receivable_ids=list(receivables),
-        paid_on=date(2026, 8, 3),
+        paid_on=business_date(),
     )
 
 
@@ -128,3 +128,55 @@ async def test_a_refused_payment_changes_nothing() -> None:
     assert store.payment_rows == {}
     with pytest.raises(KeyError):
         store.receivable_rows[("CE-1", "R-404")]
+
+
+def adjustment(model: type[m.Message], receivable_id: str, **fields: Any) -> m.Message:
+    return event(model, receivable_id=receivable_id, reason="returned goods", **fields)
+
+
+async def test_a_partial_payment_keeps_the_slip_open_and_says_what_it_paid() -> None:
+    store = InMemoryIntakeStore()
+    await batch(store, onboarding(), slip("R-1", "1000000.00"), slip("R-2", "50.00"))
+    emitted, reasons = await batch(store, pay("P-1", "0.01", "R-1"))
+    assert reasons == [None]
+    [(_, settled)] = emitted
+    assert (settled["amount"], settled["written_off"]) == ("0.01", "0.01")
+    assert settled["allocations"] == [
+        {"receivable_id": "R-1", "amount": "0.01", "open_after": "999999.99", "due_on": None}
+    ]
+    assert settled["value_date"] == business_date().isoformat()
+    assert store.receivable_rows[("CE-1", "R-1")].state == "open"
+    assert store.pool_rows[POOL].open_total == Decimal("1000049.99")
+    _, reasons = await batch(store, pay("P-2", "1000000.00", "R-1", "R-2"))
+    assert reasons == [None]  # 999,999.99 on R-1, the last 0.01 on R-2
+    assert store.receivable_rows[("CE-1", "R-1")].state == "paid"
+    assert store.receivable_rows[("CE-1", "R-2")].open == Decimal("49.99")
+
+
+async def test_slip_adjustments_change_the_pool_and_are_recorded_with_their_reason() -> None:
+    store = InMemoryIntakeStore()
+    await batch(store, onboarding(), slip("R-1", "600.00"), slip("R-2", "400.00"))
+    emitted, reasons = await batch(
+        store,
+        adjustment(m.CreditNoteIssued, "R-1", credit_note_id="CN-1", amount=Decimal("100.00")),
+        adjustment(m.CreditNoteIssued, "R-2", credit_note_id="CN-1", amount=Decimal("1.00")),
+        adjustment(m.SlipAmended, "R-1", amount=Decimal("550.00")),
+        adjustment(m.DisputeOpened, "R-2", dispute_id="D-1"),
+        adjustment(m.SlipCancelled, "R-2"),
+    )
+    assert reasons == [None, "duplicate_adjustment", None, None, None]
+    kinds = [(b["kind"], b["change"], b["open_after"]) for _, b in emitted]
+    assert kinds == [
+        ("credit_note", "-100.00", "500.00"),
+        ("amendment", "-50.00", "450.00"),
+        ("dispute_opened", "0.00", "400.00"),
+        ("cancellation", "-400.00", "0.00"),
+    ]
+    assert store.pool_rows[POOL].open_total == Decimal("450.00")
+    assert [a.reason for a in store.adjustment_rows] == ["returned goods"] * 4
+    _, reasons = await batch(
+        store,
+        adjustment(m.CreditNoteIssued, "R-1", credit_note_id="CN-1", amount=Decimal("1.00")),
+        pay("P-1", "1.00", "R-2"),
+    )
+    assert reasons == ["duplicate_adjustment", "receivable_closed"]
