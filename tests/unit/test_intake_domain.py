@@ -4,6 +4,7 @@ its open amount; credit notes, cancellations, amendments and disputes change one
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -161,7 +162,7 @@ def slip(state: str = "open", open_amount: str = "1000.00", disputed: bool = Fal
     )
 
 
-def event(model: type[m.Message], **fields: object) -> m.Message:
+def event(model: type[m.Message], **fields: Any) -> m.Message:
     return m.new_event(model, source="erp", pool_id=POOL, receivable_id="s", reason="why", **fields)
 
 
