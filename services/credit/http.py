@@ -196,6 +196,28 @@ async def _json_body(request: Request) -> dict[str, Any] | Response:
     return fields
 
 
+def _supplier_message(
+    topic: str, kind: str, pool_id: str, id_field: str, new_id: str, fields: dict[str, Any]
+) -> tuple[bytes, m.Message] | Response:
+    """A supplier's message from an HTTP body, checked exactly as its consumer checks the
+    topic (so the answers agree): its bytes and model, or the 422 with the reason."""
+    event = {
+        "event_id": str(uuid.uuid4()),
+        "type": kind,
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "source": SOURCE,
+        "pool_id": pool_id,
+        **fields,
+        id_field: fields.get(id_field) or new_id,
+        "currency": fields.get("currency", "CNY"),
+    }
+    raw = json.dumps(event).encode()
+    try:
+        return raw, decode(topic, raw)
+    except Rejected as refusal:
+        return _error(422, refusal.reason.value, refusal.detail)
+
+
 async def _unavailable(_: Request, exc: Exception) -> Response:
     """The database went away mid-request: say so (503), not a bare 500."""
     return _error(503, "unavailable", f"PostgreSQL: {type(exc).__name__}: {exc}")
@@ -288,36 +310,37 @@ def make_app(pool: asyncpg.Pool, producer: AIOKafkaProducer, settings: Settings)
         fields = await _json_body(request)
         if isinstance(fields, Response):
             return fields
-        prepayment_id = fields.get("prepayment_id") or f"PRE-{uuid.uuid4().hex[:16]}"
-        event = {
-            "event_id": str(uuid.uuid4()),
-            "type": "PrepaymentRequested",
-            "occurred_at": datetime.now(UTC).isoformat(),
-            "source": SOURCE,
-            "pool_id": pool_id,
-            "prepayment_id": prepayment_id,
-            "amount": fields.get("amount"),
-            "loan_id": fields.get("loan_id"),
-            "currency": fields.get("currency", "CNY"),
-        }
-        raw = json.dumps(event).encode()
-        try:
-            decode(topics.SUPPLIER_PREPAYMENTS, raw)
-        except Rejected as refusal:
-            return _error(422, refusal.reason.value, refusal.detail)
+        checked = _supplier_message(
+            topics.SUPPLIER_PREPAYMENTS,
+            "PrepaymentRequested",
+            pool_id,
+            "prepayment_id",
+            f"PRE-{uuid.uuid4().hex[:16]}",
+            {
+                k: fields[k]
+                for k in ("prepayment_id", "amount", "loan_id", "currency")
+                if k in fields
+            },
+        )
+        if isinstance(checked, Response):
+            return checked
+        raw, prepaid = checked
+        assert isinstance(prepaid, m.PrepaymentRequested)
+        prepayment_id = prepaid.prepayment_id
         async with pool.acquire() as conn:
             if not await conn.fetchval("SELECT true FROM pools WHERE pool_id = $1", pool_id):
                 return _error(404, m.Reason.UNKNOWN_POOL.value, f"pool {pool_id} is not known")
-        if failed := await _publish(topics.SUPPLIER_PREPAYMENTS, raw, pool_id):
-            return failed
         status_url = f"/pools/{pool_id}/prepayments/{prepayment_id}"
+        if failed := await _publish(topics.SUPPLIER_PREPAYMENTS, raw, pool_id, status_url):
+            return failed
         return JSONResponse(
             {"prepayment_id": prepayment_id, "status": "submitted", "status_url": status_url},
             status_code=202,
             headers={"Location": status_url},
         )
 
-    async def _publish(topic: str, raw: bytes, pool_id: str) -> Response | None:
+    async def _publish(topic: str, raw: bytes, pool_id: str, status_url: str) -> Response | None:
+        """None once the broker has acknowledged it; else the 503 that says what to do."""
         try:
             await asyncio.wait_for(
                 producer.send_and_wait(topic, raw, key=pool_id.encode()), publish_timeout
@@ -327,7 +350,7 @@ def make_app(pool: asyncpg.Pool, producer: AIOKafkaProducer, settings: Settings)
                 503,
                 "unavailable",
                 f"Kafka did not acknowledge it within {publish_timeout:g} s "
-                f"({type(exc).__name__}); it may still arrive: check the status URL or retry "
+                f"({type(exc).__name__}); it may still arrive: check {status_url} or retry "
                 "with the same id",
             )
         return None
@@ -375,23 +398,18 @@ def make_app(pool: asyncpg.Pool, producer: AIOKafkaProducer, settings: Settings)
         fields = await _json_body(request)
         if isinstance(fields, Response):
             return fields
-        # A body's id is checked with the rest of the body, by decode() below (422).
-        application_id = fields.get("application_id") or f"A-{uuid.uuid4().hex[:16]}"
-        event = {
-            "event_id": str(uuid.uuid4()),
-            "type": "FinancingApplied",
-            "occurred_at": datetime.now(UTC).isoformat(),
-            "source": SOURCE,
-            "pool_id": pool_id,
-            "application_id": application_id,
-            "amount": fields.get("amount"),
-            "currency": fields.get("currency", "CNY"),
-        }
-        raw = json.dumps(event).encode()
-        try:  # the very check credit applies to the topic, so the answers agree
-            applied = decode(topics.SUPPLIER_FINANCING_APPLICATIONS, raw)
-        except Rejected as refusal:
-            return _error(422, refusal.reason.value, refusal.detail)
+        # A body's id is checked with the rest of the body (422).
+        checked = _supplier_message(
+            topics.SUPPLIER_FINANCING_APPLICATIONS,
+            "FinancingApplied",
+            pool_id,
+            "application_id",
+            f"A-{uuid.uuid4().hex[:16]}",
+            {k: fields[k] for k in ("application_id", "amount", "currency") if k in fields},
+        )
+        if isinstance(checked, Response):
+            return checked
+        raw, applied = checked
         assert isinstance(applied, m.FinancingApplied)
         application_id = applied.application_id
         async with pool.acquire() as conn:
@@ -407,27 +425,15 @@ def make_app(pool: asyncpg.Pool, producer: AIOKafkaProducer, settings: Settings)
                     f"application id {application_id} is already taken; "
                     "omit application_id to have one assigned",
                 )
-        try:
-            await asyncio.wait_for(
-                producer.send_and_wait(
-                    topics.SUPPLIER_FINANCING_APPLICATIONS, raw, key=pool_id.encode()
-                ),
-                publish_timeout,
-            )
-        except Exception as exc:  # noqa: BLE001 - any publish failure is a 503 with its name
-            return _error(
-                503,
-                "unavailable",
-                f"Kafka did not acknowledge the application within {publish_timeout:g} s "
-                f"({type(exc).__name__}); it may still arrive: check "
-                f"/pools/{pool_id}/applications/{application_id} or retry with the same "
-                "application_id",
-            )
         status_url = f"/pools/{pool_id}/applications/{application_id}"
+        if failed := await _publish(
+            topics.SUPPLIER_FINANCING_APPLICATIONS, raw, pool_id, status_url
+        ):
+            return failed
         return JSONResponse(
             {
                 "application_id": application_id,
-                "event_id": event["event_id"],
+                "event_id": applied.event_id,
                 "status": "submitted",
                 "status_url": status_url,
             },
