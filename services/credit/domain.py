@@ -364,6 +364,7 @@ class Decision:
     from_held: Decimal
     held: Decimal
     released: Decimal
+    owing: bool = False  # principal due (above the base, or matured) is still unpaid
 
     @property
     def repaid(self) -> Decimal:
@@ -421,13 +422,15 @@ def decide_payment(
     repaid = sum((r.total for r in plan), ZERO)
     from_held = min(held, repaid)
     left = amount - (repaid - from_held)
-    loans_after = balance - sum((r.principal for r in plan), ZERO)
+    repaid_principal = sum((r.principal for r in plan), ZERO)
+    loans_after = balance - repaid_principal
     still_held = held - from_held + held_pending
-    if loans_after - still_held > base_after:
-        keep = left  # above the base: nothing released
+    owing = repaid_principal < principal_due
+    if owing or loans_after - still_held > base_after:
+        keep = left  # principal still due, or above the base: nothing released
     else:
         keep = min(left, max(ZERO, loans_after + requested - still_held - base_after))
-    return Decision(plan, from_held, keep, left - keep)
+    return Decision(plan, from_held, keep, left - keep, owing)
 
 
 def settle_hold(
@@ -454,11 +457,11 @@ def settle_hold(
     )
     left = held - decision.from_held
     balance = sum((loan.outstanding for loan in loans), ZERO) - decision.principal
-    if balance - left - held_pending > base:
+    if decision.owing or balance - left - held_pending > base:
         keep = left
     else:
         keep = min(left, max(ZERO, balance + requested - held_pending - base))
-    return Decision(decision.repayments, decision.from_held, keep, left - keep)
+    return Decision(decision.repayments, decision.from_held, keep, left - keep, decision.owing)
 
 
 def apply_repayment(loan: Loan, repayment: Repayment, value_date: date) -> Loan:

@@ -379,6 +379,25 @@ def test_a_fen_no_principal_can_use_is_held_never_paid_as_unearned_interest() ->
     assert (decision.held, decision.released) == (Decimal("0.01"), ZERO)
 
 
+def test_nothing_is_released_while_matured_principal_is_unpaid() -> None:
+    """Found by the invariant-2 property: a matured loan of 3.03 at 22.05% for 326 days owes
+    3.03 + 0.61; a payment of 3.63 repays 3.02 + 0.60 and the fen left over is held (the
+    pool is within its base, but a matured fen is still owed)."""
+    matured = loan(
+        "L0",
+        "3.03",
+        disbursed=PAID_ON - timedelta(days=326),
+        interest_rate="0.2205",
+        tenor_days=1,
+    )
+    decision = decision_for(
+        Decimal("3.63"), Decimal("0.02"), facility(line="0.01"), [matured], PAID_ON
+    )
+    [part] = decision.repayments
+    assert (part.principal, part.interest) == (Decimal("3.02"), Decimal("0.60"))
+    assert (decision.held, decision.released, decision.owing) == (Decimal("0.01"), ZERO, True)
+
+
 def test_a_payment_too_small_for_any_principal_is_held_whole() -> None:
     """At 100% for 366 days, 0.01 of principal carries 0.01 of interest: 0.01 covers none."""
     old_loan = one_day_old_loan(rate="1", days=366)
