@@ -33,9 +33,11 @@ app.add_typer(contracts_app, name="contracts")
 pool_app = typer.Typer(help="Pools: positions and certificates.", no_args_is_help=True)
 day_app = typer.Typer(help="Loan servicing: business day closes.", no_args_is_help=True)
 credit_app = typer.Typer(help="The credit model's suggestions.", no_args_is_help=True)
+loan_app = typer.Typer(help="Loans: the loan ledger.", no_args_is_help=True)
 app.add_typer(pool_app, name="pool")
 app.add_typer(day_app, name="day")
 app.add_typer(credit_app, name="credit")
+app.add_typer(loan_app, name="loan")
 
 
 def _settings() -> Settings:
@@ -360,6 +362,40 @@ def day_close(
             close_day(settings.kafka_bootstrap, settings.database_url, closing, pool)
         )
     typer.echo(f"closing {closing} for {count} pool(s) (admin.servicing.v1)")
+
+
+@loan_app.command("history")
+def loan_history(
+    loan: Annotated[str, typer.Argument(help="loan id (= the request id)")],
+) -> None:
+    """Every step of a loan in order — disbursal, daily accruals, charges, overdue, each part
+    repaid — from credit's loan ledger, and where it stands now (JSON)."""
+    from shared.money import json_default
+
+    settings = Settings()
+    with _unreachable_is_an_error("PostgreSQL", settings.database_url, "POOLFIN_DATABASE_URL"):
+        state = asyncio.run(
+            _credit_rows(
+                settings,
+                "SELECT loan_id, pool_id, funder_id, principal, outstanding, annual_interest_rate,"
+                " penalty_rate, day_count, disbursed_on, maturity_on, interest_from, accrued,"
+                " interest_due, penalty_due, fees_due, overdue FROM loans WHERE loan_id = $1",
+                loan,
+            )
+        )
+        steps = asyncio.run(
+            _credit_rows(
+                settings,
+                "SELECT business_date, kind, amount, reference FROM loan_entries"
+                " WHERE loan_id = $1 ORDER BY id",
+                loan,
+            )
+        )
+    if not state:
+        typer.echo(f"error: loan {loan} is not known to credit", err=True)
+        raise typer.Exit(1)
+    report = {"loan": dict(state[0]), "entries": [dict(step) for step in steps]}
+    typer.echo(json.dumps(report, indent=2, default=json_default))
 
 
 @credit_app.command("approve")

@@ -240,6 +240,21 @@ async def test_maturity_overdue_penalty_and_the_repayment_waterfall(
     )
     code, report = await ledger_verify(stack.database_url)
     assert code == 0, report["problems"]
+    shown = await asyncio.to_thread(
+        subprocess.run,
+        [*POOLFIN, "loan", "history", loan_id],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=user_env(POOLFIN_DATABASE_URL=stack.database_url),
+    )
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    history = json.loads(shown.stdout)
+    kinds = [entry["kind"] for entry in history["entries"]]
+    assert kinds[0] == "disbursed" and "overdue" in kinds
+    assert kinds.count("interest_accrued") == 10 and kinds.count("penalty_accrued") == 2
+    assert kinds[-3:] == ["repaid_penalty", "repaid_interest", "repaid_principal"]
+    assert history["loan"]["outstanding"] == "900000.00" and history["loan"]["overdue"] is True
 
 
 async def test_a_prepayment_from_the_free_balance_repays_early_and_too_much_is_refused(
