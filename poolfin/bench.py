@@ -113,7 +113,7 @@ async def _setup(
     today = business_date()
     pool_ids = [f"{CORE}/S-{run}-{i}" for i in range(pools)]
     async with (
-        Publisher(stack.bootstrap) as publisher,
+        Publisher(stack.bootstrap, stack.keyring) as publisher,
         Observer(stack.bootstrap, [topics.funder_requests_topic(FUNDER)]) as funder,
     ):
         for pool_id in pool_ids:
@@ -203,7 +203,7 @@ async def _measure(
     today = business_date()
     payments = len(receivables)
     async with (
-        Publisher(stack.bootstrap) as publisher,
+        Publisher(stack.bootstrap, stack.keyring) as publisher,
         Observer(stack.bootstrap, [topics.SETTLEMENT_RESULTS]) as observer,
     ):
         sent_at: dict[str, float] = {}

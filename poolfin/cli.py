@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from poolfin.keys_cli import keys_app
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -38,6 +39,21 @@ app.add_typer(pool_app, name="pool")
 app.add_typer(day_app, name="day")
 app.add_typer(credit_app, name="credit")
 app.add_typer(loan_app, name="loan")
+app.add_typer(keys_app, name="keys")
+
+
+def _keyring(settings: Settings) -> Any:
+    """The keys the CLI signs with: POOLFIN_KEYS_DIR, else the running stack's, else
+    <data_dir>/keys (provisioned on first use)."""
+    from poolfin.keys import Keyring
+    from poolfin.stack import running_stack
+
+    if settings.keys_dir:
+        return Keyring.provision(Path(settings.keys_dir))
+    state = running_stack(settings.data_dir)
+    if state is not None and state.get("keys_dir"):
+        return Keyring.provision(Path(str(state["keys_dir"])))
+    return Keyring.provision(Path(settings.data_dir) / "keys")
 
 
 def _settings() -> Settings:
@@ -133,7 +149,13 @@ def _close_days_after_midnight(stack: Stack, closed_through: Any) -> Any:
         return closed_through
     try:
         count = asyncio.run(
-            close_day(stack.bootstrap, stack.database_url, yesterday, source="poolfin-up")
+            close_day(
+                stack.bootstrap,
+                stack.database_url,
+                yesterday,
+                source="poolfin-up",
+                keyring=stack.keyring,
+            )
         )
     except Exception as exc:  # noqa: BLE001 - told, and tried again next round
         typer.echo(f"day close of {yesterday} failed ({exc}); retrying", err=True)
@@ -150,7 +172,7 @@ def up() -> None:
     settings = Settings()
     work_dir = new_work_dir(settings.data_dir)
     typer.echo("starting embedded Kafka (Tansu), PostgreSQL and the four services …")
-    stack = _start(Stack(work_dir))
+    stack = _start(Stack(work_dir, keys_dir=Path(settings.data_dir) / "keys"))
     try:
         state = stack.describe()
         state_file(settings.data_dir).write_text(json.dumps(state, indent=2))
@@ -203,13 +225,17 @@ def demo(
     stack = None
     if state is None:
         say("no running stack found; starting one (embedded Kafka + PostgreSQL) …")
-        stack = _start(Stack(new_work_dir(settings.data_dir)))
+        stack = _start(
+            Stack(new_work_dir(settings.data_dir), keys_dir=Path(settings.data_dir) / "keys")
+        )
         bootstrap = stack.bootstrap
+        keyring = stack.keyring
     else:
         bootstrap = str(state["kafka_bootstrap"])
+        keyring = _keyring(settings)
         say(f"using the running stack at {bootstrap}")
     try:
-        result = asyncio.run(run_demo(bootstrap, say))
+        result = asyncio.run(run_demo(bootstrap, keyring, say))
     finally:
         if stack is not None:
             stack.stop()
@@ -250,6 +276,7 @@ def facility_set(
         tenor_days=tenor_days,
     )
     raw = json.dumps(event).encode()
+    keyring = _keyring(settings)
     try:
         decode(topic, raw)  # refuse here what credit would dead-letter
     except Rejected as refusal:
@@ -259,8 +286,8 @@ def facility_set(
         raise typer.Exit(2) from refusal
 
     async def send() -> None:
-        async with Publisher(settings.kafka_bootstrap) as publisher:
-            await publisher.send(topic, raw, key=pool)
+        async with Publisher(settings.kafka_bootstrap, keyring) as publisher:
+            await publisher.send(topic, event, key=pool)
 
     with _unreachable_is_an_error("Kafka", settings.kafka_bootstrap, "POOLFIN_KAFKA_BOOTSTRAP"):
         asyncio.run(send())
@@ -272,10 +299,12 @@ def _publish_operator(topic: str, messages: list[Any], settings: Settings) -> No
     from poolfin.clients import Publisher
     from shared.contracts.codec import encode
 
+    keyring = _keyring(settings)
+
     async def send() -> None:
-        async with Publisher(settings.kafka_bootstrap) as publisher:
+        async with Publisher(settings.kafka_bootstrap, keyring) as publisher:
             for message in messages:
-                await publisher.send(topic, encode(message), key=message.pool_id)
+                await publisher.send(topic, json.loads(encode(message)), key=message.pool_id)
 
     with _unreachable_is_an_error("Kafka", settings.kafka_bootstrap, "POOLFIN_KAFKA_BOOTSTRAP"):
         asyncio.run(send())
@@ -359,7 +388,13 @@ def day_close(
         raise typer.Exit(2) from exc
     with _unreachable_is_an_error("the stack", settings.database_url, "POOLFIN_DATABASE_URL"):
         count = asyncio.run(
-            close_day(settings.kafka_bootstrap, settings.database_url, closing, pool)
+            close_day(
+                settings.kafka_bootstrap,
+                settings.database_url,
+                closing,
+                pool,
+                keyring=_keyring(settings),
+            )
         )
     typer.echo(f"closing {closing} for {count} pool(s) (admin.servicing.v1)")
 

@@ -14,7 +14,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from poolfin.keys import Keyring, Signers
+from shared.contracts.messages import PartyRole
+from shared.contracts.topics import is_external
 from shared.runtime import ensure_topics
+from shared.trust import MAC_HEADER
 
 
 def erp_event(type_: str, pool_id: str, source: str = "erp-demo", **fields: Any) -> dict[str, Any]:
@@ -31,8 +35,23 @@ def erp_event(type_: str, pool_id: str, source: str = "erp-demo", **fields: Any)
 
 
 class Publisher:
-    def __init__(self, bootstrap: str) -> None:
+    """Publishes as the parties it acts for: with a keyring, every JSON message to an external
+    topic is signed by the party `Signers` names (or `signer=`); raw bytes go as they are."""
+
+    def __init__(self, bootstrap: str, keyring: Keyring | None = None) -> None:
         self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2)
+        self.keyring = keyring
+        self.signers = Signers()
+
+    def signed(
+        self, topic: str, event: dict[str, Any], signer: tuple[str, PartyRole] | None = None
+    ) -> dict[str, Any]:
+        """The event as its party signs it (unchanged without a keyring or on internal
+        topics)."""
+        if self.keyring is None or not is_external(topic):
+            return event
+        party, role = signer or self.signers(topic, event)
+        return self.keyring.sign(event, party, role)
 
     async def start(self) -> Publisher:
         try:
@@ -51,25 +70,33 @@ class Publisher:
         event: dict[str, Any] | bytes,
         key: str | None = None,
         headers: dict[str, str] | Sequence[tuple[str, bytes | None]] | None = None,
+        *,
+        signer: tuple[str, PartyRole] | None = None,
+        sign: bool = True,
+        as_service: str | None = None,
     ) -> float:
-        """Publish raw bytes (or a dict as JSON); returns the monotonic time it was sent.
-        Headers as text, or as raw (name, bytes or None) pairs the way any client may send."""
+        """Publish raw bytes (or a dict as JSON, signed when `sign`); returns the monotonic
+        time it was sent. Headers as text, or as raw (name, bytes or None) pairs the way any
+        client may send."""
+        if isinstance(event, dict) and sign:
+            event = self.signed(topic, event, signer)
         value = event if isinstance(event, bytes) else json.dumps(event).encode()
         pool_id = (
             key if key is not None else (event.get("pool_id") if isinstance(event, dict) else None)
         )
-        sent_at = time.monotonic()
-        await self._producer.send(
-            topic,
-            value,
-            key=pool_id.encode() if pool_id else None,
-            headers=(
-                [(name, text.encode()) for name, text in headers.items()]
-                if isinstance(headers, dict)
-                else list(headers or ())
-            )
-            or None,
+        raw_headers = (
+            [(name, text.encode()) for name, text in headers.items()]
+            if isinstance(headers, dict)
+            else list(headers or ())
         )
+        record_key = pool_id.encode() if pool_id else None
+        if as_service is not None:  # a test acting as that service, with the stack's secrets
+            assert self.keyring is not None, "sealing as a service needs the stack's keyring"
+            raw_headers.append(
+                (MAC_HEADER, self.keyring.seal(as_service, topic, record_key, value))
+            )
+        sent_at = time.monotonic()
+        await self._producer.send(topic, value, key=record_key, headers=raw_headers or None)
         return sent_at
 
     async def flush(self) -> None:

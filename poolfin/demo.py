@@ -17,6 +17,7 @@ from typing import Any
 
 from poolfin import scenario as erp
 from poolfin.clients import Observer, Publisher
+from poolfin.keys import Keyring
 from shared.calendar import business_date
 from shared.contracts import topics
 from shared.money import money_text
@@ -190,7 +191,7 @@ async def settlement(
     )
 
 
-async def run_demo(bootstrap: str, say: Any = print) -> DemoResult:
+async def run_demo(bootstrap: str, keyring: Keyring, say: Any = print) -> DemoResult:
     run = uuid.uuid4().hex[:8]
     watched = [
         topics.CREDIT_POSITIONS,
@@ -201,7 +202,7 @@ async def run_demo(bootstrap: str, say: Any = print) -> DemoResult:
     ]
     result = DemoResult()
     async with (
-        Publisher(bootstrap) as publisher,
+        Publisher(bootstrap, keyring) as publisher,
         Observer(
             bootstrap, watched, accept=lambda body: run in str(body.get("pool_id", ""))
         ) as observer,

@@ -4,9 +4,11 @@ publishing a DayClosed per pool on admin.servicing.v1. `poolfin day close` runs 
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
 from poolfin.clients import Publisher
+from poolfin.keys import Keyring
 from shared.contracts import messages as m
 from shared.contracts import topics
 from shared.contracts.codec import encode
@@ -34,12 +36,13 @@ async def close_day(
     day: date,
     pool_id: str | None = None,
     source: str = "operator-cli",
+    keyring: Keyring | None = None,
 ) -> int:
     """Publish DayClosed for `day` to one pool or to every pool not closed through it; returns
     how many were published (each is acknowledged by the broker)."""
     pools = [pool_id] if pool_id else await pools_to_close(database_url, day)
-    async with Publisher(bootstrap) as publisher:
+    async with Publisher(bootstrap, keyring) as publisher:
         for each in pools:
             message = m.new_event(m.DayClosed, source=source, pool_id=each, business_date=day)
-            await publisher.send(topics.ADMIN_SERVICING, encode(message), key=each)
+            await publisher.send(topics.ADMIN_SERVICING, json.loads(encode(message)), key=each)
     return len(pools)

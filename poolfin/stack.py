@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from poolfin.keys import Keyring
 from poolfin.registry import SERVICES
 from shared.contracts.topics import ALL_STATIC_TOPICS
 from shared.infra.kafka import EmbeddedKafka
@@ -35,11 +36,22 @@ class Stack:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     # credit's HTTP front (pool positions, applications), on a free local port.
     http_port: int = field(default_factory=lambda: free_port())
+    # The trust file, the services' secrets and the local parties' keys (poolfin/keys.py);
+    # default: `keys` in the work directory.
+    keys_dir: Path | None = None
+    _keyring: Keyring | None = None
+
+    @property
+    def keyring(self) -> Keyring:
+        if self._keyring is None:
+            self._keyring = Keyring.provision(self.keys_dir or self.work_dir / "keys")
+        return self._keyring
 
     def start(self, services: tuple[str, ...] = tuple(SERVICES), timeout: float = 60) -> Stack:
         """Start what is missing: with `bootstrap` and `database_url` given (Apache Kafka and
         a PostgreSQL server, e.g. from testcontainers), only the services."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.keyring  # noqa: B018 - provisioned before any service needs it
         try:
             if not self.bootstrap:
                 self.kafka = EmbeddedKafka(log_file=self.work_dir / "kafka.log")
@@ -74,6 +86,7 @@ class Stack:
     def service_env(self, name: str) -> dict[str, str]:
         env = {
             **os.environ,
+            **self.keyring.env(),
             **self.env,
             "POOLFIN_KAFKA_BOOTSTRAP": self.bootstrap,
             "POOLFIN_DATABASE_URL": self.database_url,
@@ -171,6 +184,7 @@ class Stack:
             "kafka_bootstrap": self.bootstrap,
             "database_url": self.database_url,
             "http": self.http_url,
+            "keys_dir": str(self.keyring.directory),
             "services": {n: p.pid for n, p in self.processes.items()},
             "topics": list(ALL_STATIC_TOPICS),
         }

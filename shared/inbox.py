@@ -27,10 +27,12 @@ from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 import asyncpg
 import structlog
 
-from shared.contracts.codec import Rejected, decode, parse_json, payload_digest
+from shared.contracts.codec import Rejected, decode_document, parse_json, payload_digest
 from shared.contracts.messages import DeadLetter, Message, Reason
+from shared.contracts.topics import is_external
 from shared.db import Connection
 from shared.outbox import Outbox
+from shared.trust import REGISTRY_TYPES, Principal, Trust, apply_key_change
 
 log = structlog.get_logger(__name__)
 
@@ -58,6 +60,7 @@ class Inbound:
     key: bytes | None
     value: bytes
     timestamp: int = -1  # the record's timestamp (ms) as the broker reports it
+    headers: tuple[tuple[str, bytes | None], ...] = ()  # raw, as the producer sent them
 
     @property
     def record_id(self) -> str:
@@ -76,6 +79,16 @@ class Inbound:
 
 
 S = TypeVar("S")
+
+
+@dataclass(slots=True)
+class Item:
+    """A record as the consumer holds it: decoded (or why not), and its parsed JSON."""
+
+    record: Inbound
+    message: Message | None
+    refusal: Rejected | None
+    document: dict[str, Any] | None = None
 
 
 @runtime_checkable
@@ -100,6 +113,13 @@ class UnitOfWork(Generic[S]):
     outbox: Outbox
     schema: str
     state: S
+    # Who proved the message being handled (shared/trust.py); None when no gate runs (a
+    # handler's unit test), and relationship checks are then not made at this layer.
+    principal: Principal | None = None
+    # The message's JSON as received (what its signature covers), e.g. kept as evidence.
+    document: dict[str, Any] | None = None
+    # The service's trust gate (its keys: e.g. the splitter signs its ledger anchors).
+    trust: Trust | None = None
 
     def emit(self, topic: str, message: Message) -> None:
         self.outbox.emit(topic, message)
@@ -135,8 +155,10 @@ class BatchConsumer:
         on_batch: BatchHook | None = None,
         after_commit: Callable[[], None] | None = None,
         new_state: Callable[[], Any] = lambda: None,
+        trust: Trust | None = None,
     ) -> None:
         self.service = service
+        self.trust = trust
         self.schema = schema
         self._pool = pool
         self._handle = handle
@@ -151,6 +173,7 @@ class BatchConsumer:
             "dead_letter_rereads": 0,
             "offset_reuses": 0,
             "batches": 0,
+            "refused_untrusted": 0,
         }
 
     async def process(self, records: Sequence[Inbound]) -> None:
@@ -158,7 +181,7 @@ class BatchConsumer:
         before = dict(self.stats)
         items = [self._decode(record) for record in records]
         # Group by pool (stable: order within a pool is kept) so locks are taken in one order.
-        items.sort(key=lambda item: item[1].pool_id if item[1] is not None else "")
+        items.sort(key=lambda item: item.message.pool_id if item.message is not None else "")
         try:
             await self._in_transaction(items)
         except TRANSIENT_ERRORS:
@@ -175,7 +198,7 @@ class BatchConsumer:
                 except TRANSIENT_ERRORS:
                     raise
                 except Exception as exc:
-                    record, message, _ = item
+                    record, message = item.record, item.message
                     log.exception(
                         "message failed; dead-lettering it",
                         service=self.service,
@@ -183,7 +206,9 @@ class BatchConsumer:
                         offset=record.offset,
                     )
                     reason = Rejected(Reason.PROCESSING_ERROR, f"{type(exc).__name__}: {exc}")
-                    await self._in_transaction([(record, message, reason)], skip_handler=True)
+                    await self._in_transaction(
+                        [Item(record, message, reason, item.document)], skip_handler=True
+                    )
         self.stats["batches"] += 1
         # One summary line per message (above) and one per batch: what an operator watches.
         log.info(
@@ -199,26 +224,42 @@ class BatchConsumer:
         if self._after_commit is not None:
             self._after_commit()
 
-    def _decode(self, record: Inbound) -> tuple[Inbound, Message | None, Rejected | None]:
+    def _decode(self, record: Inbound) -> Item:
         try:
-            return record, decode(record.topic, record.value), None
+            document, message = decode_document(record.topic, record.value)
+            return Item(record, message, None, document)
         except Rejected as refusal:
-            return record, None, refusal
+            return Item(record, None, refusal)
         except Exception as exc:  # decode() promises Rejected only; a poison message never blocks
             log.exception(
                 "decoder raised; dead-lettering the message",
                 topic=record.topic,
                 offset=record.offset,
             )
-            return (
+            return Item(
                 record,
                 None,
                 Rejected(Reason.INVALID_MESSAGE, f"payload could not be decoded: {exc!r}"[:500]),
             )
 
+    def _admit(self, item: Item, keys: Mapping[str, Any]) -> Principal | Rejected | None:
+        """Who proved the message, or why it is refused (None: no gate configured)."""
+        if self.trust is None or item.message is None:
+            return None
+        record = item.record
+        return self.trust.admit(
+            record.topic,
+            record.headers,
+            record.key,
+            record.value,
+            item.message,
+            item.document or {},
+            keys,
+        )
+
     async def _in_transaction(
         self,
-        items: list[tuple[Inbound, Message | None, Rejected | None]],
+        items: list[Item],
         skip_handler: bool = False,
     ) -> None:
         # What happened to each record is told (stats, one log line each) only once the
@@ -227,16 +268,21 @@ class BatchConsumer:
         outcomes: list[tuple[str, dict[str, Any]]] = []
         async with self._pool.acquire() as conn, conn.transaction():
             uow = UnitOfWork(
-                conn=conn, outbox=Outbox(), schema=self.schema, state=self._new_state()
+                conn=conn,
+                outbox=Outbox(),
+                schema=self.schema,
+                state=self._new_state(),
+                trust=self.trust,
             )
             if self._on_batch is not None:
-                await self._on_batch(uow, [record for record, _, _ in items])
-            event_ids = [message.event_id for _, message, _ in items if message is not None]
-            seen: dict[str, str] = (
+                await self._on_batch(uow, [item.record for item in items])
+            event_ids = [item.message.event_id for item in items if item.message is not None]
+            # event id → (payload digest, the record it was taken from)
+            seen: dict[str, tuple[str, str | None]] = (
                 {
-                    row["event_id"]: row["payload_hash"]
+                    row["event_id"]: (row["payload_hash"], row["record_id"])
                     for row in await conn.fetch(
-                        "SELECT event_id, payload_hash FROM processed"
+                        "SELECT event_id, payload_hash, record_id FROM processed"
                         " WHERE consumer = $1 AND event_id = ANY($2::text[])",
                         self.service,
                         event_ids,
@@ -245,12 +291,28 @@ class BatchConsumer:
                 if event_ids
                 else {}
             )
-            new_rows: list[tuple[str, str, str]] = []
+            keys = (
+                await self.trust.keys(
+                    conn,
+                    (item.document for item in items if is_external(item.record.topic)),
+                )
+                if self.trust is not None
+                else {}
+            )
+            new_rows: list[tuple[str, str, str, str]] = []
             if isinstance(uow.state, BatchState) and not skip_handler:
                 await uow.state.prepare(
-                    conn, [message for _, message, refusal in items if message and not refusal]
+                    conn,
+                    [
+                        item.message
+                        for item in items
+                        if item.message
+                        and not item.refusal
+                        and item.message.type not in REGISTRY_TYPES
+                    ],
                 )
-            for record, message, refusal in items:
+            for item in items:
+                record, message, refusal = item.record, item.message, item.refusal
                 context = {
                     "service": self.service,
                     "topic": record.topic,
@@ -265,30 +327,60 @@ class BatchConsumer:
                 if message is not None and refusal is None:
                     digest = payload_digest(record.value)
                     prior = seen.get(message.event_id)
-                    if prior == digest:
+                    # A signed message is taken once: another record carrying it is a replay.
+                    external = self.trust is not None and is_external(record.topic)
+                    if (
+                        prior is not None
+                        and prior[0] == digest
+                        and (not external or prior[1] in (None, record.record_id))
+                    ):
+                        # The same record read again, or (internal topics) a relay's repeat.
                         outcomes.append(("duplicates", {**context, "type": message.type}))
                         continue
-                    if prior is not None:
-                        refusal = Rejected(
-                            Reason.EVENT_ID_CONFLICT,
-                            f"event_id {message.event_id} was already processed "
-                            "with a different payload",
+                    verdict = self._admit(item, keys)
+                    if isinstance(verdict, Rejected):
+                        # Not proven: dead-lettered, and the event id stays free for the real
+                        # sender (a forger cannot burn it).
+                        refusal = verdict
+                        outcomes.append(("refused_untrusted", context))
+                    elif prior is not None:
+                        refusal = (
+                            Rejected(
+                                Reason.REPLAYED,
+                                f"event_id {message.event_id} was taken from another record "
+                                "already: a signed message is accepted once",
+                            )
+                            if prior[0] == digest
+                            else Rejected(
+                                Reason.EVENT_ID_CONFLICT,
+                                f"event_id {message.event_id} was already processed "
+                                "with a different payload",
+                            )
                         )
                     else:
-                        seen[message.event_id] = digest
-                        new_rows.append((self.service, message.event_id, digest))
+                        seen[message.event_id] = (digest, record.record_id)
+                        new_rows.append((self.service, message.event_id, digest, record.record_id))
                         if not skip_handler:
+                            uow.principal, uow.document = verdict, item.document
                             try:
-                                refusal = await self._handle(uow, message)
+                                if message.type in REGISTRY_TYPES:
+                                    refusal = await apply_key_change(
+                                        conn, message, verdict, self.trust
+                                    )
+                                else:
+                                    refusal = await self._handle(uow, message)
                             except Rejected as domain_refusal:
                                 refusal = domain_refusal
+                            finally:
+                                uow.principal, uow.document = None, None
                             if refusal is None:
                                 outcomes.append(("effects", {**context, "type": message.type}))
                                 continue
                 elif message is not None and refusal is not None and message.event_id not in seen:
                     # Forced dead letter of a decodable message: mark it done as well.
-                    seen[message.event_id] = payload_digest(record.value)
-                    new_rows.append((self.service, message.event_id, seen[message.event_id]))
+                    digest = payload_digest(record.value)
+                    seen[message.event_id] = (digest, record.record_id)
+                    new_rows.append((self.service, message.event_id, digest, record.record_id))
                 assert refusal is not None
                 kept = await self._dead_letter(uow, record, message, refusal)
                 if kept == "offset_reused":
@@ -307,7 +399,8 @@ class BatchConsumer:
                 await uow.state.flush(conn)
             if new_rows:
                 await conn.executemany(
-                    "INSERT INTO processed(consumer, event_id, payload_hash) VALUES ($1, $2, $3)",
+                    "INSERT INTO processed(consumer, event_id, payload_hash, record_id)"
+                    " VALUES ($1, $2, $3, $4)",
                     new_rows,
                 )
             await uow.outbox.write(conn, self.schema)
@@ -323,6 +416,8 @@ class BatchConsumer:
                     " both are kept",
                     **fields,
                 )
+            elif outcome == "refused_untrusted":
+                continue  # its dead letter is logged with the reason
             else:
                 log.info("processed" if outcome == "effects" else "duplicate skipped", **fields)
 

@@ -92,7 +92,9 @@ class OutboxRelay:
         batch: int = 1000,
         poll_s: float = 0.2,
         topics: KnownTopics | None = None,
+        seal: Callable[[str, bytes | None, bytes], list[tuple[str, bytes]]] | None = None,
     ) -> None:
+        self._seal = seal  # the service's MAC header for each record (shared/trust.py)
         self._pool = pool
         self._producer = producer
         self._batch = batch
@@ -121,8 +123,14 @@ class OutboxRelay:
                 await self._topics.ensure(row["topic"] for row in rows)
             pending: list[asyncio.Future[Any]] = []
             for row in rows:
+                key, value = row["key"], row["value"]
                 pending.append(
-                    await self._producer.send(row["topic"], row["value"], key=row["key"])
+                    await self._producer.send(
+                        row["topic"],
+                        value,
+                        key=key,
+                        headers=self._seal(row["topic"], key, value) if self._seal else None,
+                    )
                 )
             await asyncio.gather(*pending)
             await conn.execute(

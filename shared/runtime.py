@@ -13,6 +13,7 @@ import dataclasses
 import os
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from shared.inbox import (
 )
 from shared.outbox import KnownTopics, OutboxRelay
 from shared.settings import Settings
+from shared.trust import ServiceKeys, Trust, TrustFile
 
 log = structlog.get_logger(__name__)
 
@@ -59,8 +61,9 @@ class ServiceSpec:
     publishes: Mapping[str, tuple[type[BaseModel], ...]] = field(default_factory=dict)
     # The service's typed batch state, new for every transaction (UnitOfWork.state).
     new_state: Callable[[], Any] = lambda: None
-    # An HTTP front, served when POOLFIN_HTTP_PORT is set: (database pool, producer) → ASGI app.
-    http: Callable[[asyncpg.Pool, AIOKafkaProducer, Settings], ASGIApp] | None = None
+    # An HTTP front, served when POOLFIN_HTTP_PORT is set: (database pool, producer, settings,
+    # the service's trust gate) → ASGI app.
+    http: Callable[[asyncpg.Pool, AIOKafkaProducer, Settings, Trust], ASGIApp] | None = None
     description: str = ""
 
 
@@ -122,6 +125,13 @@ def declare_publishers(broker: KafkaBroker, spec: ServiceSpec) -> None:
         )
 
 
+def subscribed_topics(spec: ServiceSpec) -> tuple[str, ...]:
+    """The service's own topics, and the registry of parties and keys every service keeps."""
+    from shared.contracts.topics import ADMIN_PARTIES
+
+    return tuple(dict.fromkeys((*spec.topics, ADMIN_PARTIES)))
+
+
 def build_broker(
     spec: ServiceSpec, settings: Settings, consumer: BatchConsumer | None
 ) -> KafkaBroker:
@@ -130,7 +140,7 @@ def build_broker(
     declare_publishers(broker, spec)
 
     @broker.subscriber(
-        *spec.topics,
+        *subscribed_topics(spec),
         batch=True,
         group_id=f"{settings.group_prefix}.{spec.name}",
         ack_policy=AckPolicy.NACK_ON_ERROR,
@@ -151,7 +161,15 @@ def build_broker(
         raw = msg.raw_message
         records = raw if isinstance(raw, tuple) else (raw,)
         inbound = [
-            Inbound(r.topic, r.partition, r.offset, r.key, r.value or b"", r.timestamp)
+            Inbound(
+                r.topic,
+                r.partition,
+                r.offset,
+                r.key,
+                r.value or b"",
+                r.timestamp,
+                tuple(r.headers or ()),
+            )
             for r in records
         ]
         if consumer is None:
@@ -191,6 +209,37 @@ async def ensure_topics(bootstrap: str, topics: Sequence[str], partitions: int) 
         await admin.close()
 
 
+def load_trust(service: str, settings: Settings) -> Trust:
+    """The service's trust gate from its settings; a clear error when they are missing."""
+    missing = [
+        name
+        for name, value in (
+            ("POOLFIN_TRUST_FILE", settings.trust_file),
+            ("POOLFIN_SERVICE_KEYS_FILE", settings.service_keys_file),
+        )
+        if not value
+    ]
+    if missing:
+        raise RuntimeError(
+            f"{service} needs {' and '.join(missing)}: every external message is verified "
+            "against the registry and every internal one carries its service's MAC "
+            "(`poolfin up` and `poolfin keys provision DIR` write both files)"
+        )
+    assert settings.trust_file and settings.service_keys_file
+    keys = ServiceKeys.load(settings.service_keys_file)
+    if service not in keys.mac:
+        raise RuntimeError(f"{settings.service_keys_file} has no MAC key for {service}")
+    trust = Trust(
+        service,
+        TrustFile(settings.trust_file),
+        keys,
+        max_age=timedelta(seconds=settings.message_max_age_s),
+        max_skew=timedelta(seconds=settings.message_max_skew_s),
+    )
+    trust.trust_file.keys()  # a malformed file fails the start, not the first batch
+    return trust
+
+
 async def run_service(
     spec: ServiceSpec,
     settings: Settings,
@@ -200,6 +249,7 @@ async def run_service(
     """Migrate, connect, consume and relay until `stop` is set (or the task is cancelled)."""
     from shared.contracts.topics import ALL_STATIC_TOPICS
 
+    trust = load_trust(spec.name, settings)
     await migrate(settings.database_url, spec.schema, spec.migrations)
     await ensure_topics(settings.kafka_bootstrap, ALL_STATIC_TOPICS, settings.topic_partitions)
     pool = await create_pool(settings.database_url, spec.schema, settings.db_pool_size)
@@ -219,6 +269,7 @@ async def run_service(
             lambda names: ensure_topics(settings.kafka_bootstrap, names, settings.topic_partitions),
             known=ALL_STATIC_TOPICS,
         ),
+        seal=trust.seal,
     )
     consumer = BatchConsumer(
         service=spec.name,
@@ -229,6 +280,7 @@ async def run_service(
         on_batch=spec.on_batch,
         after_commit=relay.wake,
         new_state=spec.new_state,
+        trust=trust,
     )
     broker = build_broker(spec, settings, consumer)
     relay_task = asyncio.create_task(relay.run(), name=f"{spec.name}-relay")
@@ -239,7 +291,7 @@ async def run_service(
         if spec.http is not None and settings.http_port is not None:
             http = _ServiceHttpServer(
                 uvicorn.Config(
-                    spec.http(pool, producer, settings),
+                    spec.http(pool, producer, settings, trust),
                     host=settings.http_host,
                     port=settings.http_port,
                     log_config=None,

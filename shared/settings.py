@@ -83,3 +83,29 @@ class Settings(BaseSettings):
         "(0: only days that have begun; more is for simulations and tests).",
     )
     data_dir: str = Field(default=".poolfin", description="Where `poolfin up` keeps its state.")
+    keys_dir: str | None = Field(
+        default=None,
+        description="Where the CLI finds the local keys it signs with (poolfin/keys.py); "
+        "default: the running stack's, else <data_dir>/keys.",
+    )
+    trust_file: str | None = Field(
+        default=None,
+        description="The registry's genesis: parties' public keys (at least the operators'), "
+        "JSON; re-read when it changes. Required to run a service (`poolfin up` provisions one).",
+    )
+    service_keys_file: str | None = Field(
+        default=None,
+        description="The services' secrets: MAC keys and the platform's signing keys, JSON "
+        "(mode 0600). Required to run a service (`poolfin up` provisions one).",
+    )
+    message_max_age_s: int = Field(
+        default=86400,
+        ge=1,
+        description="A signed external message whose occurred_at is older than this when it is "
+        "verified is dead-lettered as `stale`.",
+    )
+    message_max_skew_s: int = Field(
+        default=300,
+        ge=0,
+        description="How far in the future a signed message's occurred_at may lie (clock skew).",
+    )

@@ -55,7 +55,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture
 async def publisher(stack: Stack) -> AsyncIterator[Publisher]:
-    async with Publisher(stack.bootstrap) as publisher:
+    async with Publisher(stack.bootstrap, stack.keyring) as publisher:
         yield publisher
 
 

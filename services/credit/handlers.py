@@ -30,6 +30,7 @@ from shared.calendar import business_date
 from shared.contracts import messages as m
 from shared.contracts import topics
 from shared.contracts.codec import Rejected, not_the_pools_buyer
+from shared.trust import not_the_party
 from shared.inbox import UnitOfWork, dispatch
 from shared.money import MAX_TOTAL, ZERO
 
@@ -436,6 +437,9 @@ async def on_financing_applied(uow: Uow, event: m.FinancingApplied) -> Rejected 
     pool = await _known_pool(uow, event.pool_id)
     if isinstance(pool, Rejected):
         return pool
+    # Only the pool's own supplier applies (signed by its key, or via credit's HTTP front).
+    if refusal := not_the_party(uow.principal, pool.supplier_id, "the pool's supplier", event):
+        return refusal
     holder = await uow.state.holder(uow.conn, event.application_id)
     if holder is not None and (
         holder != event.pool_id or event.application_id in uow.state.applications

@@ -43,6 +43,7 @@ from shared.contracts.codec import Rejected, decode
 from shared.db import Connection
 from shared.money import json_default
 from shared.settings import Settings
+from shared.trust import Trust
 
 SOURCE = "credit-http"
 MAX_BODY = 16 * 1024
@@ -223,7 +224,9 @@ async def _unavailable(_: Request, exc: Exception) -> Response:
     return _error(503, "unavailable", f"PostgreSQL: {type(exc).__name__}: {exc}")
 
 
-def make_app(pool: asyncpg.Pool, producer: AIOKafkaProducer, settings: Settings) -> Starlette:
+def make_app(
+    pool: asyncpg.Pool, producer: AIOKafkaProducer, settings: Settings, trust: Trust
+) -> Starlette:
     publish_timeout = settings.http_publish_timeout_ms / 1000
 
     async def health(_: Request) -> Response:
@@ -343,7 +346,14 @@ def make_app(pool: asyncpg.Pool, producer: AIOKafkaProducer, settings: Settings)
         """None once the broker has acknowledged it; else the 503 that says what to do."""
         try:
             await asyncio.wait_for(
-                producer.send_and_wait(topic, raw, key=pool_id.encode()), publish_timeout
+                producer.send_and_wait(
+                    topic,
+                    raw,
+                    key=pool_id.encode(),
+                    # credit's MAC: the front vouches for the party it authenticated
+                    headers=trust.seal(topic, pool_id.encode(), raw),
+                ),
+                publish_timeout,
             )
         except Exception as exc:  # noqa: BLE001 - any publish failure is a 503 with its name
             return _error(

@@ -28,6 +28,11 @@ TOPIC_MODELS: dict[str, tuple[type[m.Message], ...]] = {
         m.DisputeOpened,
         m.DisputeClosed,
     ),
+    t.ERP_TRADE_DOCUMENTS: (m.PurchaseOrderIssued, m.GoodsReceived, m.InvoiceIssued),
+    t.ADMIN_PARTIES: (m.KeyChangeProposed, m.KeyChangeApproved),
+    t.SUPPLIER_CONTRACT_SIGNATURES: (m.ContractSigned,),
+    t.FUNDING_CONTRACTS: (m.ContractIssued,),
+    t.SETTLEMENT_LEDGER_ANCHORS: (m.LedgerAnchored,),
     t.ADMIN_FACILITIES: (m.FacilitySet, m.CreditSuggestionApproved),
     t.ADMIN_SERVICING: (m.DayClosed,),
     t.SUPPLIER_FINANCING_APPLICATIONS: (m.FinancingApplied,),
@@ -38,11 +43,12 @@ TOPIC_MODELS: dict[str, tuple[type[m.Message], ...]] = {
         m.ReceivablesSettled,
         m.BuyerConfirmedFinancing,
         m.ReceivableAdjusted,
+        m.ReceivableDocumented,
     ),
     t.CREDIT_DECISIONS: (m.FinancingDecision, m.LoanOpened),
     t.CREDIT_POSITIONS: (m.PoolPosition,),
     t.CREDIT_LOAN_REQUESTS: (m.LoanRequested,),
-    t.CREDIT_REPAYMENT_INSTRUCTIONS: (m.RepaymentInstruction, m.HoldSettled),
+    t.CREDIT_REPAYMENT_INSTRUCTIONS: (m.RepaymentInstruction, m.HoldSettled, m.LoanOpened),
     t.CREDIT_SERVICING: (
         m.InterestAccrued,
         m.InterestCharged,
@@ -122,6 +128,13 @@ def decode(topic: str, raw: bytes, today: date | None = None) -> m.Message:
     """Validate raw bytes read from `topic` into its message model. Dates an outside party
     gives are checked against `today`, the day the message arrives (default: the business
     day in the platform's time zone)."""
+    return decode_document(topic, raw, today)[1]
+
+
+def decode_document(
+    topic: str, raw: bytes, today: date | None = None
+) -> tuple[dict[str, Any], m.Message]:
+    """`decode`, also returning the parsed JSON object (what a signature covers)."""
     document = parse_json(raw)
     if not isinstance(document, dict):
         raise Rejected(m.Reason.INVALID_MESSAGE, "payload must be a JSON object")
@@ -153,7 +166,7 @@ def decode(topic: str, raw: bytes, today: date | None = None) -> m.Message:
             for err in problems
         )
         raise Rejected(reason, detail or f"invalid fields {sorted(fields)}") from exc
-    return message
+    return document, message
 
 
 def encode(message: BaseModel) -> bytes:

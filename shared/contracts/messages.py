@@ -180,6 +180,28 @@ class Reason(StrEnum):
     UNKNOWN_LOAN = "unknown_loan"
     NOTHING_OWED = "nothing_owed"
     INSUFFICIENT_FUNDS = "insufficient_funds"
+    # Trust (issue 9): who proved the message, and whether it may send it.
+    UNSIGNED = "unsigned"
+    MALFORMED_SIGNATURE = "malformed_signature"
+    UNKNOWN_KEY = "unknown_key"
+    KEY_NOT_VALID = "key_not_valid"
+    BAD_SIGNATURE = "bad_signature"
+    NOT_PERMITTED = "not_permitted"
+    REPLAYED = "replayed"
+    STALE = "stale"
+    UNAUTHENTICATED = "unauthenticated"
+    WRONG_PRODUCER = "wrong_producer"
+    SAME_OPERATOR = "same_operator"
+    UNKNOWN_KEY_CHANGE = "unknown_key_change"
+    KEY_CHANGE_DECIDED = "key_change_decided"
+    KEY_EXISTS = "key_exists"
+    ROLE_CONFLICT = "role_conflict"
+    INVALID_KEY = "invalid_key"
+    DUPLICATE_DOCUMENT = "duplicate_document"
+    INVOICE_ENCUMBERED = "invoice_encumbered"
+    LOAN_NOT_HELD = "loan_not_held"
+    CONTRACT_MISMATCH = "contract_mismatch"
+    CONTRACT_NOT_SIGNED = "contract_not_signed"
     PROCESSING_ERROR = "processing_error"
 
 
@@ -210,7 +232,12 @@ class Message(BaseModel):
         default=None, max_length=128, description="event_id of the event that caused this one."
     )
     signature: str | None = Field(
-        default=None, max_length=4096, description="External producers' signature over the payload."
+        default=None,
+        max_length=4096,
+        description="External producers' detached signature, `<scheme>:<key_id>:<base64url>`, "
+        "over the canonical bytes of the whole message without this field (JSON, keys sorted, "
+        "no whitespace, UTF-8: RFC 8785 for poolfin's messages). Required on every external "
+        "topic; see docs/contracts/publishers.md for who may sign what.",
     )
 
 
@@ -235,6 +262,17 @@ class SettlementSlipIssued(Message):
     currency: Currency = Field(default="CNY", description="ISO 4217 currency code.")
     issued_on: HappenedOn = Field(description="Date the slip was generated.")
     due_on: DueOn | None = Field(default=None, description="Agreed payment date.")
+    purchase_order_id: Id | None = Field(
+        default=None, description="The purchase order behind it (erp.trade-documents.v1)."
+    )
+    goods_receipt_id: Id | None = Field(
+        default=None, description="The goods receipt behind it (erp.trade-documents.v1)."
+    )
+    invoice_id: Id | None = Field(
+        default=None,
+        description="The invoice (fapiao) behind it (erp.trade-documents.v1); one invoice "
+        "backs one open slip platform-wide.",
+    )
 
     @model_validator(mode="after")
     def _due_after_issue(self) -> SettlementSlipIssued:
@@ -324,6 +362,50 @@ class DisputeClosed(Message):
     reason: Why = Field(description="How it was resolved.")
 
 
+# ---------------------------------------------------------------- trade documents (ERP / WMS)
+
+TaxId = Annotated[
+    str, Field(pattern=r"^[0-9A-Z]{15,20}$", description="Unified social credit code / tax id.")
+]
+
+
+class PurchaseOrderIssued(Message):
+    """The buyer's purchase order (采购订单): the first leg of the three-way match."""
+
+    type: Literal["PurchaseOrderIssued"] = "PurchaseOrderIssued"
+    document_id: Id = Field(description="The order's id, unique per core enterprise.")
+    amount: PositiveAmount = Field(description="Ordered value, CNY.")
+    currency: Currency = Field(default="CNY", description="ISO 4217 currency code.")
+    issued_on: HappenedOn = Field(description="Date of the order.")
+
+
+class GoodsReceived(Message):
+    """The buyer's warehouse (WMS) received the goods (入库单): the second leg."""
+
+    type: Literal["GoodsReceived"] = "GoodsReceived"
+    document_id: Id = Field(description="The receipt's id, unique per core enterprise.")
+    purchase_order_id: Id | None = Field(default=None, description="The order it fulfils.")
+    amount: PositiveAmount = Field(description="Value of the goods received, CNY.")
+    currency: Currency = Field(default="CNY", description="ISO 4217 currency code.")
+    received_on: HappenedOn = Field(description="Date the goods were received.")
+
+
+class InvoiceIssued(Message):
+    """The supplier's VAT invoice (发票) as the buyer's ERP booked it: the third leg. Its
+    identity (seller tax id + invoice code + number) and its content are encumbered
+    platform-wide while a slip it backs is open."""
+
+    type: Literal["InvoiceIssued"] = "InvoiceIssued"
+    document_id: Id = Field(description="The ERP's id of the booked invoice.")
+    invoice_code: str = Field(pattern=r"^[0-9]{10,12}$", description="发票代码.")
+    invoice_number: str = Field(pattern=r"^[0-9]{8,20}$", description="发票号码.")
+    seller_tax_id: TaxId
+    buyer_tax_id: TaxId
+    amount: PositiveAmount = Field(description="Total including tax, CNY.")
+    currency: Currency = Field(default="CNY", description="ISO 4217 currency code.")
+    issued_on: HappenedOn = Field(description="Invoice date.")
+
+
 # ---------------------------------------------------------------- operators and suppliers
 
 
@@ -399,6 +481,18 @@ class FacilitySet(Message):
         description="Apply the credit model's suggestions within these bounds without an "
         "operator; None: every suggestion waits for approval.",
     )
+    require_trade_documents: bool = Field(
+        default=False,
+        description="A slip counts in the base only when a purchase order, a goods receipt "
+        "and an invoice match it (three-way match). False keeps v1's meaning for a message "
+        "without the field.",
+    )
+    match_tolerance: Rate = Field(
+        default=Decimal("0.01"),
+        le=1,
+        description="How far each document's amount may lie from the slip's, as a share of "
+        "the slip (0.01: 1%).",
+    )
 
 
 class DayClosed(Message):
@@ -416,6 +510,71 @@ class CreditSuggestionApproved(Message):
     suggestion_id: Id = Field(description="The suggestion.")
     approved: bool = Field(default=True, description="False rejects it.")
     note: str | None = Field(default=None, max_length=1024, description="Free text.")
+
+
+# ---------------------------------------------------------------- parties and keys (operators)
+
+REGISTRY_KEY = "registry"  # pool_id (and partition key) of every message on admin.parties.v1
+
+
+class PartyRole(StrEnum):
+    CORE_ENTERPRISE = "core_enterprise"
+    SUPPLIER = "supplier"
+    FUNDER = "funder"
+    INVESTOR_PLATFORM = "investor_platform"
+    OPERATOR = "operator"
+    PLATFORM = "platform"  # poolfin's own signing keys (ledger anchors, contracts)
+
+
+class KeyAction(StrEnum):
+    REGISTER = "register"
+    REVOKE = "revoke"
+
+
+class KeyChangeProposed(Message):
+    """An operator (the maker) proposes to register or revoke a party's public key. It takes
+    effect only when a second operator approves it (KeyChangeApproved)."""
+
+    type: Literal["KeyChangeProposed"] = "KeyChangeProposed"
+    change_id: Id = Field(description="Unique id of this change.")
+    action: KeyAction = Field(description="register | revoke.")
+    party_id: Id = Field(description="Whose key.")
+    role: PartyRole = Field(description="The party's role (one role per party).")
+    party_name: str | None = Field(default=None, max_length=256, description="Legal name.")
+    key_id: Id = Field(description="The key's id, unique platform-wide.")
+    scheme: str = Field(default="ed25519", max_length=32, description="Signature scheme.")
+    public_key: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="The raw public key, base64url (register only).",
+    )
+    valid_from: datetime | None = Field(
+        default=None, description="From when the key signs; default: when approved."
+    )
+    valid_to: datetime | None = Field(
+        default=None, description="Until when (exclusive); revoke: default when approved."
+    )
+    note: str | None = Field(default=None, max_length=1024, description="Why.")
+
+
+class KeyChangeApproved(Message):
+    """A second operator (the checker, never the maker) approves or rejects a key change."""
+
+    type: Literal["KeyChangeApproved"] = "KeyChangeApproved"
+    change_id: Id = Field(description="The change decided.")
+    approved: bool = Field(default=True, description="False rejects it.")
+    note: str | None = Field(default=None, max_length=1024, description="Why.")
+
+
+class ContractSigned(Message):
+    """The supplier signs a loan contract: this message, signed by the supplier's key, is its
+    signature over `contract_hash`."""
+
+    type: Literal["ContractSigned"] = "ContractSigned"
+    request_id: Id = Field(description="The loan request whose contract is signed.")
+    contract_hash: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the contract document, hex."
+    )
 
 
 class PrepaymentRequested(Message):
@@ -446,12 +605,38 @@ class PoolOpened(Message):
     supplier_id: Id = Field(description="The supplier.")
 
 
+class DocumentKind(StrEnum):
+    PURCHASE_ORDER = "purchase_order"
+    GOODS_RECEIPT = "goods_receipt"
+    INVOICE = "invoice"
+
+
+class TradeDocument(BaseModel):
+    """One document a slip names, as intake holds it: its amount, or None while missing."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    kind: DocumentKind = Field(description="purchase_order | goods_receipt | invoice.")
+    document_id: Id = Field(description="The document's id.")
+    amount: Amount | None = Field(default=None, description="Its amount; None: not received.")
+
+
 class ReceivableAdded(Message):
     type: Literal["ReceivableAdded"] = "ReceivableAdded"
     receivable_id: Id = Field(description="The settlement slip now in the pool.")
     amount: PositiveAmount = Field(description="Its amount, CNY.")
     due_on: BoundedDate | None = Field(default=None, description="Agreed payment date.")
     issued_on: BoundedDate | None = Field(default=None, description="Date the slip was issued.")
+    documents: list[TradeDocument] = Field(
+        default_factory=list, description="The trade documents the slip names."
+    )
+
+
+class ReceivableDocumented(Message):
+    """A document a slip names has arrived: the slip's documents as they stand now."""
+
+    type: Literal["ReceivableDocumented"] = "ReceivableDocumented"
+    receivable_id: Id = Field(description="The slip.")
+    documents: list[TradeDocument] = Field(description="Every document the slip names.")
 
 
 class ReceivableAllocation(BaseModel):
@@ -562,6 +747,9 @@ class LoanRequested(Message):
     requested_on: BoundedDate | None = Field(
         default=None, description="Business day of the request; disbursal not before it."
     )
+    water_level: Amount | None = Field(
+        default=None, description="The pool's eligible level pledged, at the request."
+    )
 
 
 class LoanOpened(Message):
@@ -575,6 +763,9 @@ class LoanOpened(Message):
         default=None, description="The rate of the request the funder accepted."
     )
     day_count: DayCount | None = Field(default=None, description="Its day count.")
+    contract_hash: str | None = Field(
+        default=None, description="SHA-256 of the loan contract both parties signed."
+    )
 
 
 class PoolPosition(Message):
@@ -740,6 +931,16 @@ class FundingRequest(Message):
         description="Business day of the request: a disbursal's value_date lies between it "
         "and the day the disbursal arrives.",
     )
+    contract_hash: str | None = Field(
+        default=None,
+        description="SHA-256 (hex) of `contract`: your answer carries it, signed by your key.",
+    )
+    contract: str | None = Field(
+        default=None, max_length=65536, description="The loan contract, as the supplier signed it."
+    )
+    supplier_signature: str | None = Field(
+        default=None, max_length=4096, description="The supplier's signed ContractSigned."
+    )
 
 
 class FunderDecision(StrEnum):
@@ -760,6 +961,11 @@ class FunderResponse(Message):
     )
     value_date: HappenedOn | None = Field(default=None, description="Disbursement value date.")
     reason: str | None = Field(default=None, max_length=1024, description="Why, if rejected.")
+    contract_hash: str | None = Field(
+        default=None,
+        description="The request's contract_hash: with your signature on this message, your "
+        "signature of the contract. Required to approve or disburse.",
+    )
 
 
 class FundingResult(Message):
@@ -772,7 +978,28 @@ class FundingResult(Message):
     reason: str | None = Field(default=None, description="Why, if rejected.")
 
 
+class ContractIssued(Message):
+    """The gateway renders a loan's contract for the supplier to sign (ContractSigned); the
+    request goes to the funder only once the supplier has signed."""
+
+    type: Literal["ContractIssued"] = "ContractIssued"
+    request_id: Id = Field(description="The loan request.")
+    supplier_id: Id = Field(description="Who signs first.")
+    funder_id: Id = Field(description="Who signs second (its answer).")
+    contract_hash: str = Field(description="SHA-256 of `contract`, hex: what is signed.")
+    contract: str = Field(description="The contract document (UTF-8 text).")
+
+
 # ---------------------------------------------------------------- settlement splitter
+
+
+class LedgerAnchored(Message):
+    """A pool's ledger chain head, published (signed by the platform's key) after each batch
+    that changed it: a history rewritten and re-hashed in the database no longer matches."""
+
+    type: Literal["LedgerAnchored"] = "LedgerAnchored"
+    seq: int = Field(ge=1, description="Sequence number of the pool's last ledger entry.")
+    head_hash: str = Field(description="Hash of that entry (the chain head).")
 
 
 class SettlementReleased(Message):

@@ -13,22 +13,29 @@ ERP_PAYMENTS = "erp.payments.v1"
 ERP_FINANCING_CONFIRMATIONS = "erp.financing-confirmations.v1"
 # Credit notes, cancellations, amendments and disputes of slips (dilution).
 ERP_SLIP_ADJUSTMENTS = "erp.slip-adjustments.v1"
+# Purchase orders, goods receipts and invoices (trade background, three-way match).
+ERP_TRADE_DOCUMENTS = "erp.trade-documents.v1"
 ERP_TOPICS = (
     ERP_SUPPLIERS,
     ERP_SETTLEMENT_SLIPS,
     ERP_PAYMENTS,
     ERP_FINANCING_CONFIRMATIONS,
     ERP_SLIP_ADJUSTMENTS,
+    ERP_TRADE_DOCUMENTS,
 )
 
 # Published by operators (or `poolfin facility set`), consumed by credit.
 ADMIN_FACILITIES = "admin.facilities.v1"
 # Day closes (loan servicing), published by operators or credit's scheduler, consumed by credit.
 ADMIN_SERVICING = "admin.servicing.v1"
+# Parties and their keys: maker-checker changes by operators, consumed by every service.
+ADMIN_PARTIES = "admin.parties.v1"
 # Published by suppliers (or the HTTP front), consumed by credit.
 SUPPLIER_FINANCING_APPLICATIONS = "supplier.financing-applications.v1"
 # Published by suppliers (or the HTTP front), consumed by the settlement splitter.
 SUPPLIER_PREPAYMENTS = "supplier.prepayments.v1"
+# Suppliers sign loan contracts, consumed by the funding gateway.
+SUPPLIER_CONTRACT_SIGNATURES = "supplier.contract-signatures.v1"
 
 # intake → credit, settlement-splitter: the canonical, validated pool events.
 POOL_EVENTS = "pool.events.v1"
@@ -44,6 +51,8 @@ CREDIT_SUGGESTIONS = "credit.suggestions.v1"  # the credit model's suggestions
 # funding-gateway ↔ funders.
 FUNDING_RESPONSES = "funding.responses.v1"
 FUNDING_RESULTS = "funding.results.v1"
+# funding-gateway → suppliers: loan contracts to sign.
+FUNDING_CONTRACTS = "funding.contracts.v1"
 
 
 def funder_requests_topic(funder_id: str) -> str:
@@ -55,6 +64,8 @@ def funder_requests_topic(funder_id: str) -> str:
 SETTLEMENT_RESULTS = "settlement.results.v1"
 SETTLEMENT_FUNDER_REPAYMENTS = "settlement.funder-repayments.v1"
 SETTLEMENT_RELEASES = "settlement.releases.v1"
+# The ledger's chain heads, signed, outside the database (`poolfin ledger verify --anchors`).
+SETTLEMENT_LEDGER_ANCHORS = "settlement.ledger-anchors.v1"
 
 # Dead letters: raw payload, source coordinates and a machine-readable reason.
 INTAKE_REJECTED = "intake.rejected.v1"
@@ -66,8 +77,10 @@ ALL_STATIC_TOPICS = (
     *ERP_TOPICS,
     ADMIN_FACILITIES,
     ADMIN_SERVICING,
+    ADMIN_PARTIES,
     SUPPLIER_FINANCING_APPLICATIONS,
     SUPPLIER_PREPAYMENTS,
+    SUPPLIER_CONTRACT_SIGNATURES,
     POOL_EVENTS,
     CREDIT_DECISIONS,
     CREDIT_POSITIONS,
@@ -77,11 +90,34 @@ ALL_STATIC_TOPICS = (
     CREDIT_SUGGESTIONS,
     FUNDING_RESPONSES,
     FUNDING_RESULTS,
+    FUNDING_CONTRACTS,
     SETTLEMENT_RESULTS,
     SETTLEMENT_FUNDER_REPAYMENTS,
     SETTLEMENT_RELEASES,
+    SETTLEMENT_LEDGER_ANCHORS,
     INTAKE_REJECTED,
     CREDIT_REJECTED,
     FUNDING_GATEWAY_REJECTED,
     SETTLEMENT_REJECTED,
 )
+
+
+# Topics outside parties publish to: every message on them must be signed by a registered key
+# (or come from credit's HTTP front for a party it authenticated). Every other topic is
+# internal: its messages carry their producing service's MAC.
+EXTERNAL_TOPICS = frozenset(
+    (
+        *ERP_TOPICS,
+        ADMIN_FACILITIES,
+        ADMIN_SERVICING,
+        ADMIN_PARTIES,
+        SUPPLIER_FINANCING_APPLICATIONS,
+        SUPPLIER_PREPAYMENTS,
+        SUPPLIER_CONTRACT_SIGNATURES,
+        FUNDING_RESPONSES,
+    )
+)
+
+
+def is_external(topic: str) -> bool:
+    return topic in EXTERNAL_TOPICS

@@ -236,7 +236,7 @@ def test_poolfin_status_shows_lag_while_a_service_is_down_then_its_dead_letters(
         poison = [b"not json %d" % n for n in range(5)]
 
         async def publish() -> None:
-            async with Publisher(own.bootstrap) as publisher:
+            async with Publisher(own.bootstrap, own.keyring) as publisher:
                 for payload in poison:
                     await publisher.send(
                         topics.CREDIT_REPAYMENT_INSTRUCTIONS, payload, key="CE-1/SUP-1"

@@ -317,7 +317,11 @@ async def test_the_operator_closes_a_day_and_reads_a_certificate_from_the_cli(
 ) -> None:
     pool = await open_pool(publisher, observer, ["100000.00"], facility())
     loan_id = await borrow(publisher, observer, pool, "80000.00", TEST_FUNDER)
-    env = user_env(POOLFIN_KAFKA_BOOTSTRAP=stack.bootstrap, POOLFIN_DATABASE_URL=stack.database_url)
+    env = user_env(
+        POOLFIN_KAFKA_BOOTSTRAP=stack.bootstrap,
+        POOLFIN_DATABASE_URL=stack.database_url,
+        POOLFIN_KEYS_DIR=str(stack.keyring.directory),
+    )
     today = business_date().isoformat()
     closed = await asyncio.to_thread(
         subprocess.run,

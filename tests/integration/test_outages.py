@@ -57,7 +57,7 @@ def _until(check: Callable[[], Any], timeout: float = 60, what: str = "") -> Any
 
 def _publish(stack: Stack, records: list[tuple[str, bytes | dict[str, Any]]]) -> None:
     async def send() -> None:
-        async with Publisher(stack.bootstrap) as publisher:
+        async with Publisher(stack.bootstrap, stack.keyring) as publisher:
             for topic, value in records:
                 await publisher.send(topic, value, key="CE-OUT/S-1")
             await publisher.flush()

@@ -37,7 +37,7 @@ async def test_services_killed_mid_stream_settle_every_payment_exactly_once(
     own_stack: Stack,
 ) -> None:
     async with (
-        Publisher(own_stack.bootstrap) as publisher,
+        Publisher(own_stack.bootstrap, own_stack.keyring) as publisher,
         Observer(own_stack.bootstrap, WATCHED) as observer,
     ):
         pools = []

@@ -63,7 +63,7 @@ async def test_two_instances_of_every_service_settle_each_payment_once_in_pool_o
 ) -> None:
     stack = two_of_each
     async with (
-        Publisher(stack.bootstrap) as publisher,
+        Publisher(stack.bootstrap, stack.keyring) as publisher,
         Observer(stack.bootstrap, WATCHED) as observer,
     ):
         pools = []

@@ -27,7 +27,7 @@ def closes(monkeypatch: pytest.MonkeyPatch) -> list[date]:
     return closed
 
 
-STACK: Any = SimpleNamespace(bootstrap="127.0.0.1:1", database_url="postgresql://x")
+STACK: Any = SimpleNamespace(bootstrap="127.0.0.1:1", database_url="postgresql://x", keyring=None)
 
 
 def test_the_day_that_ended_is_closed_once(closes: list[date]) -> None:
