@@ -114,7 +114,9 @@ async def _setup(
     pool_ids = [f"{CORE}/S-{run}-{i}" for i in range(pools)]
     async with (
         Publisher(stack.bootstrap, stack.keyring) as publisher,
-        Observer(stack.bootstrap, [topics.funder_requests_topic(FUNDER)]) as funder,
+        Observer(
+            stack.bootstrap, [topics.funder_requests_topic(FUNDER), topics.FUNDING_CONTRACTS]
+        ) as funder,
     ):
         for pool_id in pool_ids:
             await publisher.send(*scenario.onboarding(pool_id, CORE, pool_id.split("/")[1]))
@@ -177,6 +179,16 @@ async def _setup(
         )
         for pool_id in pool_ids:
             await publisher.send(*scenario.confirmation(pool_id, f"A-{pool_id.split('/')[1]}"))
+        await publisher.flush()
+        # Each supplier signs its loan contract; then the bank is asked.
+        contracts = await funder.wait_for(
+            topics.FUNDING_CONTRACTS,
+            count=pools,
+            timeout=600,
+            where=lambda c: f"-{run}-" in c["pool_id"],
+        )
+        for issued in contracts:
+            await publisher.send(*scenario.contract_signature(issued))
         await publisher.flush()
         requests = await funder.wait_for(
             topics.funder_requests_topic(FUNDER), count=pools, timeout=600

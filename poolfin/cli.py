@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from poolfin.contract_cli import contract_app
 from poolfin.keys_cli import keys_app
 from shared.settings import Settings
 
@@ -40,6 +41,7 @@ app.add_typer(day_app, name="day")
 app.add_typer(credit_app, name="credit")
 app.add_typer(loan_app, name="loan")
 app.add_typer(keys_app, name="keys")
+app.add_typer(contract_app, name="contract")
 
 
 def _keyring(settings: Settings) -> Any:

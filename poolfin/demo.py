@@ -162,12 +162,19 @@ async def settlement(
         topics.CREDIT_DECISIONS, application_id=application_id, state="awaiting_buyer"
     )
     await publisher.send(*erp.confirmation(pool_id, application_id))
+    # The gateway renders the loan contract; the supplier signs it, then the bank is asked
+    # and its disbursal carries the contract's hash under its own signature.
+    issued = (await observer.wait_for(topics.FUNDING_CONTRACTS, request_id=application_id))[0]
+    await publisher.send(*erp.contract_signature(issued))
     request = (
         await observer.wait_for(topics.funder_requests_topic(BANK), request_id=application_id)
     )[0]
     await publisher.send(*erp.disbursal(request, value_date))
     await observer.wait_for(topics.CREDIT_DECISIONS, type="LoanOpened", loan_id=application_id)
-    say("  supplier borrowed 80万: applied, confirmed by the buyer, disbursed by the bank")
+    say(
+        "  supplier borrowed 80万: applied, confirmed by the buyer, contract signed by the "
+        "supplier and the bank, disbursed by the bank"
+    )
 
     payment_id = f"PAY-{run}-B"
     await publisher.send(*erp.payment(pool_id, payment_id, cny(10), [f"SS-{run}-B3"], value_date))
@@ -198,6 +205,7 @@ async def run_demo(bootstrap: str, keyring: Keyring, say: Any = print) -> DemoRe
         topics.CREDIT_DECISIONS,
         topics.CREDIT_REPAYMENT_INSTRUCTIONS,
         topics.SETTLEMENT_RESULTS,
+        topics.FUNDING_CONTRACTS,
         topics.funder_requests_topic(BANK),
     ]
     result = DemoResult()

@@ -87,7 +87,8 @@ def confirmation(pool_id: str, application_id: str, confirmed: bool = True, **ex
 
 
 def disbursal(request: dict[str, Any], value_date: date | str) -> Record:
-    """A bank's answer to a FundingRequest it read on its topic: the money is paid out."""
+    """A bank's answer to a FundingRequest it read on its topic: the money is paid out, and
+    its signed answer carries the contract's hash (its signature of the contract)."""
     return topics.FUNDING_RESPONSES, erp_event(
         "FunderResponse",
         request["pool_id"],
@@ -97,6 +98,19 @@ def disbursal(request: dict[str, Any], value_date: date | str) -> Record:
         decision="disbursed",
         amount=request["amount"],
         value_date=str(value_date),
+        contract_hash=request.get("contract_hash"),
+    )
+
+
+def contract_signature(issued: dict[str, Any]) -> Record:
+    """The supplier signs the loan contract the gateway issued (ContractIssued): signed by
+    the supplier's key, this message is its signature over the contract's hash."""
+    return topics.SUPPLIER_CONTRACT_SIGNATURES, erp_event(
+        "ContractSigned",
+        issued["pool_id"],
+        source=issued["supplier_id"],
+        request_id=issued["request_id"],
+        contract_hash=issued["contract_hash"],
     )
 
 

@@ -30,9 +30,9 @@ from shared.calendar import business_date
 from shared.contracts import messages as m
 from shared.contracts import topics
 from shared.contracts.codec import Rejected, not_the_pools_buyer
-from shared.trust import not_the_party
 from shared.inbox import UnitOfWork, dispatch
 from shared.money import MAX_TOTAL, ZERO
+from shared.trust import not_the_party
 
 SOURCE = "credit"
 
@@ -546,6 +546,7 @@ async def on_buyer_confirmation(uow: Uow, event: m.BuyerConfirmedFinancing) -> R
             tenor_days=terms.tenor_days,
             day_count=terms.day_count,
             requested_on=terms.requested_on,
+            water_level=pool.water_level,
         ),
     )
     emit_position(uow, event, pool)
@@ -635,6 +636,7 @@ async def on_funding_result(uow: Uow, event: m.FundingResult) -> Rejected | None
             maturity_on=loan.maturity_on,
             annual_interest_rate=loan.annual_interest_rate,
             day_count=loan.day_count,
+            contract_hash=event.contract_hash,
         ),
     )
     # Re-checked against the base now: money held for this request repays what is above it;

@@ -16,7 +16,11 @@ def spec(settings: Settings) -> ServiceSpec:
     return ServiceSpec(
         name="funding-gateway",
         schema="funding_gateway",
-        topics=(topics.CREDIT_LOAN_REQUESTS, topics.FUNDING_RESPONSES),
+        topics=(
+            topics.CREDIT_LOAN_REQUESTS,
+            topics.FUNDING_RESPONSES,
+            topics.SUPPLIER_CONTRACT_SIGNATURES,
+        ),
         dead_letter_topic=topics.FUNDING_GATEWAY_REJECTED,
         migrations=Path(__file__).parent / "migrations",
         handle=handle,
@@ -25,6 +29,7 @@ def spec(settings: Settings) -> ServiceSpec:
         publishes={
             topics.funder_requests_topic("{funder_id}"): (m.FundingRequest,),
             topics.FUNDING_RESULTS: (m.FundingResult,),
+            topics.FUNDING_CONTRACTS: (m.ContractIssued,),
             topics.FUNDING_GATEWAY_REJECTED: (m.DeadLetter,),
         },
     )

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import json
+
 from services.funding_gateway import repository as repo
-from services.funding_gateway.domain import accept_response, disbursal_value_date
+from services.funding_gateway.domain import (
+    accept_response,
+    check_contract_hash,
+    contract_hash,
+    disbursal_value_date,
+    render_contract,
+)
 from shared.contracts import messages as m
 from shared.contracts import topics
 from shared.contracts.codec import Rejected
 from shared.inbox import UnitOfWork, dispatch
+from shared.trust import not_the_party
 
 SOURCE = "funding-gateway"
 
@@ -16,24 +25,71 @@ Uow = UnitOfWork[repo.GatewayBatch]
 
 
 async def on_loan_requested(uow: Uow, request: m.LoanRequested) -> Rejected | None:
+    """Render the loan's contract and send it to the supplier to sign; the funder is asked
+    only once the supplier has signed (on_contract_signed)."""
     if await uow.state.request(uow.conn, request.request_id) is not None:
         return Rejected(m.Reason.INVALID_MESSAGE, f"request {request.request_id} was already sent")
-    uow.state.send(request)
+    contract = render_contract(request)
+    digest = contract_hash(contract)
+    uow.state.open(request, contract, digest)
+    uow.emit(
+        topics.FUNDING_CONTRACTS,
+        m.new_event(
+            m.ContractIssued,
+            source=SOURCE,
+            pool_id=request.pool_id,
+            cause=request,
+            request_id=request.request_id,
+            supplier_id=request.supplier_id,
+            funder_id=request.funder_id,
+            contract_hash=digest,
+            contract=contract,
+        ),
+    )
+    return None
+
+
+async def on_contract_signed(uow: Uow, signed: m.ContractSigned) -> Rejected | None:
+    request = await uow.state.request(uow.conn, signed.request_id)
+    if request is None or request.pool_id != signed.pool_id:
+        return Rejected(
+            m.Reason.UNKNOWN_REQUEST,
+            f"no loan request {signed.request_id} in pool {signed.pool_id}",
+        )
+    if refusal := not_the_party(
+        uow.principal, request.supplier_id, "the supplier the contract names", signed
+    ):
+        return refusal
+    if request.state != "awaiting_supplier":
+        return Rejected(
+            m.Reason.APPLICATION_NOT_PENDING,
+            f"the contract of {signed.request_id} is signed already (request {request.state})",
+        )
+    if refusal := check_contract_hash(
+        request.contract_hash, signed.contract_hash, request.supplier_id
+    ):
+        return refusal
+    uow.state.supplier_signed(request, uow.document)
+    assert request.terms is not None  # a request awaiting a signature has its terms
+    terms = m.LoanRequested.model_validate(request.terms)
     uow.emit(
         topics.funder_requests_topic(request.funder_id),
         m.new_event(
             m.FundingRequest,
             source=SOURCE,
             pool_id=request.pool_id,
-            cause=request,
+            cause=signed,
             request_id=request.request_id,
             funder_id=request.funder_id,
             supplier_id=request.supplier_id,
             amount=request.amount,
-            annual_interest_rate=request.annual_interest_rate,
-            tenor_days=request.tenor_days,
-            day_count=request.day_count,
+            annual_interest_rate=terms.annual_interest_rate,
+            tenor_days=terms.tenor_days,
+            day_count=terms.day_count,
             requested_on=request.requested_on,
+            contract=request.contract,
+            contract_hash=request.contract_hash,
+            supplier_signature=json.dumps(uow.document, sort_keys=True) if uow.document else None,
         ),
     )
     return None
@@ -49,9 +105,22 @@ async def on_funder_response(uow: Uow, response: m.FunderResponse) -> Rejected |
             f"request {response.request_id} was not sent to {response.funder_id} "
             f"for pool {response.pool_id}",
         )
+    if request.state == "awaiting_supplier":
+        return Rejected(
+            m.Reason.CONTRACT_NOT_SIGNED,
+            f"request {response.request_id} waits for the supplier to sign its contract; "
+            "it was not sent to a funder yet",
+        )
     amount = accept_response(request.state, response.decision, request.amount, response.amount)
     if isinstance(amount, Rejected):
         return amount
+    if response.decision != m.FunderDecision.REJECTED:
+        # Approving or disbursing is signing the contract: the funder's signed answer carries
+        # its hash.
+        if refusal := check_contract_hash(
+            request.contract_hash, response.contract_hash, response.funder_id
+        ):
+            return refusal
     value_date = response.value_date
     if response.decision == m.FunderDecision.DISBURSED:
         # Refused before anything is written: the request stays as it was, so the funder
@@ -62,6 +131,8 @@ async def on_funder_response(uow: Uow, response: m.FunderResponse) -> Rejected |
         if isinstance(dated, Rejected):
             return dated
         value_date = dated
+    if response.decision != m.FunderDecision.REJECTED and uow.document is not None:
+        uow.state.keep_signature(request, "funder_signature", uow.document)
     uow.state.answer(request, response, value_date)
     uow.emit(
         topics.FUNDING_RESULTS,
@@ -76,9 +147,18 @@ async def on_funder_response(uow: Uow, response: m.FunderResponse) -> Rejected |
             amount=amount,
             value_date=value_date,
             reason=response.reason,
+            contract_hash=request.contract_hash
+            if response.decision != m.FunderDecision.REJECTED
+            else None,
         ),
     )
     return None
 
 
-handle = dispatch({m.LoanRequested: on_loan_requested, m.FunderResponse: on_funder_response})
+handle = dispatch(
+    {
+        m.LoanRequested: on_loan_requested,
+        m.ContractSigned: on_contract_signed,
+        m.FunderResponse: on_funder_response,
+    }
+)

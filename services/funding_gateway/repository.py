@@ -6,11 +6,12 @@ gateway's own schema; `InMemoryGatewayStore` is the fake the handler tests run o
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 from shared.calendar import business_date
 from shared.contracts import messages as m
@@ -24,9 +25,14 @@ class Request:
     funder_id: str
     supplier_id: str
     amount: Decimal
-    state: str  # sent | approved | rejected | disbursed
+    state: str  # awaiting_supplier | sent | approved | rejected | disbursed
     requested_on: date | None = None  # the business day credit requested it on, when it said
     sent_at: datetime | None = None
+    contract: str | None = None  # the loan contract (None: a request from before issue 9)
+    contract_hash: str | None = None
+    terms: dict[str, Any] | None = None  # the LoanRequested, as JSON
+    supplier_signature: dict[str, Any] | None = None  # the signed ContractSigned, as received
+    funder_signature: dict[str, Any] | None = None  # the signed approval/disbursal, as received
 
     @property
     def requested_day(self) -> date | None:
@@ -51,9 +57,11 @@ class GatewayChanges:
     new_requests: list[Request] = field(default_factory=list)
     answers: list[Answer] = field(default_factory=list)
     states: dict[str, str] = field(default_factory=dict)  # request id -> new state
+    # request id -> (column, the signed message as received)
+    signatures: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.new_requests or self.answers or self.states)
+        return bool(self.new_requests or self.answers or self.states or self.signatures)
 
 
 class GatewayStore(Protocol):
@@ -71,7 +79,8 @@ class PostgresGatewayStore:
     async def requests(self, request_ids: Sequence[str]) -> list[Request]:
         rows = await self.conn.fetch(
             "SELECT request_id, pool_id, funder_id, supplier_id, amount, state, requested_on,"
-            " sent_at FROM funding_requests WHERE request_id = ANY($1::text[])"
+            " sent_at, contract, contract_hash, terms, supplier_signature, funder_signature"
+            " FROM funding_requests WHERE request_id = ANY($1::text[])"
             " ORDER BY request_id FOR UPDATE",
             list(request_ids),
         )
@@ -81,12 +90,15 @@ class PostgresGatewayStore:
         if changes.new_requests:
             await self.conn.execute(
                 "INSERT INTO funding_requests(request_id, pool_id, funder_id, supplier_id,"
-                " amount, state, requested_on, sent_at) SELECT t.request_id, t.pool_id,"
+                " amount, state, requested_on, sent_at, contract, contract_hash, terms)"
+                " SELECT t.request_id, t.pool_id,"
                 " t.funder_id, t.supplier_id, t.amount, t.state, t.requested_on,"
-                " coalesce(t.sent_at, now()) FROM unnest($1::text[], $2::text[], $3::text[],"
-                " $4::text[], $5::numeric[], $6::text[], $7::date[], $8::timestamptz[])"
+                " coalesce(t.sent_at, now()), t.contract, t.contract_hash, t.terms::jsonb"
+                " FROM unnest($1::text[], $2::text[], $3::text[],"
+                " $4::text[], $5::numeric[], $6::text[], $7::date[], $8::timestamptz[],"
+                " $9::text[], $10::text[], $11::text[])"
                 " AS t(request_id, pool_id, funder_id, supplier_id, amount, state, requested_on,"
-                " sent_at)",
+                " sent_at, contract, contract_hash, terms)",
                 *columns(
                     changes.new_requests,
                     "request_id",
@@ -97,7 +109,13 @@ class PostgresGatewayStore:
                     "state",
                     "requested_on",
                     "sent_at",
+                    "contract",
+                    "contract_hash",
                 ),
+                [
+                    json.dumps(r.terms) if r.terms is not None else None
+                    for r in changes.new_requests
+                ],
             )
         if changes.answers:
             await self.conn.execute(
@@ -108,6 +126,14 @@ class PostgresGatewayStore:
                     changes.answers, "event_id", "request_id", "decision", "amount", "value_date"
                 ),
             )
+        for request_id, signed in sorted(changes.signatures.items()):
+            for column, document in signed.items():
+                assert column in ("supplier_signature", "funder_signature")
+                await self.conn.execute(
+                    f"UPDATE funding_requests SET {column} = $2 WHERE request_id = $1",
+                    request_id,
+                    document,
+                )
         if changes.states:
             ids = sorted(changes.states)
             await self.conn.execute(
@@ -141,6 +167,9 @@ class InMemoryGatewayStore:
                 request, sent_at=request.sent_at or datetime.now(UTC)
             )
         self.answers.extend(changes.answers)
+        for request_id, signed in changes.signatures.items():
+            for column, document in signed.items():
+                setattr(self.request_rows[request_id], column, document)
         for request_id, state in changes.states.items():
             self.request_rows[request_id].state = state
 
@@ -162,7 +191,11 @@ class GatewayBatch:
     async def prepare(self, conn: Connection | None, events: Sequence[m.Message]) -> None:
         await self._load(
             conn,
-            [e.request_id for e in events if isinstance(e, m.LoanRequested | m.FunderResponse)],
+            [
+                e.request_id
+                for e in events
+                if isinstance(e, m.LoanRequested | m.FunderResponse | m.ContractSigned)
+            ],
         )
 
     async def _load(self, conn: Connection | None, request_ids: Iterable[str]) -> None:
@@ -178,22 +211,42 @@ class GatewayBatch:
     def business_day(self) -> date:
         return self.today or business_date()
 
-    def send(self, event: m.LoanRequested) -> None:
+    def open(self, event: m.LoanRequested, contract: str, contract_hash: str) -> Request:
+        """A new request, waiting for the supplier to sign its contract."""
         request = Request(
             event.request_id,
             event.pool_id,
             event.funder_id,
             event.supplier_id,
             event.amount,
-            "sent",
+            "awaiting_supplier",
             event.requested_on,
             datetime.now(UTC),
+            contract,
+            contract_hash,
+            json.loads(event.model_dump_json()),
         )
         self.requests[request.request_id] = request
         self.changes.new_requests.append(request)
+        return request
+
+    def _set_state(self, request: Request, state: str) -> None:
+        request.state = state  # a request new in this batch is inserted with it
+        if request.request_id not in {r.request_id for r in self.changes.new_requests}:
+            self.changes.states[request.request_id] = state
+
+    def keep_signature(self, request: Request, column: str, document: dict[str, Any]) -> None:
+        setattr(request, column, document)
+        self.changes.signatures.setdefault(request.request_id, {})[column] = document
+
+    def supplier_signed(self, request: Request, document: dict[str, Any] | None) -> None:
+        """The supplier signed: its signature is kept and the request goes to the funder."""
+        if document is not None:
+            self.keep_signature(request, "supplier_signature", document)
+        self._set_state(request, "sent")
 
     def answer(self, request: Request, response: m.FunderResponse, value_date: date | None) -> None:
-        request.state = response.decision.value
+        self._set_state(request, response.decision.value)
         self.changes.answers.append(
             Answer(
                 response.event_id,
@@ -203,8 +256,6 @@ class GatewayBatch:
                 value_date,
             )
         )
-        if request.request_id not in {r.request_id for r in self.changes.new_requests}:
-            self.changes.states[request.request_id] = request.state
 
     async def flush(self, conn: Connection | None) -> None:
         if self.changes:

@@ -748,7 +748,7 @@ class LoanRequested(Message):
         default=None, description="Business day of the request; disbursal not before it."
     )
     water_level: Amount | None = Field(
-        default=None, description="The pool's eligible level pledged, at the request."
+        default=None, description="The pool's level (receivables pledged), at the request."
     )
 
 
@@ -976,6 +976,9 @@ class FundingResult(Message):
     amount: Amount = Field(description="Amount, CNY.")
     value_date: BoundedDate | None = Field(default=None, description="Disbursement value date.")
     reason: str | None = Field(default=None, description="Why, if rejected.")
+    contract_hash: str | None = Field(
+        default=None, description="SHA-256 of the loan contract the supplier and funder signed."
+    )
 
 
 class ContractIssued(Message):

@@ -161,6 +161,7 @@ async def borrow(
     """Apply, have the buyer confirm and the funder disburse; returns the loan id."""
     application_id = await apply(publisher, observer, pool, amount)
     await publisher.send(topics.ERP_FINANCING_CONFIRMATIONS, confirmation(pool, application_id))
+    await sign_contract(publisher, observer, application_id)
     # Answer what reached the funder's own topic, as a funder does.
     [request] = await observer.wait_for(
         topics.funder_requests_topic(funder), request_id=application_id
@@ -168,6 +169,13 @@ async def borrow(
     await publisher.send(*erp.disbursal(request, value_date or today()))
     await observer.wait_for(topics.CREDIT_DECISIONS, type="LoanOpened", loan_id=application_id)
     return application_id
+
+
+async def sign_contract(publisher: Publisher, observer: Observer, request_id: str) -> None:
+    """The supplier signs the loan contract the gateway issued for `request_id`; only then
+    does the request reach the funder."""
+    [issued] = await observer.wait_for(topics.FUNDING_CONTRACTS, request_id=request_id)
+    await publisher.send(*erp.contract_signature(issued))
 
 
 def facility(

@@ -31,6 +31,7 @@ from tests.integration.scenario import (
     ledger_verify,
     open_pool,
     payment,
+    sign_contract,
 )
 
 pytestmark = pytest.mark.integration
@@ -69,6 +70,7 @@ async def test_a_payment_before_the_disbursal_is_held_and_repays_the_loan_when_i
     [slip] = pool.slips
     application_id = await apply(publisher, observer, pool, "800000.00")
     await publisher.send(topics.ERP_FINANCING_CONFIRMATIONS, confirmation(pool, application_id))
+    await sign_contract(publisher, observer, application_id)
     [request] = await observer.wait_for(
         topics.funder_requests_topic(TEST_FUNDER), request_id=application_id
     )

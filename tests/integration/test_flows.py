@@ -16,7 +16,15 @@ from poolfin.stack import Stack
 from services.settlement_splitter.ledger_audit import audit
 from shared.calendar import business_date
 from shared.contracts import topics
-from tests.integration.scenario import Pool, borrow, facility, open_pool, payment, today
+from tests.integration.scenario import (
+    Pool,
+    borrow,
+    facility,
+    open_pool,
+    payment,
+    sign_contract,
+    today,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -234,9 +242,15 @@ async def _confirm(
     )
 
 
+# The contract hash of each request that reached the funder: its answers sign it.
+_CONTRACTS: dict[str, str] = {}
+
+
 async def _answer(
     publisher: Publisher, pool_id: str, request_id: str, decision: str, **fields: object
 ) -> None:
+    if decision != "rejected":
+        fields.setdefault("contract_hash", _CONTRACTS[request_id])
     await publisher.send(
         topics.FUNDING_RESPONSES,
         erp_event(
@@ -257,7 +271,11 @@ async def _up_to_the_funder(
     """Apply, have the buyer confirm, and wait for the request on the funder's own topic."""
     await _apply(publisher, observer, pool_id, application_id, amount)
     await _confirm(publisher, pool_id, application_id, confirmed=True)
-    await observer.wait_for(topics.funder_requests_topic("bank-test"), request_id=application_id)
+    await sign_contract(publisher, observer, application_id)
+    [request] = await observer.wait_for(
+        topics.funder_requests_topic("bank-test"), request_id=application_id
+    )
+    _CONTRACTS[application_id] = request["contract_hash"]
     return application_id
 
 
@@ -332,6 +350,7 @@ async def test_a_new_funders_request_topic_is_created_before_its_first_request(
     app_id = f"{pool.supplier_id}-first-for-{funder}"
     await _apply(publisher, observer, pool.pool_id, app_id, "10000.00")
     await _confirm(publisher, pool.pool_id, app_id, confirmed=True)
+    await sign_contract(publisher, observer, app_id)
     async with Observer(stack.bootstrap, [topic]) as funder_side:
         [request] = await funder_side.wait_for(topic, request_id=app_id)
     assert (request["funder_id"], request["amount"]) == (funder, "10000.00")

@@ -28,6 +28,7 @@ from tests.integration.scenario import (
     http_json,
     ledger_verify,
     open_pool,
+    sign_contract,
 )
 
 pytestmark = pytest.mark.integration
@@ -116,7 +117,10 @@ async def test_a_disbursal_dated_outside_the_window_is_refused_by_the_gateway(
     pool = await open_pool(publisher, observer, ["1000000.00"], facility(funder=TEST_FUNDER))
     application_id = await apply(publisher, observer, pool, "100000.00")
     await publisher.send(topics.ERP_FINANCING_CONFIRMATIONS, confirmation(pool, application_id))
-    await observer.wait_for(topics.funder_requests_topic(TEST_FUNDER), request_id=application_id)
+    await sign_contract(publisher, observer, application_id)
+    [request] = await observer.wait_for(
+        topics.funder_requests_topic(TEST_FUNDER), request_id=application_id
+    )
 
     def disbursal(value_date: str) -> dict[str, Any]:
         return erp_event(
@@ -128,6 +132,7 @@ async def test_a_disbursal_dated_outside_the_window_is_refused_by_the_gateway(
             decision="disbursed",
             amount="100000.00",
             value_date=value_date,
+            contract_hash=request["contract_hash"],
         )
 
     for value_date in ("9999-12-31", "1900-01-01"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -38,6 +39,10 @@ def requested(
 
 
 def answered(decision: str, amount: str | None = None, **fields: Any) -> m.Message:
+    """A funder's answer; approving or disbursing carries the contract's hash."""
+    request_id = fields.get("request_id", "A-1")
+    if decision != "rejected" and "contract_hash" not in fields:
+        fields["contract_hash"] = HASHES.get(request_id)
     return m.new_event(
         m.FunderResponse,
         source="bank-a",
@@ -50,23 +55,84 @@ def answered(decision: str, amount: str | None = None, **fields: Any) -> m.Messa
     )
 
 
+HASHES: dict[str, str | None] = {}  # request id -> its contract's hash (the last stored)
+
+
 async def batch(
     store: InMemoryGatewayStore, *events: m.Message, today: date | None = None
 ) -> tuple[Emitted, list[str | None]]:
     return await run_batch(GatewayBatch(store=store, today=today), handle, *events)
 
 
+def signature(store: InMemoryGatewayStore, request_id: str, **fields: Any) -> m.Message:
+    """The supplier's ContractSigned for a request's contract (its hash, unless given)."""
+    return m.new_event(
+        m.ContractSigned,
+        source="S-1",
+        pool_id=fields.pop("pool_id", POOL),
+        request_id=request_id,
+        contract_hash=fields.pop("contract_hash", store.request_rows[request_id].contract_hash),
+    )
+
+
+async def sent(
+    store: InMemoryGatewayStore, *requests: m.Message, today: date | None = None
+) -> Emitted:
+    """Requests in, their contracts signed by the supplier: what reached the funders."""
+    await batch(store, *requests, today=today)
+    ids = [r.request_id for r in requests if isinstance(r, m.LoanRequested)]
+    HASHES.update({i: store.request_rows[i].contract_hash for i in ids})
+    emitted, reasons = await batch(store, *(signature(store, i) for i in ids), today=today)
+    assert reasons == [None] * len(ids)
+    return emitted
+
+
 async def test_a_request_goes_to_its_funders_own_topic_once() -> None:
     store = InMemoryGatewayStore()
     emitted, reasons = await batch(store, requested(), requested())
     assert reasons == [None, "invalid_message"]
+    assert [topic for topic, _ in emitted] == [topics.FUNDING_CONTRACTS]
+    assert store.request_rows["A-1"].state == "awaiting_supplier"
+    emitted, reasons = await batch(store, signature(store, "A-1"))
+    assert reasons == [None]
     assert [topic for topic, _ in emitted] == [topics.funder_requests_topic("bank-a")]
     assert store.request_rows["A-1"].state == "sent"
 
 
+async def test_the_funder_is_asked_only_once_the_supplier_signed_its_contract() -> None:
+    store = InMemoryGatewayStore()
+    [(_, issued)] = (await batch(store, requested()))[0]
+    HASHES["A-1"] = issued["contract_hash"]
+    assert issued["contract_hash"] == hashlib.sha256(issued["contract"].encode()).hexdigest()
+    assert "principal: CNY 800.00" in issued["contract"]
+    # Nobody may answer before the supplier signed: the funder was not asked yet.
+    _, reasons = await batch(store, answered("disbursed", "800.00"))
+    assert reasons == ["contract_not_signed"]
+    _, reasons = await batch(
+        store,
+        signature(store, "A-1", contract_hash="0" * 64),
+        signature(store, "A-1", pool_id="CE-1/S-2"),
+    )
+    assert reasons == ["contract_mismatch", "unknown_request"]
+    [(_, request)] = (await batch(store, signature(store, "A-1")))[0]
+    assert (request["contract_hash"], request["contract"]) == (
+        issued["contract_hash"],
+        issued["contract"],
+    )
+    # The funder's answer must carry the same hash: its signature of the contract.
+    _, reasons = await batch(
+        store,
+        answered("disbursed", "800.00", contract_hash=None),
+        answered("disbursed", "800.00", contract_hash="1" * 64),
+    )
+    assert reasons == ["contract_not_signed", "contract_mismatch"]
+    [(_, result)] = (await batch(store, answered("disbursed", "800.00")))[0]
+    assert result["contract_hash"] == issued["contract_hash"]
+
+
 async def test_a_platform_approves_then_disburses_and_nothing_after() -> None:
     store = InMemoryGatewayStore()
-    await batch(store, requested())
+    await sent(store, requested())
     emitted, reasons = await batch(
         store,
         answered("approved"),
@@ -81,7 +147,7 @@ async def test_a_platform_approves_then_disburses_and_nothing_after() -> None:
 
 async def test_only_the_funder_it_went_to_for_its_pool_may_answer() -> None:
     store = InMemoryGatewayStore()
-    await batch(store, requested())
+    await sent(store, requested())
     _, reasons = await batch(
         store,
         answered("disbursed", "800.00", funder_id="bank-b"),
@@ -97,7 +163,7 @@ async def test_only_the_funder_it_went_to_for_its_pool_may_answer() -> None:
 
 async def test_the_request_tells_the_funder_its_day_count_and_business_day() -> None:
     store = InMemoryGatewayStore()
-    emitted, _ = await batch(store, requested(requested_on=TUE), requested("A-2"))
+    emitted = await sent(store, requested(requested_on=TUE), requested("A-2"))
     first, second = (body for _, body in emitted)
     assert (first["day_count"], first["requested_on"]) == ("ACT/365", "2026-08-04")
     assert (second["day_count"], second["requested_on"]) == ("ACT/365", None)
@@ -106,7 +172,7 @@ async def test_the_request_tells_the_funder_its_day_count_and_business_day() -> 
 
 async def test_a_disbursal_dated_outside_request_to_today_may_be_answered_again() -> None:
     store = InMemoryGatewayStore()
-    await batch(store, requested(requested_on=TUE), today=TUE)
+    await sent(store, requested(requested_on=TUE), today=TUE)
     emitted, reasons = await batch(
         store,
         answered("disbursed", "800.00", value_date=MON),
@@ -127,7 +193,7 @@ async def test_a_disbursal_dated_outside_request_to_today_may_be_answered_again(
 
 async def test_a_disbursal_without_a_value_date_takes_todays_business_day() -> None:
     store = InMemoryGatewayStore()
-    await batch(store, requested(requested_on=MON), requested("A-2", requested_on=MON), today=MON)
+    await sent(store, requested(requested_on=MON), requested("A-2", requested_on=MON), today=MON)
     emitted, reasons = await batch(store, answered("disbursed", "800.00"), today=WED)
     assert reasons == [None]
     assert [body["value_date"] for _, body in emitted] == ["2026-08-05"]
@@ -159,7 +225,7 @@ async def test_an_old_request_counts_from_the_business_day_it_was_sent() -> None
 
 async def test_approvals_and_rejections_are_not_value_dated() -> None:
     store = InMemoryGatewayStore()
-    await batch(store, requested(requested_on=WED), today=WED)
+    await sent(store, requested(requested_on=WED), today=WED)
     emitted, reasons = await batch(store, answered("approved"), today=MON)
     assert reasons == [None]
     assert [body["value_date"] for _, body in emitted] == [None]
