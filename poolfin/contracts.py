@@ -39,8 +39,60 @@ def _asyncapi(broker: KafkaBroker, title: str, description: str) -> str:
     return dump(spec.to_specification().to_jsonable())
 
 
+def publishers_file() -> str:
+    """docs/contracts/publishers.md: who may publish what (shared/contracts/permissions.py)."""
+    from shared.contracts import permissions
+    from shared.contracts.codec import TOPIC_MODELS
+
+    topic_of: dict[str, list[str]] = {}
+    for topic, models in TOPIC_MODELS.items():
+        for model in models:
+            topic_of.setdefault(model.__name__, []).append(topic)
+    topic_of.setdefault("FundingRequest", []).append("funding.requests.<funder_id>.v1")
+    lines = [
+        "# Who may publish what",
+        "",
+        "Generated from `shared/contracts/permissions.py` by `poolfin contracts export`.",
+        "",
+        "## External messages: signed by a registered party key",
+        "",
+        "Every message on these topics carries `signature` = `ed25519:<key_id>:<base64url>`"
+        " over its canonical JSON without that field (keys sorted, no whitespace, UTF-8)."
+        " The key must be registered (trust file or `admin.parties.v1`), valid at"
+        " `occurred_at`, not revoked; `occurred_at` within the window of arrival"
+        " (POOLFIN_MESSAGE_MAX_AGE_S, POOLFIN_MESSAGE_MAX_SKEW_S); each event id is taken"
+        " once. Refusals: `unsigned`, `malformed_signature`, `unknown_key`, `key_not_valid`,"
+        " `bad_signature`, `not_permitted`, `stale`, `replayed`.",
+        "",
+        "| message | topic | signer's role | relationship the consumer checks | via credit's"
+        " HTTP front |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, (roles, relation) in sorted(permissions.EXTERNAL.items()):
+        front = "yes" if name in permissions.FRONT_MAY_SEND else ""
+        lines.append(
+            f"| {name} | {', '.join(topic_of.get(name, []))} |"
+            f" {', '.join(sorted(r.value for r in roles))} | {relation} | {front} |"
+        )
+    lines += [
+        "",
+        "## Internal messages: the owning service's MAC",
+        "",
+        "Every record carries the header `poolfin-mac` = `<service>:<hex HMAC-SHA256 over"
+        " topic, 0x00, key, 0x00, value>` under that service's key. Refusals:"
+        " `unauthenticated` (no or bad MAC), `wrong_producer` (another service's MAC).",
+        "",
+        "| message | topic | only from |",
+        "| --- | --- | --- |",
+    ]
+    for name, service in sorted(permissions.INTERNAL.items()):
+        lines.append(f"| {name} | {', '.join(topic_of.get(name, []))} | {service} |")
+    return "\n".join(lines) + "\n"
+
+
 def contract_files() -> dict[str, str]:
     files = schema_files()
+    files["publishers.md"] = publishers_file()
     specs = [build(Settings()) for build in SERVICES.values()]
     whole = KafkaBroker("kafka:9092")
     for spec in specs:

@@ -161,6 +161,21 @@ def approve(
         _keyring(settings).adopt_pending_for(change)
 
 
+@keys_app.command("provision")
+def provision(
+    directory: Annotated[str, typer.Argument(help="where to write the three files")],
+) -> None:
+    """Write a trust file (two operators, the platform's signing keys), the services' secrets
+    and the local parties' private keys, when missing (idempotent); print the settings."""
+    from pathlib import Path
+
+    from poolfin.keys import Keyring
+
+    ring = Keyring.provision(Path(directory))
+    for name, value in ring.env().items():
+        typer.echo(f"{name}={value}")
+
+
 @keys_app.command("list")
 def list_keys(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
