@@ -186,6 +186,10 @@ def up() -> None:
         )
         for name, pid in dict(state["services"]).items():  # type: ignore[call-overload]
             typer.echo(f"service         : {name} (pid {pid}, log {work_dir / (name + '.log')})")
+        typer.echo(
+            f"keys            : {stack.keyring.directory} (trust file, service secrets, the"
+            " keys local tools sign with; `poolfin keys list`)"
+        )
         typer.echo("topics          : " + ", ".join(state["topics"]))  # type: ignore[arg-type]
         typer.echo("poolfin is up; `poolfin demo` plays the seed examples. Ctrl-C stops.")
         stopping = False

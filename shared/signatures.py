@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -55,10 +56,16 @@ class Ed25519:
 
     def verify(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
         try:
-            Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
+            _ed25519_public(public_key).verify(signature, message)
         except (InvalidSignature, ValueError):
             return False
         return True
+
+
+@functools.lru_cache(maxsize=4096)
+def _ed25519_public(raw: bytes) -> Ed25519PublicKey:
+    """Loaded once per key: a party signs many messages."""
+    return Ed25519PublicKey.from_public_bytes(raw)
 
 
 SCHEMES: dict[str, Scheme] = {Ed25519.name: Ed25519()}
