@@ -35,7 +35,11 @@ def spec(settings: Settings) -> ServiceSpec:
             topics.CREDIT_DECISIONS: (m.FinancingDecision, m.LoanOpened),
             topics.CREDIT_POSITIONS: (m.PoolPosition,),
             topics.CREDIT_LOAN_REQUESTS: (m.LoanRequested,),
-            topics.CREDIT_REPAYMENT_INSTRUCTIONS: (m.RepaymentInstruction, m.HoldSettled),
+            topics.CREDIT_REPAYMENT_INSTRUCTIONS: (
+                m.RepaymentInstruction,
+                m.HoldSettled,
+                m.LoanOpened,
+            ),
             topics.CREDIT_SERVICING: (
                 m.InterestAccrued,
                 m.InterestCharged,

@@ -622,23 +622,24 @@ async def on_funding_result(uow: Uow, event: m.FundingResult) -> Rejected | None
     uow.state.move_application(pool, application, A.FUNDED.value)
     uow.state.open_loan(pool, loan)
     uow.state.entry(pool, loan.loan_id, disbursed_on, "disbursed", amount, event.event_id)
-    uow.emit(
-        topics.CREDIT_DECISIONS,
-        m.new_event(
-            m.LoanOpened,
-            source=SOURCE,
-            pool_id=event.pool_id,
-            cause=event,
-            loan_id=loan.loan_id,
-            funder_id=loan.funder_id,
-            principal=amount,
-            disbursed_on=loan.disbursed_on,
-            maturity_on=loan.maturity_on,
-            annual_interest_rate=loan.annual_interest_rate,
-            day_count=loan.day_count,
-            contract_hash=event.contract_hash,
-        ),
+    opened = m.new_event(
+        m.LoanOpened,
+        source=SOURCE,
+        pool_id=event.pool_id,
+        cause=event,
+        loan_id=loan.loan_id,
+        funder_id=loan.funder_id,
+        principal=amount,
+        disbursed_on=loan.disbursed_on,
+        maturity_on=loan.maturity_on,
+        annual_interest_rate=loan.annual_interest_rate,
+        day_count=loan.day_count,
+        contract_hash=event.contract_hash,
     )
+    uow.emit(topics.CREDIT_DECISIONS, opened)
+    # Also where the splitter reads instructions, before any that names the loan (the pool's
+    # order): it pays only loans credit holds, reconciled by id.
+    uow.emit(topics.CREDIT_REPAYMENT_INSTRUCTIONS, opened)
     # Re-checked against the base now: money held for this request repays what is above it;
     # anything still above puts the pool in margin call (later payments are swept).
     _settle_hold(uow, event, pool, f"disbursal of {event.request_id}")

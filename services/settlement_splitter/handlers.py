@@ -49,6 +49,7 @@ def make_handler(fee_bps: int) -> Handler:
             m.RepaymentInstruction: on_instruction_,
             m.HoldSettled: on_hold_settled,
             m.PrepaymentRequested: on_prepayment,
+            m.LoanOpened: on_loan_opened,
             m.PoolOpened: moves_no_money,
             m.ReceivableAdded: moves_no_money,
             m.ReceivableAdjusted: moves_no_money,
@@ -80,6 +81,8 @@ async def on_payment(uow: Uow, payment: m.ReceivablesSettled, fee_bps: int) -> R
     )
     split: Split | None = None
     if instruction is not None:
+        if refusal := await _unheld_loans(uow, instruction.pool_id, instruction.repayments):
+            return refusal
         if instruction.amount != payment.amount:
             return Rejected(
                 m.Reason.AMOUNT_MISMATCH,
@@ -113,6 +116,9 @@ async def on_instruction(
     existing = await _settlement_of(uow, instruction.pool_id, instruction.payment_id)
     if isinstance(existing, Rejected):
         return existing
+    # Only loans credit opened, in this pool, to their funder, within what is outstanding.
+    if refusal := await _unheld_loans(uow, instruction.pool_id, instruction.repayments):
+        return refusal
     if existing is None:
         if instruction.kind == "prepayment":
             # credit decides a prepayment only once we froze it (PrepaymentFrozen): one that
@@ -178,6 +184,8 @@ async def on_hold_settled(uow: Uow, event: m.HoldSettled) -> Rejected | None:
     short = insufficient(held_account(event.pool_id), event.amount, account.held)
     if short is not None:
         return short
+    if refusal := await _unheld_loans(uow, event.pool_id, event.repayments):
+        return refusal
     digest = ledger.post(
         account,
         payment_id=event.settlement_id,
@@ -192,6 +200,7 @@ async def on_hold_settled(uow: Uow, event: m.HoldSettled) -> Rejected | None:
             "rule_version": split.rule_version,
         },
     )
+    _repay(ledger, event.repayments)
     ledger.save_settlement(
         event.settlement_id,
         event.pool_id,
@@ -249,6 +258,60 @@ async def on_prepayment(uow: Uow, event: m.PrepaymentRequested) -> Rejected | No
         ),
     )
     return None
+
+
+async def on_loan_opened(uow: Uow, event: m.LoanOpened) -> Rejected | None:
+    """credit opened a loan: from now on instructions may repay it, within its principal."""
+    ledger = ledger_of(uow)
+    known = await ledger.loan(uow.conn, event.loan_id)
+    if known is not None:
+        if (known.pool_id, known.funder_id, known.principal) == (
+            event.pool_id,
+            event.funder_id,
+            event.principal,
+        ):
+            return None  # told again (e.g. a relay's repeat under a new event): nothing new
+        return Rejected(
+            m.Reason.INVALID_MESSAGE,
+            f"loan {event.loan_id} is held already as {known.principal} from "
+            f"{known.funder_id} in {known.pool_id}",
+        )
+    ledger.open_loan(repo.HeldLoan(event.loan_id, event.pool_id, event.funder_id, event.principal))
+    return None
+
+
+async def _unheld_loans(
+    uow: Uow, pool_id: str, repayments: Sequence[m.LoanRepayment]
+) -> Rejected | None:
+    """Money goes to a funder only for a loan credit opened in this pool, to that funder, and
+    never more principal than is outstanding (reconciled by id with credit's LoanOpened)."""
+    principal: dict[str, Decimal] = {}
+    for r in repayments:
+        principal[r.loan_id] = principal.get(r.loan_id, Decimal("0.00")) + r.principal
+    for r in repayments:
+        loan = await ledger_of(uow).loan(uow.conn, r.loan_id)
+        if loan is None or loan.pool_id != pool_id:
+            return Rejected(
+                m.Reason.LOAN_NOT_HELD, f"credit opened no loan {r.loan_id} in pool {pool_id}"
+            )
+        if loan.funder_id != r.funder_id:
+            return Rejected(
+                m.Reason.LOAN_NOT_HELD,
+                f"loan {r.loan_id} was lent by {loan.funder_id}, not {r.funder_id}",
+            )
+        if principal[r.loan_id] > loan.outstanding:
+            return Rejected(
+                m.Reason.LOAN_NOT_HELD,
+                f"repays {principal[r.loan_id]} of loan {r.loan_id}, which has "
+                f"{loan.outstanding} outstanding",
+            )
+    return None
+
+
+def _repay(ledger: repo.LedgerBatch, repayments: Sequence[m.LoanRepayment]) -> None:
+    for r in repayments:
+        if r.principal:
+            ledger.repay(r.loan_id, r.principal)
 
 
 async def _settlement_of(
@@ -359,6 +422,7 @@ def _post_split(
             "rule_version": split.rule_version,
         },
     )
+    _repay(ledger, instruction.repayments)
     ledger.save_settlement(
         payment_id,
         pool_id,

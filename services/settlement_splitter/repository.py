@@ -106,13 +106,30 @@ class Settlement:
 
 
 @dataclass
+class HeldLoan:
+    """A loan credit opened, as the splitter holds it: what was lent, what splits repaid."""
+
+    loan_id: str
+    pool_id: str
+    funder_id: str
+    principal: Decimal
+    repaid: Decimal = Decimal("0.00")
+
+    @property
+    def outstanding(self) -> Decimal:
+        return self.principal - self.repaid
+
+
+@dataclass
 class LedgerChanges:
     transactions: list[Transaction] = field(default_factory=list)
     entries: list[Entry] = field(default_factory=list)
     settlements: list[Settlement] = field(default_factory=list)
+    new_loans: list[HeldLoan] = field(default_factory=list)
+    repaid: dict[str, Decimal] = field(default_factory=dict)  # loan id -> principal repaid now
 
     def __bool__(self) -> bool:
-        return bool(self.transactions or self.settlements)
+        return bool(self.transactions or self.settlements or self.new_loans or self.repaid)
 
 
 class LedgerStore(Protocol):
@@ -123,6 +140,10 @@ class LedgerStore(Protocol):
 
     async def settlements(self, payment_ids: Sequence[str]) -> dict[str, Settlement]: ...
 
+    async def loans(self, loan_ids: Sequence[str]) -> dict[str, HeldLoan]:
+        """The loans with these ids, locked until commit."""
+        ...
+
     async def write(self, changes: LedgerChanges) -> None:
         """The transactions with their entries, each pool's new head and balances (moved by
         the entries on its frozen, held and free accounts), the settlements."""
@@ -132,6 +153,34 @@ class LedgerStore(Protocol):
 class PostgresLedgerStore:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+
+    async def loans(self, loan_ids: Sequence[str]) -> dict[str, HeldLoan]:
+        rows = await self.conn.fetch(
+            "SELECT loan_id, pool_id, funder_id, principal, repaid FROM loans"
+            " WHERE loan_id = ANY($1::text[]) ORDER BY loan_id FOR UPDATE",
+            list(loan_ids),
+        )
+        return {r["loan_id"]: HeldLoan(**dict(r)) for r in rows}
+
+    async def write_loans(self, changes: LedgerChanges) -> None:
+        if changes.new_loans:
+            await self.conn.execute(
+                "INSERT INTO loans(loan_id, pool_id, funder_id, principal, repaid)"
+                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::numeric[],"
+                " $5::numeric[])",
+                *columns(
+                    changes.new_loans, "loan_id", "pool_id", "funder_id", "principal", "repaid"
+                ),
+            )
+        if changes.repaid:
+            ids = sorted(changes.repaid)
+            await self.conn.execute(
+                "UPDATE loans SET repaid = loans.repaid + t.amount"
+                " FROM unnest($1::text[], $2::numeric[]) AS t(loan_id, amount)"
+                " WHERE loans.loan_id = t.loan_id",
+                ids,
+                [changes.repaid[i] for i in ids],
+            )
 
     async def accounts(self, pool_ids: Sequence[str]) -> dict[str, ControlledAccount]:
         rows = await self.conn.fetch(
@@ -158,6 +207,7 @@ class PostgresLedgerStore:
         return {r["payment_id"]: Settlement(**dict(r)) for r in rows}
 
     async def write(self, changes: LedgerChanges) -> None:
+        await self.write_loans(changes)
         if changes.transactions:
             last = {pool: (seq, digest) for pool, seq, *_, digest, _, _ in changes.transactions}
             moved = pool_balance_changes(changes.entries)
@@ -221,6 +271,10 @@ class InMemoryLedgerStore:
     transactions: list[Transaction] = field(default_factory=list)
     entries: list[Entry] = field(default_factory=list)
     settlement_rows: dict[str, Settlement] = field(default_factory=dict)
+    loan_rows: dict[str, HeldLoan] = field(default_factory=dict)
+
+    async def loans(self, loan_ids: Sequence[str]) -> dict[str, HeldLoan]:
+        return {i: dataclasses.replace(self.loan_rows[i]) for i in loan_ids if i in self.loan_rows}
 
     async def accounts(self, pool_ids: Sequence[str]) -> dict[str, ControlledAccount]:
         for pool_id in pool_ids:
@@ -253,6 +307,15 @@ class InMemoryLedgerStore:
         self.entries.extend(changes.entries)
         for row in changes.settlements:
             self.settlement_rows[row.payment_id] = dataclasses.replace(row)
+        for loan in changes.new_loans:
+            if loan.loan_id in self.loan_rows:
+                raise ValueError(f"loan {loan.loan_id} opened twice")
+            self.loan_rows[loan.loan_id] = dataclasses.replace(loan)
+        for loan_id, amount in changes.repaid.items():
+            held = self.loan_rows[loan_id]
+            if not 0 <= held.repaid + amount <= held.principal:  # the schema's CHECK
+                raise ValueError(f"loan {loan_id} repaid beyond its principal")
+            held.repaid += amount
 
     def head(self, pool_id: str) -> tuple[int, str]:
         """The pool's recorded chain head, as the auditor checks the chain against."""
@@ -303,6 +366,7 @@ class LedgerBatch:
     store: LedgerStore | None = None  # None: PostgreSQL on the batch's connection
     accounts: dict[str, ControlledAccount] = field(default_factory=dict)
     settlements: dict[str, Settlement | None] = field(default_factory=dict)
+    loans: dict[str, HeldLoan | None] = field(default_factory=dict)
     changes: LedgerChanges = field(default_factory=LedgerChanges)
     _saved: dict[str, Settlement] = field(default_factory=dict)
 
@@ -315,6 +379,7 @@ class LedgerBatch:
     async def prepare(self, conn: Connection | None, events: Sequence[m.Message]) -> None:
         """Lock every account and load every settlement the batch names, in two statements."""
         named: list[tuple[str, str]] = []
+        loans: list[str] = []
         for e in events:
             if isinstance(e, m.ReceivablesSettled | m.RepaymentInstruction):
                 named.append((e.pool_id, e.payment_id))
@@ -322,7 +387,34 @@ class LedgerBatch:
                 named.append((e.pool_id, e.settlement_id))
             elif isinstance(e, m.PrepaymentRequested):
                 named.append((e.pool_id, e.prepayment_id))
+            if isinstance(e, m.RepaymentInstruction | m.HoldSettled):
+                loans.extend(r.loan_id for r in e.repayments)
+            elif isinstance(e, m.LoanOpened):
+                loans.append(e.loan_id)
         await self._load(conn, (pool for pool, _ in named), (payment for _, payment in named))
+        await self._load_loans(conn, loans)
+
+    async def _load_loans(self, conn: Connection | None, loan_ids: Iterable[str]) -> None:
+        wanted = sorted(set(loan_ids) - set(self.loans))
+        if wanted:
+            self.loans.update(dict.fromkeys(wanted))
+            self.loans.update(await self._store(conn).loans(wanted))
+
+    async def loan(self, conn: Connection | None, loan_id: str) -> HeldLoan | None:
+        await self._load_loans(conn, [loan_id])
+        return self.loans[loan_id]
+
+    def open_loan(self, loan: HeldLoan) -> None:
+        self.loans[loan.loan_id] = loan
+        self.changes.new_loans.append(loan)
+
+    def repay(self, loan_id: str, principal: Decimal) -> None:
+        """A posted split repaid this much of the loan's principal."""
+        loan = self.loans[loan_id]
+        assert loan is not None
+        loan.repaid += principal
+        if not any(new is loan for new in self.changes.new_loans):  # else inserted with it
+            self.changes.repaid[loan_id] = self.changes.repaid.get(loan_id, ZERO) + principal
 
     async def _load(
         self, conn: Connection | None, pool_ids: Iterable[str], payment_ids: Iterable[str]

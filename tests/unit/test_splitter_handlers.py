@@ -16,7 +16,7 @@ from services.settlement_splitter.domain import (
     verify_chain,
 )
 from services.settlement_splitter.handlers import make_handler
-from services.settlement_splitter.repository import InMemoryLedgerStore, LedgerBatch
+from services.settlement_splitter.repository import HeldLoan, InMemoryLedgerStore, LedgerBatch
 from shared.contracts import messages as m
 from shared.contracts import topics
 from shared.contracts.codec import Rejected
@@ -27,6 +27,28 @@ from tests.unit.batches import Emitted, run_batch
 
 POOL = "CE-1/S-1"
 handle = make_handler(fee_bps=0)
+
+
+def lent(principal: str = "800000.00") -> InMemoryLedgerStore:
+    """The splitter's tables with loan L-1 of bank-a in POOL, as credit's LoanOpened left it."""
+    store = InMemoryLedgerStore()
+    store.loan_rows["L-1"] = HeldLoan("L-1", POOL, "bank-a", Decimal(principal))
+    return store
+
+
+def opened(
+    loan_id: str, principal: str, pool_id: str = POOL, funder_id: str = "bank-a"
+) -> m.Message:
+    return m.new_event(
+        m.LoanOpened,
+        source="credit",
+        pool_id=pool_id,
+        loan_id=loan_id,
+        funder_id=funder_id,
+        principal=Decimal(principal),
+        disbursed_on=date(2026, 8, 3),
+        maturity_on=date(2027, 1, 30),
+    )
 
 
 def paid(payment_id: str = "P-1", amount: str = "100000.00", pool_id: str = POOL) -> m.Message:
@@ -160,7 +182,7 @@ def released(emitted: Emitted) -> list[dict[str, object]]:
 
 
 async def test_the_paper_payment_is_frozen_then_split_8_to_the_bank_2_released() -> None:
-    store = InMemoryLedgerStore()
+    store = lent()
     emitted, reasons = await batch(store, paid())
     assert (reasons, emitted) == ([None], [])  # frozen, nothing released yet (invariant 3)
     emitted, reasons = await batch(store, instructed())
@@ -172,7 +194,7 @@ async def test_the_paper_payment_is_frozen_then_split_8_to_the_bank_2_released()
 
 
 async def test_an_instruction_that_overtakes_its_payment_waits_for_the_money() -> None:
-    store = InMemoryLedgerStore()
+    store = lent()
     emitted, reasons = await batch(store, instructed())
     assert (reasons, emitted, store.transactions) == ([None], [], [])
     emitted, reasons = await batch(store, paid())
@@ -181,7 +203,7 @@ async def test_an_instruction_that_overtakes_its_payment_waits_for_the_money() -
 
 
 async def test_a_payment_is_settled_once_and_only_for_its_own_amount_and_pool() -> None:
-    store = InMemoryLedgerStore()
+    store = lent()
     _, reasons = await batch(store, paid(), instructed(amount="99999.99", principal="0.00"))
     assert reasons == [None, "amount_mismatch"]
     _, reasons = await batch(store, instructed(), instructed(), paid())
@@ -195,7 +217,7 @@ async def test_a_payment_is_settled_once_and_only_for_its_own_amount_and_pool() 
 
 
 async def test_a_payment_of_10_repays_5_keeps_3_on_hold_and_releases_2() -> None:
-    store = InMemoryLedgerStore()
+    store = lent()
     emitted, reasons = await batch(
         store, paid(amount="10.00"), instructed(amount="10.00", principal="5.00", held="3.00")
     )
@@ -220,7 +242,7 @@ async def test_a_payment_of_10_repays_5_keeps_3_on_hold_and_releases_2() -> None
 
 
 async def test_held_money_added_to_a_later_split_goes_to_the_funder() -> None:
-    store = InMemoryLedgerStore()
+    store = lent()
     await paid_with_3_held(store)
     # P-2 of 10.00 and the 3.00 on hold: 12.00 to the bank, 1.00 released.
     emitted, reasons = await batch(
@@ -238,7 +260,7 @@ async def test_held_money_added_to_a_later_split_goes_to_the_funder() -> None:
 
 
 async def test_taking_more_from_hold_than_the_pool_holds_is_refused_and_nothing_moves() -> None:
-    store = InMemoryLedgerStore()
+    store = lent()
     await paid_with_3_held(store)
     _, reasons = await batch(store, paid("P-2", amount="10.00"))
     assert reasons == [None]
@@ -252,7 +274,7 @@ async def test_taking_more_from_hold_than_the_pool_holds_is_refused_and_nothing_
 
 
 async def test_an_early_instruction_that_the_pool_cannot_cover_refuses_its_payment() -> None:
-    store = InMemoryLedgerStore()
+    store = lent()
     await paid_with_3_held(store)
     _, reasons = await batch(
         store, instructed("P-2", amount="10.00", principal="14.00", from_held="4.00")
@@ -265,14 +287,14 @@ async def test_an_early_instruction_that_the_pool_cannot_cover_refuses_its_payme
 
 
 async def test_an_early_instruction_that_cannot_add_up_is_refused_at_once() -> None:
-    store = InMemoryLedgerStore()
+    store = lent()
     _, reasons = await batch(store, instructed(amount="10.00", principal="8.00", held="2.01"))
     assert reasons == ["amount_mismatch"]
     assert store.settlement_rows == {}
 
 
 async def test_the_held_balance_moves_within_one_batch() -> None:
-    store = InMemoryLedgerStore()
+    store = lent()
     _, reasons = await batch(
         store,
         paid(amount="10.00"),
@@ -288,7 +310,7 @@ async def test_the_held_balance_moves_within_one_batch() -> None:
 
 
 async def test_penalty_and_loan_fees_reach_the_funder_and_count_as_interest() -> None:
-    store = InMemoryLedgerStore()
+    store = lent()
     dues = repayment("5.00", interest="0.50", penalty="0.20", fees="0.30")
     emitted, reasons = await batch(
         store,
@@ -312,7 +334,7 @@ async def test_penalty_and_loan_fees_reach_the_funder_and_count_as_interest() ->
 
 
 async def test_a_hold_settled_pays_the_bank_2_and_releases_1_once() -> None:
-    store = InMemoryLedgerStore()
+    store = lent()
     await paid_with_3_held(store)
     emitted, reasons = await batch(store, hold_settled(), hold_settled())
     assert reasons == [None, "duplicate_payment"]
@@ -335,7 +357,7 @@ async def test_a_hold_settled_pays_the_bank_2_and_releases_1_once() -> None:
 
 
 async def test_a_hold_settled_may_release_everything_to_the_supplier() -> None:
-    store = InMemoryLedgerStore()
+    store = lent()
     await paid_with_3_held(store)
     emitted, reasons = await batch(store, hold_settled(principal="0.00", released="3.00"))
     assert reasons == [None]
@@ -344,7 +366,7 @@ async def test_a_hold_settled_may_release_everything_to_the_supplier() -> None:
 
 
 async def test_a_hold_settled_must_add_up_be_covered_and_be_of_its_pool() -> None:
-    store = InMemoryLedgerStore()
+    store = lent()
     await paid_with_3_held(store)
     before = len(store.transactions)
     emitted, reasons = await batch(
@@ -365,7 +387,7 @@ async def test_a_hold_settled_must_add_up_be_covered_and_be_of_its_pool() -> Non
 
 
 async def test_a_prepayment_is_frozen_from_the_free_balance_then_split_like_a_payment() -> None:
-    store = InMemoryLedgerStore()
+    store = lent()
     await batch(store, paid(), instructed())  # 20,000.00 released to the supplier
     emitted, reasons = await batch(store, prepaid())
     assert reasons == [None]
@@ -396,7 +418,7 @@ async def test_a_prepayment_is_frozen_from_the_free_balance_then_split_like_a_pa
 
 
 async def test_a_prepayment_above_the_free_balance_is_refused_naming_the_balance() -> None:
-    store = InMemoryLedgerStore()
+    store = lent()
     await paid_with_3_held(store)  # 2.00 free, 3.00 held: only the free money may prepay
     before = len(store.transactions)
     emitted, reasons = await batch(store, prepaid(amount="2.01"))
@@ -409,7 +431,7 @@ async def test_a_prepayment_above_the_free_balance_is_refused_naming_the_balance
 
 
 async def test_a_prepayment_is_frozen_once_and_its_id_is_no_payment() -> None:
-    store = InMemoryLedgerStore()
+    store = lent()
     await batch(store, paid(), instructed())
     _, reasons = await batch(store, prepaid(), prepaid(), prepaid("P-1"), paid("PP-1"))
     assert reasons == [None, "duplicate_payment", "duplicate_payment", "duplicate_payment"]
@@ -419,7 +441,7 @@ async def test_a_prepayment_is_frozen_once_and_its_id_is_no_payment() -> None:
 
 
 async def test_instructions_must_be_of_the_kind_they_settle() -> None:
-    store = InMemoryLedgerStore()
+    store = lent()
     await batch(store, paid(), instructed(), prepaid(), paid("P-2", amount="10.00"))
     _, reasons = await batch(
         store,
@@ -432,7 +454,7 @@ async def test_instructions_must_be_of_the_kind_they_settle() -> None:
 
 
 async def test_slip_adjustments_move_no_money() -> None:
-    store = InMemoryLedgerStore()
+    store = lent()
     adjusted = m.new_event(
         m.ReceivableAdjusted,
         source="intake",
@@ -447,3 +469,61 @@ async def test_slip_adjustments_move_no_money() -> None:
     )
     emitted, reasons = await batch(store, adjusted)
     assert (reasons, emitted, store.transactions) == ([None], [], [])
+
+
+# ---------------------------------------------------------------- loans credit holds (issue 9)
+
+
+def naming(loan_id: str, principal: str, funder_id: str = "bank-a") -> list[m.LoanRepayment]:
+    return [
+        m.LoanRepayment(
+            loan_id=loan_id,
+            funder_id=funder_id,
+            principal=Decimal(principal),
+            interest=Decimal("0.00"),
+            days=0,
+        )
+    ]
+
+
+async def test_only_loans_credit_opened_in_the_pool_to_their_funder_are_repaid() -> None:
+    store = InMemoryLedgerStore()
+    _, reasons = await batch(store, opened("L-7", "100.00"), opened("L-8", "50.00", "CE-1/S-2"))
+    assert reasons == [None, None]
+    refused = [
+        instructed("P-1", "10.00", repayments=naming("L-none", "10.00")),  # never opened
+        instructed("P-2", "10.00", repayments=naming("L-8", "10.00")),  # another pool's
+        instructed("P-3", "10.00", repayments=naming("L-7", "10.00", funder_id="bank-z")),
+        instructed("P-4", "200.00", repayments=naming("L-7", "200.00")),  # above outstanding
+    ]
+    emitted, reasons = await batch(store, *refused)
+    assert (emitted, reasons) == ([], ["loan_not_held"] * 4)
+    assert "L-none" in (await refusal_of(store, refused[0])).detail
+    assert "outstanding" in (await refusal_of(store, refused[3])).detail
+    assert store.settlement_rows == {} and store.transactions == []
+
+
+async def test_what_a_split_repays_is_no_longer_outstanding() -> None:
+    store = InMemoryLedgerStore()
+    _, reasons = await batch(
+        store,
+        opened("L-7", "100.00"),
+        paid("P-1", "60.00"),
+        instructed("P-1", "60.00", repayments=naming("L-7", "60.00")),
+    )
+    assert reasons == [None, None, None]
+    assert store.loan_rows["L-7"].outstanding == Decimal("40.00")
+    _, reasons = await batch(
+        store, paid("P-2", "60.00"), instructed("P-2", "60.00", repayments=naming("L-7", "60.00"))
+    )
+    assert reasons == [None, "loan_not_held"]  # 60 of 40 outstanding: frozen, never paid out
+    assert store.loan_rows["L-7"].outstanding == Decimal("40.00")
+
+
+async def test_a_loan_is_opened_once() -> None:
+    store = InMemoryLedgerStore()
+    _, reasons = await batch(
+        store, opened("L-7", "100.00"), opened("L-7", "100.00"), opened("L-7", "999.00")
+    )
+    assert reasons == [None, None, "invalid_message"]
+    assert store.loan_rows["L-7"].principal == Decimal("100.00")
