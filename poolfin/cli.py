@@ -16,6 +16,7 @@ import typer
 
 from poolfin.contract_cli import contract_app
 from poolfin.keys_cli import keys_app
+from poolfin.keys_cli import token as keys_token
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -42,6 +43,9 @@ app.add_typer(credit_app, name="credit")
 app.add_typer(loan_app, name="loan")
 app.add_typer(keys_app, name="keys")
 app.add_typer(contract_app, name="contract")
+app.command("token", help="A bearer token for credit's HTTP front (same as `keys token`).")(
+    keys_token
+)
 
 
 def _keyring(settings: Settings) -> Any:

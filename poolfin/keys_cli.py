@@ -161,6 +161,30 @@ def approve(
         _keyring(settings).adopt_pending_for(change)
 
 
+@keys_app.command("token")
+def token(
+    party: Annotated[str, typer.Argument(help="the party the token speaks for")],
+    ttl: Annotated[int, typer.Option(help="lifetime in seconds")] = 900,
+) -> None:
+    """A bearer token for credit's HTTP front, signed with the local key of PARTY."""
+    import json as _json
+
+    from poolfin.cli import _keyring
+    from poolfin.tokens import token_for
+
+    settings = Settings()
+    keyring = _keyring(settings)
+    known = _json.loads(keyring.parties_file.read_text())["parties"].get(party)
+    if known is None:
+        typer.echo(
+            f"error: no local key for {party}; the local tools make one the first time they "
+            f"sign for it, or register one: poolfin keys propose {party} --role ROLE --new",
+            err=True,
+        )
+        raise typer.Exit(2)
+    typer.echo(token_for(keyring, party, m.PartyRole(known["role"]), ttl))
+
+
 @keys_app.command("provision")
 def provision(
     directory: Annotated[str, typer.Argument(help="where to write the three files")],

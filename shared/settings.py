@@ -98,6 +98,11 @@ class Settings(BaseSettings):
         description="The services' secrets: MAC keys and the platform's signing keys, JSON "
         "(mode 0600). Required to run a service (`poolfin up` provisions one).",
     )
+    token_max_ttl_s: int = Field(
+        default=3600,
+        ge=60,
+        description="Longest lifetime (exp − iat) of a bearer token credit's HTTP front accepts.",
+    )
     message_max_age_s: int = Field(
         default=86400,
         ge=1,

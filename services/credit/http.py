@@ -9,6 +9,13 @@
     POST /pools/{pool_id}/prepayments                 repay early from the free balance:
                                                       {"amount": "10000.00", "loan_id": …}
     GET  /pools/{pool_id}/prepayments/{prepayment}    where a prepayment stands
+    POST /pools/{pool_id}/applications/{application}/confirmation
+                                                      the buyer confirms or declines:
+                                                      {"confirmed": true, "note": …}
+
+Every route but /health needs `Authorization: Bearer <token>` (services/credit/auth.py): 401
+without a valid token, 403 when the caller's party may not do this on this pool. What the
+front publishes for a party carries credit's MAC and `source` = that party.
 
 Reads come from credit's own schema in one snapshot. An application is not decided here: it is
 published on supplier.financing-applications.v1 like any other (202 Accepted once the broker
@@ -35,6 +42,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from services.credit import repository as repo
+from services.credit.auth import Action, authenticate, authorize
 from services.credit.domain import available_to_borrow, borrowing_base
 from shared.calendar import timezone
 from shared.contracts import messages as m
@@ -198,15 +206,22 @@ async def _json_body(request: Request) -> dict[str, Any] | Response:
 
 
 def _supplier_message(
-    topic: str, kind: str, pool_id: str, id_field: str, new_id: str, fields: dict[str, Any]
+    topic: str,
+    kind: str,
+    pool_id: str,
+    id_field: str,
+    new_id: str,
+    fields: dict[str, Any],
+    source: str = SOURCE,
 ) -> tuple[bytes, m.Message] | Response:
-    """A supplier's message from an HTTP body, checked exactly as its consumer checks the
-    topic (so the answers agree): its bytes and model, or the 422 with the reason."""
+    """A party's message from an HTTP body (`source`: the party the token proved), checked
+    exactly as its consumer checks the topic (so the answers agree): its bytes and model, or
+    the 422 with the reason."""
     event = {
         "event_id": str(uuid.uuid4()),
         "type": kind,
         "occurred_at": datetime.now(UTC).isoformat(),
-        "source": SOURCE,
+        "source": source,
         "pool_id": pool_id,
         **fields,
         id_field: fields.get(id_field) or new_id,
@@ -324,6 +339,7 @@ def make_app(
                 for k in ("prepayment_id", "amount", "loan_id", "currency")
                 if k in fields
             },
+            source=request.state.caller.party_id,
         )
         if isinstance(checked, Response):
             return checked
@@ -416,6 +432,7 @@ def make_app(
             "application_id",
             f"A-{uuid.uuid4().hex[:16]}",
             {k: fields[k] for k in ("application_id", "amount", "currency") if k in fields},
+            source=request.state.caller.party_id,
         )
         if isinstance(checked, Response):
             return checked
@@ -451,17 +468,96 @@ def make_app(
             headers={"Location": status_url},
         )
 
+    async def confirm(request: Request) -> Response:
+        """The buyer confirms (or declines) its supplier's application, as its ERP would on
+        erp.financing-confirmations.v1: published there, for intake to take in order."""
+        pool_id, application_id = (
+            request.path_params["pool_id"],
+            request.path_params["application_id"],
+        )
+        if bad := _bad_id("application", application_id):
+            return bad
+        fields = await _json_body(request)
+        if isinstance(fields, Response):
+            return fields
+        if not isinstance(fields.get("confirmed"), bool):
+            return _error(422, m.Reason.INVALID_MESSAGE.value, 'give {"confirmed": true} or false')
+        buyer = request.state.caller.party_id
+        checked = _supplier_message(
+            topics.ERP_FINANCING_CONFIRMATIONS,
+            "FinancingConfirmation",
+            pool_id,
+            "application_id",
+            application_id,
+            {
+                "application_id": application_id,
+                "confirmed": fields["confirmed"],
+                "note": fields.get("note"),
+                "core_enterprise_id": buyer,
+            },
+            source=buyer,
+        )
+        if isinstance(checked, Response):
+            return checked
+        raw, confirmation = checked
+        status_url = f"/pools/{pool_id}/applications/{application_id}"
+        if failed := await _publish(topics.ERP_FINANCING_CONFIRMATIONS, raw, pool_id, status_url):
+            return failed
+        return JSONResponse(
+            {
+                "application_id": application_id,
+                "confirmed": fields["confirmed"],
+                "event_id": confirmation.event_id,
+                "status": "submitted",
+                "status_url": status_url,
+            },
+            status_code=202,
+            headers={"Location": status_url},
+        )
+
+    def guarded(action: Action, endpoint: Any) -> Any:
+        """The endpoint behind authentication (401) and authorization on its pool (403)."""
+
+        async def checked(request: Request) -> Response:
+            pool_id = request.path_params["pool_id"]
+            async with pool.acquire() as conn:
+                caller = await authenticate(request, conn, trust, settings.token_max_ttl_s)
+                if isinstance(caller, Response):
+                    return caller
+                for name, value in request.path_params.items():  # ids first: 400, not 403
+                    if bad := _bad_id(name.removesuffix("_id"), value):
+                        return bad
+                if denied := await authorize(request, conn, caller, pool_id, action):
+                    return denied
+            request.state.caller = caller
+            response: Response = await endpoint(request)
+            return response
+
+        return checked
+
+    read, act = Action.READ, Action.APPLY
     return Starlette(
         routes=[
             Route("/health", health, methods=["GET"]),
             Route(
-                "/pools/{pool_id:path}/applications/{application_id}", application, methods=["GET"]
+                "/pools/{pool_id:path}/applications/{application_id}/confirmation",
+                guarded(Action.CONFIRM, confirm),
+                methods=["POST"],
             ),
-            Route("/pools/{pool_id:path}/applications", apply, methods=["POST"]),
-            Route("/pools/{pool_id:path}/prepayments/{prepayment_id}", prepayment, methods=["GET"]),
-            Route("/pools/{pool_id:path}/prepayments", prepay, methods=["POST"]),
-            Route("/pools/{pool_id:path}/position", certificate, methods=["GET"]),
-            Route("/pools/{pool_id:path}", position, methods=["GET"]),
+            Route(
+                "/pools/{pool_id:path}/applications/{application_id}",
+                guarded(read, application),
+                methods=["GET"],
+            ),
+            Route("/pools/{pool_id:path}/applications", guarded(act, apply), methods=["POST"]),
+            Route(
+                "/pools/{pool_id:path}/prepayments/{prepayment_id}",
+                guarded(read, prepayment),
+                methods=["GET"],
+            ),
+            Route("/pools/{pool_id:path}/prepayments", guarded(act, prepay), methods=["POST"]),
+            Route("/pools/{pool_id:path}/position", guarded(read, certificate), methods=["GET"]),
+            Route("/pools/{pool_id:path}", guarded(read, position), methods=["GET"]),
         ],
         exception_handlers={
             OSError: _unavailable,

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -20,8 +21,10 @@ import pytest
 from poolfin import scenario as erp
 from poolfin.clients import Observer, Publisher
 from poolfin.stack import Stack
+from poolfin.tokens import token_for
 from shared.calendar import business_date
 from shared.contracts import topics
+from shared.contracts.messages import PartyRole
 from shared.db import Connection, create_pool, migrate
 from tests.environment import user_env
 
@@ -98,14 +101,32 @@ def confirmation(pool: Pool, application_id: str, **extra: Any) -> dict[str, Any
     return erp.confirmation(pool.pool_id, application_id, **extra)[1]
 
 
-def http_json(base_url: str, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
+def http_json(
+    base_url: str, method: str, path: str, body: bytes | None = None, token: str | None = None
+) -> tuple[int, Any]:
     """One HTTP call as any client makes it: (status, JSON answer), errors included."""
-    request = urllib.request.Request(base_url + path, data=body, method=method)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(base_url + path, data=body, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
+
+
+def token(stack: Stack, path: str, role: PartyRole = PartyRole.SUPPLIER) -> str:
+    """A bearer token of the party a test acts as on `path` (/pools/CORE/SUPPLIER/…): the
+    pool's supplier, its core enterprise, or operator op-1."""
+    parts = [urllib.parse.unquote(p) for p in path.split("?")[0].split("/")]
+    if role is PartyRole.OPERATOR or len(parts) < 4:
+        return token_for(stack.keyring, "op-1", PartyRole.OPERATOR)
+    party = parts[3] if role is PartyRole.SUPPLIER else parts[2]
+    return token_for(stack.keyring, party, role)
+
+
+def as_supplier(stack: Stack, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
+    """`http_json` with the token of the pool's supplier the path names."""
+    return http_json(stack.http_url, method, path, body, token(stack, path))
 
 
 @contextlib.asynccontextmanager

@@ -24,10 +24,10 @@ from tests.environment import user_env
 from tests.integration.scenario import (
     Pool,
     apply,
+    as_supplier,
     borrow,
     confirmation,
     facility,
-    http_json,
     ledger_verify,
     open_pool,
     payment,
@@ -153,7 +153,7 @@ async def test_a_credit_note_dilutes_the_pool_and_the_next_payment_is_swept(
     )
     released = await _pay(publisher, observer, pool, "100000.00", second)
     assert released["released"] == "0.00"
-    status, view = http_json(stack.http_url, "GET", f"/pools/{pool.pool_id}")
+    status, view = as_supplier(stack, "GET", f"/pools/{pool.pool_id}")
     assert status == 200 and view["dilution"] == "200000.00"  # the pool's dilution, reported
     _, over = erp.credit_note(
         pool.pool_id, first, f"CN-{uuid.uuid4().hex[:8]}", "300000.01", "more than is open"
@@ -267,8 +267,8 @@ async def test_a_prepayment_from_the_free_balance_repays_early_and_too_much_is_r
     loan_id = await borrow(publisher, observer, pool, "100000.00", TEST_FUNDER)
     released = await _pay(publisher, observer, pool, "200000.00", slip)  # under the base
     assert released["released"] == "200000.00"
-    status, answer = http_json(
-        stack.http_url,
+    status, answer = as_supplier(
+        stack,
         "POST",
         f"/pools/{pool.pool_id}/prepayments",
         json.dumps({"amount": "50000.00"}).encode(),
@@ -280,10 +280,10 @@ async def test_a_prepayment_from_the_free_balance_repays_early_and_too_much_is_r
     assert (posted["repaid_principal"], posted["released"]) == ("50000.00", "0.00")
     [repaid] = observer.find(topics.CREDIT_SERVICING, type="LoanRepaid", loan_id=loan_id)
     assert repaid["outstanding_after"] == "50000.00"
-    status, state = http_json(stack.http_url, "GET", answer["status_url"])
+    status, state = as_supplier(stack, "GET", answer["status_url"])
     assert status == 200 and state["state"] in ("decided", "repaid")
-    status, too_much = http_json(
-        stack.http_url,
+    status, too_much = as_supplier(
+        stack,
         "POST",
         f"/pools/{pool.pool_id}/prepayments",
         json.dumps({"amount": "999999.00"}).encode(),
@@ -301,16 +301,16 @@ async def test_the_certificate_as_of_an_instant_is_the_position_published_then(
     pool = await open_pool(publisher, observer, ["100000.00", "200000.00"], facility())
     published = observer.find(topics.CREDIT_POSITIONS, pool_id=pool.pool_id)
     middle = published[-2]  # after the first slip
-    status, answer = http_json(
-        stack.http_url,
+    status, answer = as_supplier(
+        stack,
         "GET",
         f"/pools/{pool.pool_id}/position?as_of={middle['occurred_at'].replace('+', '%2B')}",
     )
     assert status == 200, answer
     assert answer["position"] == middle
-    status, now = http_json(stack.http_url, "GET", f"/pools/{pool.pool_id}/position")
+    status, now = as_supplier(stack, "GET", f"/pools/{pool.pool_id}/position")
     assert now["position"] == published[-1]
-    status, _ = http_json(stack.http_url, "GET", f"/pools/{pool.pool_id}/position?as_of=soon")
+    status, _ = as_supplier(stack, "GET", f"/pools/{pool.pool_id}/position?as_of=soon")
     assert status == 400
 
 

@@ -27,7 +27,7 @@ from poolfin.clients import Publisher, erp_event
 from poolfin.stack import Stack
 from shared.contracts import topics
 from tests.environment import user_env
-from tests.integration.scenario import http_json
+from tests.integration.scenario import as_supplier
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +42,7 @@ def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def _http(stack: Stack, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
-    return http_json(stack.http_url, method, path, body)
+    return as_supplier(stack, method, path, body)
 
 
 def _until(check: Callable[[], Any], timeout: float = 60, what: str = "") -> Any:

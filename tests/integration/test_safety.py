@@ -22,10 +22,10 @@ from shared.money import MAX_AMOUNT
 from tests.conftest import TEST_FUNDER
 from tests.integration.scenario import (
     apply,
+    as_supplier,
     borrow,
     confirmation,
     facility,
-    http_json,
     ledger_verify,
     open_pool,
     sign_contract,
@@ -233,7 +233,7 @@ async def test_a_pool_stops_at_the_total_every_table_can_hold(
 
 
 def _call(stack: Stack, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
-    return http_json(stack.http_url, method, path, body)
+    return as_supplier(stack, method, path, body)
 
 
 @pytest.mark.parametrize(
