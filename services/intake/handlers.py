@@ -17,6 +17,7 @@ from shared.contracts import topics
 from shared.contracts.codec import Rejected, not_the_pools_buyer
 from shared.inbox import Inbound, UnitOfWork, dispatch
 from shared.money import MAX_TOTAL
+from shared.trust import not_the_party
 
 SOURCE = "intake"
 log = structlog.get_logger(__name__)
@@ -30,16 +31,28 @@ async def archive_batch(uow: Uow, records: Sequence[Inbound]) -> None:
         log.warning("records read again were archived before; kept once", records=again)
 
 
-async def _known_pool(uow: Uow, pool_id: str) -> repo.Pool | Rejected:
-    pool = await uow.state.pool(uow.conn, pool_id)
+async def _known_pool(uow: Uow, message: m.Message) -> repo.Pool | Rejected:
+    """The message's pool, which only its own core enterprise speaks for: the gate proved
+    who signed (or which buyer credit's front authenticated); this is the relationship."""
+    pool = await uow.state.pool(uow.conn, message.pool_id)
     if pool is None:
         return Rejected(
-            m.Reason.UNKNOWN_POOL, f"pool {pool_id} is not known: onboard the supplier first"
+            m.Reason.UNKNOWN_POOL,
+            f"pool {message.pool_id} is not known: onboard the supplier first",
         )
+    if refusal := not_the_party(
+        uow.principal, pool.core_enterprise_id, "the pool's core enterprise", message
+    ):
+        return refusal
     return pool
 
 
 async def on_supplier_onboarded(uow: Uow, event: m.SupplierOnboarded) -> Rejected | None:
+    # Onboarding is the core enterprise's confirmation of its supplier: signed by it.
+    if refusal := not_the_party(
+        uow.principal, event.core_enterprise_id, "the core enterprise it names", event
+    ):
+        return refusal
     existing = await uow.state.pool_of(uow.conn, event.core_enterprise_id, event.supplier_id)
     if existing is not None and existing != event.pool_id:
         return Rejected(
@@ -73,7 +86,7 @@ async def on_supplier_onboarded(uow: Uow, event: m.SupplierOnboarded) -> Rejecte
 
 
 async def on_settlement_slip(uow: Uow, slip: m.SettlementSlipIssued) -> Rejected | None:
-    pool = await _known_pool(uow, slip.pool_id)
+    pool = await _known_pool(uow, slip)
     if isinstance(pool, Rejected):
         return pool
     if await uow.state.receivables_of(uow.conn, pool.core_enterprise_id, [slip.receivable_id]):
@@ -106,7 +119,7 @@ async def on_settlement_slip(uow: Uow, slip: m.SettlementSlipIssued) -> Rejected
 
 
 async def on_payment(uow: Uow, payment: m.PaymentReceived) -> Rejected | None:
-    pool = await _known_pool(uow, payment.pool_id)
+    pool = await _known_pool(uow, payment)
     if isinstance(pool, Rejected):
         return pool
     if await uow.state.payment_known(uow.conn, payment.payment_id):
@@ -152,7 +165,7 @@ async def on_payment(uow: Uow, payment: m.PaymentReceived) -> Rejected | None:
 async def on_slip_adjustment(uow: Uow, event: m.Message) -> Rejected | None:
     """Dilution and disputes: a credit note, a cancellation, an amendment, a dispute opened or
     closed, on an open slip of the pool; recorded with its reason and published at once."""
-    pool = await _known_pool(uow, event.pool_id)
+    pool = await _known_pool(uow, event)
     if isinstance(pool, Rejected):
         return pool
     if isinstance(event, m.CreditNoteIssued) and await uow.state.credit_note_known(
@@ -194,7 +207,7 @@ async def on_slip_adjustment(uow: Uow, event: m.Message) -> Rejected | None:
 
 
 async def on_financing_confirmation(uow: Uow, event: m.FinancingConfirmation) -> Rejected | None:
-    pool = await _known_pool(uow, event.pool_id)
+    pool = await _known_pool(uow, event)
     if isinstance(pool, Rejected):
         return pool
     if refusal := not_the_pools_buyer(

@@ -322,3 +322,40 @@ async def _until_row(db: asyncpg.Connection, sql: str, *args: Any, timeout: floa
         if time.monotonic() > deadline:
             raise TimeoutError(f"no row for {sql} {args}")
         await asyncio.sleep(0.1)
+
+
+async def test_only_the_pools_own_parties_speak_for_it(
+    publisher: Publisher, observer: Observer, db: asyncpg.Connection
+) -> None:
+    """Wrongly signed: a valid key of a party of the right role, but not this pool's."""
+    pool = await open_pool(publisher, observer, ["100000.00"], facility())
+    other_buyer = ("CE-INTRUDER", m.PartyRole.CORE_ENTERPRISE)
+    slip_by_other = payment(pool, "10.00", list(pool.slips))
+    await publisher.send(topics.ERP_PAYMENTS, slip_by_other, signer=other_buyer)
+    _, onboard_other = erp.onboarding(f"{CORE}/S-stolen", CORE, "S-stolen", "Stolen")
+    await publisher.send(topics.ERP_SUPPLIERS, onboard_other, signer=other_buyer)
+    _, prepay = erp_event_prepayment(pool)
+    await publisher.send(
+        topics.SUPPLIER_PREPAYMENTS, prepay, signer=("S-intruder", m.PartyRole.SUPPLIER)
+    )
+    for topic, event in (
+        (topics.INTAKE_REJECTED, slip_by_other),
+        (topics.INTAKE_REJECTED, onboard_other),
+        (topics.SETTLEMENT_REJECTED, prepay),
+    ):
+        letter = await _letter(observer, topic, event)
+        assert letter["reason"] == "not_permitted", letter
+    assert await _open_receivables(db, pool) == 1
+    assert not await db.fetchval(
+        "SELECT count(*) FROM intake.pools WHERE pool_id = $1", f"{CORE}/S-stolen"
+    )
+
+
+def erp_event_prepayment(pool: Pool) -> tuple[str, dict[str, Any]]:
+    return topics.SUPPLIER_PREPAYMENTS, erp_event(
+        "PrepaymentRequested",
+        pool.pool_id,
+        source=pool.supplier_id,
+        prepayment_id=f"PP-{uuid.uuid4().hex[:8]}",
+        amount="1.00",
+    )
