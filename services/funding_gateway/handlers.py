@@ -105,6 +105,10 @@ async def on_funder_response(uow: Uow, response: m.FunderResponse) -> Rejected |
             f"request {response.request_id} was not sent to {response.funder_id} "
             f"for pool {response.pool_id}",
         )
+    if refusal := not_the_party(
+        uow.principal, request.funder_id, "the funder the request went to", response
+    ):
+        return refusal
     if request.state == "awaiting_supplier":
         return Rejected(
             m.Reason.CONTRACT_NOT_SIGNED,

@@ -115,3 +115,30 @@ async def test_without_the_suppliers_signature_no_funder_is_asked_and_no_loan_op
     )
     await publisher.send(*erp.disbursal(request, today()))
     await observer.wait_for(topics.CREDIT_DECISIONS, type="LoanOpened", loan_id=application_id)
+
+
+async def test_only_the_funder_the_request_went_to_may_answer_it(
+    publisher: Publisher, observer: Observer, db: asyncpg.Connection
+) -> None:
+    pool = await open_pool(publisher, observer, ["100000.00"], facility())
+    application_id = await apply(publisher, observer, pool, "10000.00")
+    await publisher.send(topics.ERP_FINANCING_CONFIRMATIONS, confirmation(pool, application_id))
+    [issued] = await observer.wait_for(topics.FUNDING_CONTRACTS, request_id=application_id)
+    await publisher.send(*erp.contract_signature(issued))
+    [request] = await observer.wait_for(
+        topics.funder_requests_topic(TEST_FUNDER), request_id=application_id
+    )
+    # Names the right funder, but signed by another bank's valid key.
+    _, answer = erp.disbursal(request, today())
+    await publisher.send(
+        topics.FUNDING_RESPONSES, answer, signer=("bank-other", m.PartyRole.FUNDER)
+    )
+    [letter] = await observer.wait_for(topics.FUNDING_GATEWAY_REJECTED, event_id=answer["event_id"])
+    assert letter["reason"] == "not_permitted"
+    assert (
+        await db.fetchval(
+            "SELECT state FROM funding_gateway.funding_requests WHERE request_id = $1",
+            application_id,
+        )
+        == "sent"
+    )
