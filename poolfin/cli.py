@@ -509,7 +509,16 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
 
 
 @ledger_app.command("verify")
-def ledger_verify() -> None:
+def ledger_verify(
+    anchors: Annotated[
+        bool,
+        typer.Option(
+            "--anchors",
+            help="also replay settlement.ledger-anchors.v1 (the chain heads published, signed, "
+            "outside the database) and check every anchored hash is still in the database",
+        ),
+    ] = False,
+) -> None:
     """Walk every pool's hash chain and the balances, and check credit's exposure (loans within
     the borrowing base, or the sweep rule applied); exit 1 on any problem."""
     from services.credit.exposure_audit import audit_exposure
@@ -523,9 +532,25 @@ def ledger_verify() -> None:
         exposure = await audit_exposure(settings.database_url)
         report["pools_with_loans"] = exposure["pools_with_loans"]
         report["problems"] = [*report["problems"], *exposure["problems"]]
+        if anchors:
+            from poolfin.anchors import audit_anchors
+            from shared.trust import parse_trust_file
+
+            trust_file = Path(settings.trust_file or _keyring(settings).trust_file)
+            anchored = await audit_anchors(
+                settings.kafka_bootstrap,
+                settings.database_url,
+                parse_trust_file(json.loads(trust_file.read_text())),
+                say=lambda line: typer.echo(line, err=True),
+            )
+            report["anchors"] = {k: v for k, v in anchored.items() if k != "problems"}
+            report["problems"] = [*report["problems"], *anchored["problems"]]
         return report
 
-    with _unreachable_is_an_error("PostgreSQL", settings.database_url, "POOLFIN_DATABASE_URL"):
+    with (
+        _unreachable_is_an_error("PostgreSQL", settings.database_url, "POOLFIN_DATABASE_URL"),
+        _unreachable_is_an_error("Kafka", settings.kafka_bootstrap, "POOLFIN_KAFKA_BOOTSTRAP"),
+    ):
         report = asyncio.run(both())
     typer.echo(json.dumps(report, indent=2, default=json_default))
     raise typer.Exit(0 if not report["problems"] else 1)

@@ -103,6 +103,14 @@ class BatchState(Protocol):
     async def flush(self, conn: Connection) -> None: ...
 
 
+@runtime_checkable
+class EndsBatch(Protocol):
+    """A batch state with something to say once every message was decided, before `flush`
+    (e.g. the splitter's ledger anchors: one per pool the batch changed)."""
+
+    def end_batch(self, uow: UnitOfWork[Any]) -> None: ...
+
+
 @dataclass(slots=True)
 class UnitOfWork(Generic[S]):
     """What a handler gets: the batch's connection, the outbox it writes to, and `state`, the
@@ -395,6 +403,8 @@ class BatchConsumer:
                 else:
                     outcomes.append(("dead_letter_rereads", context))
             structlog.contextvars.clear_contextvars()
+            if isinstance(uow.state, EndsBatch):
+                uow.state.end_batch(uow)
             if isinstance(uow.state, BatchState):
                 await uow.state.flush(conn)
             if new_rows:

@@ -31,6 +31,7 @@ def spec(settings: Settings) -> ServiceSpec:
             topics.SETTLEMENT_RESULTS: (m.SettlementReleased, m.PrepaymentFrozen),
             topics.SETTLEMENT_FUNDER_REPAYMENTS: (m.FunderRepaymentNotice,),
             topics.SETTLEMENT_RELEASES: (m.SupplierFundsReleased,),
+            topics.SETTLEMENT_LEDGER_ANCHORS: (m.LedgerAnchored,),
             topics.SETTLEMENT_REJECTED: (m.DeadLetter,),
         },
     )

@@ -22,6 +22,7 @@ from services.settlement_splitter.domain import (
     held_account,
 )
 from shared.contracts import messages as m
+from shared.contracts import topics
 from shared.db import Connection, columns
 from shared.money import ZERO
 
@@ -500,6 +501,27 @@ class LedgerBatch:
             released,
         )
         self.settlements[payment_id] = self._saved[payment_id] = row
+
+    def end_batch(self, uow: Any) -> None:
+        """Anchor each chain this batch advanced outside the database: its (seq, head hash)
+        on settlement.ledger-anchors.v1, signed with the platform's key, in the same
+        transaction (issue 9). A history rewritten and re-hashed in the database no longer
+        matches what was published (`poolfin ledger verify --anchors`)."""
+        heads: dict[str, tuple[int, str]] = {}
+        for pool_id, seq, *_, digest, _, _ in self.changes.transactions:
+            heads[pool_id] = (seq, digest)
+        for pool_id, (seq, digest) in sorted(heads.items()):
+            anchor = m.new_event(
+                m.LedgerAnchored,
+                source="settlement-splitter",
+                pool_id=pool_id,
+                seq=seq,
+                head_hash=digest,
+            )
+            if uow.trust is not None:
+                signed = uow.trust.sign(json.loads(anchor.model_dump_json()))
+                anchor = anchor.model_copy(update={"signature": signed["signature"]})
+            uow.emit(topics.SETTLEMENT_LEDGER_ANCHORS, anchor)
 
     async def flush(self, conn: Connection | None) -> None:
         self.changes.settlements = list(self._saved.values())

@@ -1,4 +1,5 @@
-"""Running handlers as the kernel does, on a fake store: prepare, handle each, flush."""
+"""Running handlers as the kernel does, on a fake store: prepare, handle each, end the batch,
+flush."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any, cast
 
 from shared.contracts import messages as m
 from shared.contracts.codec import Rejected
-from shared.inbox import BatchState, Handler, UnitOfWork
+from shared.inbox import BatchState, EndsBatch, Handler, UnitOfWork
 from shared.outbox import Outbox
 
 Emitted = list[tuple[str, dict[str, Any]]]
@@ -26,5 +27,7 @@ async def run_batch(
         except Rejected as raised:  # the kernel takes a raised refusal too
             refusal = raised
         reasons.append(refusal.reason.value if refusal is not None else None)
+    if isinstance(state, EndsBatch):
+        state.end_batch(uow)
     await state.flush(cast(Any, None))
     return [(topic, json.loads(value)) for topic, _, value in uow.outbox.rows], reasons

@@ -184,7 +184,9 @@ def released(emitted: Emitted) -> list[dict[str, object]]:
 async def test_the_paper_payment_is_frozen_then_split_8_to_the_bank_2_released() -> None:
     store = lent()
     emitted, reasons = await batch(store, paid())
-    assert (reasons, emitted) == ([None], [])  # frozen, nothing released yet (invariant 3)
+    # Frozen, nothing released yet (invariant 3): only the ledger's new head is anchored.
+    assert reasons == [None]
+    assert [topic for topic, _ in emitted] == [topics.SETTLEMENT_LEDGER_ANCHORS]
     emitted, reasons = await batch(store, instructed())
     assert reasons == [None]
     [result] = released(emitted)
@@ -527,3 +529,19 @@ async def test_a_loan_is_opened_once() -> None:
     )
     assert reasons == [None, None, "invalid_message"]
     assert store.loan_rows["L-7"].principal == Decimal("100.00")
+
+
+# ---------------------------------------------------------------- ledger anchors (issue 9)
+
+
+async def test_each_batch_anchors_the_head_of_every_chain_it_advanced() -> None:
+    store = lent()
+    emitted, _ = await batch(store, paid(), instructed(), paid("P-9", pool_id="CE-1/S-2"))
+    anchors = {body["pool_id"]: body for body in of(emitted, topics.SETTLEMENT_LEDGER_ANCHORS)}
+    assert {pool: (a["seq"], a["head_hash"]) for pool, a in anchors.items()} == {
+        POOL: store.head(POOL),  # freeze and split: one anchor, at the head
+        "CE-1/S-2": store.head("CE-1/S-2"),
+    }
+    emitted, reasons = await batch(store, instructed())  # refused: no new entry, no anchor
+    assert reasons == ["duplicate_payment"]
+    assert of(emitted, topics.SETTLEMENT_LEDGER_ANCHORS) == []
