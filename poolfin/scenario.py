@@ -45,11 +45,64 @@ def facility(
     )
 
 
-def slip(pool_id: str, receivable_id: str, amount: str, issued_on: date | str) -> Record:
+def slip(
+    pool_id: str, receivable_id: str, amount: str, issued_on: date | str, **documents: str
+) -> Record:
+    """A settlement slip; `documents` may name its purchase_order_id, goods_receipt_id and
+    invoice_id (trade background)."""
     return topics.ERP_SETTLEMENT_SLIPS, erp_event(
         "SettlementSlipIssued",
         pool_id,
         receivable_id=receivable_id,
+        amount=amount,
+        issued_on=str(issued_on),
+        **documents,
+    )
+
+
+def purchase_order(pool_id: str, document_id: str, amount: str, issued_on: date | str) -> Record:
+    return topics.ERP_TRADE_DOCUMENTS, erp_event(
+        "PurchaseOrderIssued",
+        pool_id,
+        document_id=document_id,
+        amount=amount,
+        issued_on=str(issued_on),
+    )
+
+
+def goods_receipt(
+    pool_id: str, document_id: str, amount: str, received_on: date | str, order: str | None = None
+) -> Record:
+    return topics.ERP_TRADE_DOCUMENTS, erp_event(
+        "GoodsReceived",
+        pool_id,
+        document_id=document_id,
+        purchase_order_id=order,
+        amount=amount,
+        received_on=str(received_on),
+    )
+
+
+def invoice(
+    pool_id: str,
+    document_id: str,
+    amount: str,
+    issued_on: date | str,
+    *,
+    number: str,
+    code: str = "044031900111",
+    seller_tax_id: str = "91440300MA5F00042X",
+    buyer_tax_id: str = "91110000100000001A",
+) -> Record:
+    """A VAT invoice (fapiao) as the buyer's ERP booked it."""
+    return topics.ERP_TRADE_DOCUMENTS, erp_event(
+        "InvoiceIssued",
+        pool_id,
+        document_id=document_id,
+        invoice_code=code,
+        invoice_number=number,
+        seller_tax_id=seller_tax_id,
+        buyer_tax_id=buyer_tax_id,
         amount=amount,
         issued_on=str(issued_on),
     )

@@ -14,7 +14,7 @@ import calendar
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
-from decimal import Decimal
+from decimal import ROUND_UP, Decimal
 
 from shared.contracts.messages import (
     CreditBounds,
@@ -23,6 +23,7 @@ from shared.contracts.messages import (
     InterestPeriod,
     Reason,
     Standing,
+    TradeDocument,
 )
 from shared.money import FEN, ZERO, fen, fen_down
 
@@ -48,6 +49,8 @@ class Facility:
     cross_age_percent: Decimal = Decimal("0.5")
     concentration_limit: Decimal | None = None
     auto_apply: CreditBounds | None = None
+    require_trade_documents: bool = False
+    match_tolerance: Decimal = Decimal("0.01")
 
     @property
     def penalty(self) -> Decimal:
@@ -123,6 +126,23 @@ class Receivable:
     issued_on: date | None
     due_on: date | None
     disputed: bool = False
+    # How far its trade documents' amounts lie from the slip's, as a share of the slip (the
+    # largest of the three); None while one of them is missing (three-way match).
+    document_gap: Decimal | None = None
+
+
+DOCUMENT_KINDS = frozenset({"purchase_order", "goods_receipt", "invoice"})
+
+
+def document_gap(face: Decimal, documents: Iterable[TradeDocument]) -> Decimal | None:
+    """The three-way match of a slip of `face` amount: the largest relative gap between it and
+    its purchase order, goods receipt and invoice, or None when one is not there yet."""
+    amounts: dict[str, Decimal | None] = {d.kind.value: d.amount for d in documents}
+    present = [amounts.get(kind) for kind in sorted(DOCUMENT_KINDS)]
+    if face <= 0 or any(amount is None for amount in present):
+        return None
+    gap = max(abs(amount - face) for amount in present if amount is not None) / face
+    return gap.quantize(Decimal("1E-8"), rounding=ROUND_UP)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +152,14 @@ class Eligibility:
     eligible: Decimal
 
 
-INELIGIBLE_REASONS = ("disputed", "tenor", "past_due", "cross_aged", "concentration")
+INELIGIBLE_REASONS = (
+    "disputed",
+    "unmatched_documents",
+    "tenor",
+    "past_due",
+    "cross_aged",
+    "concentration",
+)
 
 
 def ineligible_reason(receivable: Receivable, facility: Facility | None, today: date) -> str | None:
@@ -141,6 +168,12 @@ def ineligible_reason(receivable: Receivable, facility: Facility | None, today: 
         return None
     if receivable.disputed:
         return "disputed"
+    if (
+        facility is not None
+        and facility.require_trade_documents
+        and (receivable.document_gap is None or receivable.document_gap > facility.match_tolerance)
+    ):
+        return "unmatched_documents"
     if facility is None or receivable.due_on is None:
         return None
     if (

@@ -21,6 +21,7 @@ from services.credit.domain import (
     available_to_borrow,
     close_day,
     decide_payment,
+    document_gap,
     facility_refusal,
     level_after_write_off,
     refusal_of,
@@ -150,12 +151,37 @@ async def on_receivable_added(uow: Uow, event: m.ReceivableAdded) -> Rejected | 
         )
     uow.state.set_level(pool, level)
     uow.state.add_receivable(
-        pool, Receivable(event.receivable_id, event.amount, event.issued_on, event.due_on)
+        pool,
+        Receivable(
+            event.receivable_id,
+            event.amount,
+            event.issued_on,
+            event.due_on,
+            document_gap=document_gap(event.amount, event.documents),
+        ),
     )
     issued = event.issued_on or pool.today
     if pool.first_slip_on is None or issued < pool.first_slip_on:
         pool.first_slip_on = issued
     uow.state.trade(event.pool_id, issued, slips=event.amount)
+    emit_position(uow, event, pool)
+    return None
+
+
+async def on_receivable_documented(uow: Uow, event: m.ReceivableDocumented) -> Rejected | None:
+    """A trade document a slip names arrived: its three-way match is judged again (it may now
+    count in the base)."""
+    pool = await _known_pool(uow, event.pool_id)
+    if isinstance(pool, Rejected):
+        return pool
+    known = await uow.state.receivable(uow.conn, pool, event.receivable_id)
+    if known is None:
+        return Rejected(
+            m.Reason.UNKNOWN_RECEIVABLE,
+            f"receivable {event.receivable_id} is not known in pool {event.pool_id}",
+        )
+    gap = document_gap(event.amount or known.open_amount, event.documents)
+    uow.state.change_receivable(pool, dataclasses.replace(known, document_gap=gap))
     emit_position(uow, event, pool)
     return None
 
@@ -860,6 +886,7 @@ handle = dispatch(
         m.PoolOpened: on_pool_opened,
         m.ReceivableAdded: on_receivable_added,
         m.ReceivableAdjusted: on_receivable_adjusted,
+        m.ReceivableDocumented: on_receivable_documented,
         m.ReceivablesSettled: on_receivables_settled,
         m.FinancingApplied: on_financing_applied,
         m.BuyerConfirmedFinancing: on_buyer_confirmation,

@@ -44,15 +44,16 @@ async def upsert_facility(conn: Connection, pool_id: str, f: Facility, event_id:
         "INSERT INTO facilities(pool_id, credit_line, discount_rate, annual_interest_rate,"
         " funder_id, funder_kind, day_count, tenor_days, set_by_event, penalty_rate,"
         " interest_period, interest_collection, max_days_past_due, max_tenor_days,"
-        " cross_age_percent, concentration_limit, auto_apply)"
+        " cross_age_percent, concentration_limit, auto_apply, require_trade_documents,"
+        " match_tolerance)"
         " VALUES ($1, $2, $3, $4, $5, 'bank', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,"
-        " $16::jsonb)"
+        " $16::jsonb, $17, $18)"
         " ON CONFLICT (pool_id) DO UPDATE SET credit_line = $2, discount_rate = $3,"
         " annual_interest_rate = $4, funder_id = $5, day_count = $6,"
         " tenor_days = $7, set_by_event = $8, penalty_rate = $9, interest_period = $10,"
         " interest_collection = $11, max_days_past_due = $12, max_tenor_days = $13,"
         " cross_age_percent = $14, concentration_limit = $15, auto_apply = $16::jsonb,"
-        " updated_at = now()",
+        " require_trade_documents = $17, match_tolerance = $18, updated_at = now()",
         pool_id,
         f.credit_line,
         f.discount_rate,
@@ -69,6 +70,8 @@ async def upsert_facility(conn: Connection, pool_id: str, f: Facility, event_id:
         f.cross_age_percent,
         f.concentration_limit,
         None if f.auto_apply is None else f.auto_apply.model_dump_json(),
+        f.require_trade_documents,
+        f.match_tolerance,
     )
 
 
@@ -316,18 +319,22 @@ class PostgresCreditStore:
         with_facility = [p for p in wanted if p in facilities]
         if with_facility:
             for r in await conn.fetch(
-                "SELECT r.* FROM unnest($1::text[], $2::int[], $3::date[])"
-                "   AS p(pool_id, max_tenor, cutoff)"
+                "SELECT r.* FROM unnest($1::text[], $2::int[], $3::date[], $4::bool[])"
+                "   AS p(pool_id, max_tenor, cutoff, documents)"
                 " CROSS JOIN LATERAL ("
                 "   SELECT * FROM receivables r WHERE r.pool_id = p.pool_id"
                 "     AND r.open_amount > 0 AND r.disputed"
                 "   UNION SELECT * FROM receivables r WHERE r.pool_id = p.pool_id"
                 "     AND r.open_amount > 0 AND r.tenor_days > p.max_tenor"
                 "   UNION SELECT * FROM receivables r WHERE r.pool_id = p.pool_id"
-                "     AND r.open_amount > 0 AND r.due_on < p.cutoff) r",
+                "     AND r.open_amount > 0 AND r.due_on < p.cutoff"
+                "   UNION SELECT * FROM receivables r WHERE p.documents AND r.pool_id = p.pool_id"
+                "     AND r.open_amount > 0 AND (r.document_gap IS NULL OR r.document_gap > 0)"
+                " ) r",
                 with_facility,
                 [facilities[p].max_tenor_days for p in with_facility],
                 [days[p] - timedelta(days=facilities[p].max_days_past_due) for p in with_facility],
+                [facilities[p].require_trade_documents for p in with_facility],
             ):
                 flagged.setdefault(r["pool_id"], {})[r["receivable_id"]] = _receivable_of(r)
         found = []
@@ -539,14 +546,17 @@ class PostgresCreditStore:
             rows = [changes.receivables[k] for k in keys]
             await conn.execute(
                 "INSERT INTO receivables(pool_id, receivable_id, open_amount, issued_on, due_on,"
-                " tenor_days, disputed) SELECT * FROM unnest($1::text[], $2::text[],"
-                " $3::numeric[], $4::date[], $5::date[], $6::int[], $7::bool[])"
+                " tenor_days, disputed, document_gap) SELECT * FROM unnest($1::text[],"
+                " $2::text[], $3::numeric[], $4::date[], $5::date[], $6::int[], $7::bool[],"
+                " $8::numeric[])"
                 " ON CONFLICT (pool_id, receivable_id) DO UPDATE SET"
-                " open_amount = EXCLUDED.open_amount, disputed = EXCLUDED.disputed",
+                " open_amount = EXCLUDED.open_amount, disputed = EXCLUDED.disputed,"
+                " document_gap = EXCLUDED.document_gap",
                 [pool for pool, _ in keys],
                 *columns(rows, "receivable_id", "open_amount", "issued_on", "due_on"),
                 [_tenor(r) for r in rows],
                 [r.disputed for r in rows],
+                [r.document_gap for r in rows],
             )
         if changes.open_amounts:
             keys = sorted(changes.open_amounts)
@@ -735,6 +745,10 @@ class InMemoryCreditStore:
                         r.disputed
                         or (_tenor(r) or 0) > f.max_tenor_days
                         or (r.due_on is not None and r.due_on < cutoff)
+                        or (
+                            f.require_trade_documents
+                            and (r.document_gap is None or r.document_gap > 0)
+                        )
                     )
                 }
             found.append(
@@ -1153,6 +1167,8 @@ def facility_of(event: FacilitySet) -> Facility:
         event.cross_age_percent,
         event.concentration_limit,
         event.auto_apply,
+        event.require_trade_documents,
+        event.match_tolerance,
     )
 
 
@@ -1173,6 +1189,8 @@ def _facility_of(row: Any) -> Facility:
         row["cross_age_percent"],
         row["concentration_limit"],
         None if auto is None else CreditBounds.model_validate_json(auto),
+        row["require_trade_documents"],
+        row["match_tolerance"],
     )
 
 
@@ -1197,7 +1215,12 @@ def _loan_of(r: Any) -> Loan:
 
 def _receivable_of(r: Any) -> Receivable:
     return Receivable(
-        r["receivable_id"], r["open_amount"], r["issued_on"], r["due_on"], r["disputed"]
+        r["receivable_id"],
+        r["open_amount"],
+        r["issued_on"],
+        r["due_on"],
+        r["disputed"],
+        r["document_gap"],
     )
 
 

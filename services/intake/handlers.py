@@ -5,10 +5,12 @@ Handlers decide in memory on the batch's `IntakeBatch` (prepared set-based, flus
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import structlog
 
+from services.intake import documents
 from services.intake import repository as repo
 from services.intake.domain import adjust, allocate_payment
 from shared.calendar import business_date
@@ -101,6 +103,13 @@ async def on_settlement_slip(uow: Uow, slip: m.SettlementSlipIssued) -> Rejected
             f"pool {slip.pool_id} would hold {pool.open_total + slip.amount} of open "
             f"receivables; at most {MAX_TOTAL}",
         )
+    named = documents.named(slip)
+    trade: list[m.TradeDocument] = []
+    if named:  # its trade background: of its pool, and an invoice backing no other open slip
+        if refusal := await documents.check_slip(uow.conn, pool.core_enterprise_id, slip):
+            return refusal
+        trade = await documents.documents_of(uow.conn, pool.core_enterprise_id, named)
+        await documents.link_slip(uow.conn, pool.core_enterprise_id, slip)
     uow.state.add_receivable(pool, slip)
     uow.emit(
         topics.POOL_EVENTS,
@@ -113,9 +122,47 @@ async def on_settlement_slip(uow: Uow, slip: m.SettlementSlipIssued) -> Rejected
             amount=slip.amount,
             due_on=slip.due_on,
             issued_on=slip.issued_on,
+            documents=trade,
         ),
     )
     return None
+
+
+async def on_trade_document(uow: Uow, document: documents.Document) -> Rejected | None:
+    """A purchase order, goods receipt or invoice of the pool's buyer: booked once; an
+    invoice encumbered elsewhere is refused; every open slip naming it hears of it."""
+    pool = await _known_pool(uow, document)
+    if isinstance(pool, Rejected):
+        return pool
+    core = pool.core_enterprise_id
+    content = hashlib.sha256(document.model_dump_json(exclude=ENVELOPE).encode()).hexdigest()
+    verdict = await documents.check_document(uow.conn, core, document, content)
+    if isinstance(verdict, Rejected):
+        return verdict
+    if verdict is True:
+        return None  # the same document again: nothing new
+    await documents.record_document(uow.conn, core, document, content)
+    kind = documents.KIND[document.type]
+    for receivable_id, face, refs in await documents.open_slips_naming(
+        uow.conn, core, kind, document.document_id
+    ):
+        uow.emit(
+            topics.POOL_EVENTS,
+            m.new_event(
+                m.ReceivableDocumented,
+                source=SOURCE,
+                pool_id=document.pool_id,
+                cause=document,
+                receivable_id=receivable_id,
+                documents=await documents.documents_of(uow.conn, core, refs),
+                amount=face,
+            ),
+        )
+    return None
+
+
+# The envelope's fields: a document's content is the rest.
+ENVELOPE = {"event_id", "occurred_at", "source", "correlation_id", "causation_id", "signature"}
 
 
 async def on_payment(uow: Uow, payment: m.PaymentReceived) -> Rejected | None:
@@ -240,5 +287,8 @@ handle = dispatch(
         m.SlipAmended: on_slip_adjustment,
         m.DisputeOpened: on_slip_adjustment,
         m.DisputeClosed: on_slip_adjustment,
+        m.PurchaseOrderIssued: on_trade_document,
+        m.GoodsReceived: on_trade_document,
+        m.InvoiceIssued: on_trade_document,
     }
 )

@@ -12,6 +12,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Protocol
 
+from services.intake.documents import release_closed
 from services.intake.domain import Adjusted, Allocation, Receivable, after_payment
 from shared.contracts import messages as m
 from shared.db import Connection, columns, first_time
@@ -204,6 +205,7 @@ class PostgresIntakeStore:
         if changes.updated:
             keys = sorted(changes.updated)
             rows = [changes.updated[k] for k in keys]
+            closed = [k for k in keys if changes.updated[k].state != "open"]
             await conn.execute(
                 "UPDATE receivables SET amount = t.a, open_amount = t.o, state = t.s,"
                 " disputed = t.d, dispute_id = t.di, payment_id = t.p"
@@ -219,6 +221,8 @@ class PostgresIntakeStore:
                 [r.dispute_id for r in rows],
                 [r.payment_id for r in rows],
             )
+            if closed:  # invoices backing slips now closed are free again (issue 9)
+                await release_closed(conn, closed)
         if changes.adjustments:
             await conn.execute(
                 "INSERT INTO adjustments(core_enterprise_id, receivable_id, pool_id, kind,"

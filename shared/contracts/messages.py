@@ -637,6 +637,9 @@ class ReceivableDocumented(Message):
     type: Literal["ReceivableDocumented"] = "ReceivableDocumented"
     receivable_id: Id = Field(description="The slip.")
     documents: list[TradeDocument] = Field(description="Every document the slip names.")
+    amount: PositiveAmount | None = Field(
+        default=None, description="The slip's face amount, which the documents must match."
+    )
 
 
 class ReceivableAllocation(BaseModel):
