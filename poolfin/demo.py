@@ -97,6 +97,12 @@ class DemoResult:
         }
 
 
+def _invoice_number(run: str, index: int) -> str:
+    """A fapiao number of this run (8 digits): invoices are encumbered platform-wide, so each
+    demo run books its own."""
+    return f"{int(run, 16) % 10**7:07d}{index}"
+
+
 async def _onboard(publisher: Publisher, observer: Observer, pool_id: str, supplier: str) -> None:
     _, event = erp.onboarding(pool_id, CORE, supplier, f"Supplier {supplier}")
     await publisher.send(topics.ERP_SUPPLIERS, event)
@@ -145,16 +151,51 @@ async def settlement(
     pool_id = f"{CORE}/{supplier}"
     value_date = business_date()  # borrowed and repaid the same day: no interest
     await _onboard(publisher, observer, pool_id, supplier)
-    _, facility = erp.facility(pool_id, line=cny(100), rate="0.8", funder=BANK)
+    # The facility counts a slip only with its trade background: a purchase order, a goods
+    # receipt and an invoice matching it (the seed article's fictitious-financing check).
+    _, facility = erp.facility(
+        pool_id, line=cny(100), rate="0.8", funder=BANK, require_trade_documents=True
+    )
     await publisher.send(topics.ADMIN_FACILITIES, facility)
+    await observer.wait_for(topics.CREDIT_POSITIONS, correlation_id=facility["event_id"])
     slip_ids = []
     for index, wan in enumerate((60, 30, 10), start=1):
-        _, slip = erp.slip(pool_id, f"SS-{run}-B{index}", cny(wan), value_date)
+        ref = f"{run}-B{index}"
+        for document in (
+            erp.purchase_order(pool_id, f"PO-{ref}", cny(wan), value_date),
+            erp.goods_receipt(pool_id, f"GR-{ref}", cny(wan), value_date, order=f"PO-{ref}"),
+            erp.invoice(
+                pool_id, f"INV-{ref}", cny(wan), value_date, number=_invoice_number(run, index)
+            ),
+        ):
+            await publisher.send(*document)
+        _, slip = erp.slip(
+            pool_id,
+            f"SS-{run}-B{index}",
+            cny(wan),
+            value_date,
+            purchase_order_id=f"PO-{ref}",
+            goods_receipt_id=f"GR-{ref}",
+            invoice_id=f"INV-{ref}",
+        )
         await publisher.send(topics.ERP_SETTLEMENT_SLIPS, slip)
         slip_ids.append(slip["event_id"])
-    for event_id in [facility["event_id"], *slip_ids]:
+    for event_id in slip_ids:
         await observer.wait_for(topics.CREDIT_POSITIONS, correlation_id=event_id)
-    say(f"  pool {pool_id}: 100万 in slips, rate 0.8, line 100万, funder {BANK}")
+    # Documents and slips travel on different topics: a slip may be matched only once the
+    # last of its documents is in.
+    last = (
+        await observer.wait_for(
+            topics.CREDIT_POSITIONS,
+            pool_id=pool_id,
+            where=lambda position: position["eligible_level"] == cny(100),
+        )
+    )[-1]
+    say(
+        f"  pool {pool_id}: 100万 in slips, each matched by its purchase order, goods receipt "
+        f"and invoice (eligible {in_wan(Decimal(last['eligible_level']))}); rate 0.8, line "
+        f"100万, funder {BANK}"
+    )
 
     application_id = f"APP-{run}"
     await publisher.send(*erp.application(pool_id, application_id, cny(80), supplier))

@@ -113,12 +113,14 @@ async def check_slip(conn: Connection, core: str, slip: m.SettlementSlipIssued) 
 async def link_slip(conn: Connection, core: str, slip: m.SettlementSlipIssued) -> None:
     refs = named(slip)
     await conn.execute(
-        "INSERT INTO receivable_documents(core_enterprise_id, receivable_id, kind, document_id)"
-        " SELECT $1, $2, * FROM unnest($3::text[], $4::text[]) ON CONFLICT DO NOTHING",
+        "INSERT INTO receivable_documents(core_enterprise_id, receivable_id, face_amount, kind,"
+        " document_id) SELECT $1, $2, $5, * FROM unnest($3::text[], $4::text[])"
+        " ON CONFLICT DO NOTHING",
         core,
         slip.receivable_id,
         [kind.value for kind, _ in refs],
         [document_id for _, document_id in refs],
+        slip.amount,
     )
 
 
@@ -191,17 +193,20 @@ async def record_document(
 async def open_slips_naming(
     conn: Connection, core: str, kind: m.DocumentKind, document_id: str
 ) -> list[tuple[str, Decimal, list[tuple[m.DocumentKind, str]]]]:
-    """(slip, face amount, every document it names) of the open slips naming this one."""
+    """(slip, face amount, every document it names) of the open slips naming this one. A slip
+    of this very batch has its documents linked but its row not written yet: open too."""
     rows = await conn.fetch(
-        "SELECT r.receivable_id, r.amount, array_agg(d2.kind ORDER BY d2.kind) AS kinds,"
+        "SELECT d.receivable_id, d.face_amount AS amount,"
+        " array_agg(d2.kind ORDER BY d2.kind) AS kinds,"
         " array_agg(d2.document_id ORDER BY d2.kind) AS ids"
         " FROM receivable_documents d"
-        " JOIN receivables r ON r.core_enterprise_id = d.core_enterprise_id"
-        "  AND r.receivable_id = d.receivable_id AND r.state = 'open'"
+        " LEFT JOIN receivables r ON r.core_enterprise_id = d.core_enterprise_id"
+        "  AND r.receivable_id = d.receivable_id"
         " JOIN receivable_documents d2 ON d2.core_enterprise_id = d.core_enterprise_id"
         "  AND d2.receivable_id = d.receivable_id"
         " WHERE d.core_enterprise_id = $1 AND d.kind = $2 AND d.document_id = $3"
-        " GROUP BY r.receivable_id, r.amount ORDER BY r.receivable_id",
+        "  AND (r.state IS NULL OR r.state = 'open')"
+        " GROUP BY d.receivable_id, d.face_amount ORDER BY d.receivable_id",
         core,
         kind.value,
         document_id,

@@ -20,6 +20,7 @@ CREATE TABLE receivable_documents (
     receivable_id       text NOT NULL,
     kind                text NOT NULL,
     document_id         text NOT NULL,
+    face_amount         numeric(18,2) NOT NULL,
     PRIMARY KEY (core_enterprise_id, receivable_id, kind)
 );
 CREATE INDEX receivable_documents_by_document
