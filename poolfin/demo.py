@@ -165,7 +165,12 @@ async def settlement(
             erp.purchase_order(pool_id, f"PO-{ref}", cny(wan), value_date),
             erp.goods_receipt(pool_id, f"GR-{ref}", cny(wan), value_date, order=f"PO-{ref}"),
             erp.invoice(
-                pool_id, f"INV-{ref}", cny(wan), value_date, number=_invoice_number(run, index)
+                pool_id,
+                f"INV-{ref}",
+                cny(wan),
+                value_date,
+                number=_invoice_number(run, index),
+                seller_tax_id=f"9144{run.upper()}000000",  # the supplier's own tax id
             ),
         ):
             await publisher.send(*document)

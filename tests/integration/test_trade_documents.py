@@ -19,7 +19,6 @@ from tests.integration.scenario import payment, today
 pytestmark = pytest.mark.integration
 
 
-
 async def pool_requiring_documents(
     publisher: Publisher, observer: Observer, core: str
 ) -> tuple[str, str]:
@@ -71,7 +70,14 @@ async def test_a_slip_counts_only_once_its_three_documents_match(
     position = await send_and_wait(
         publisher,
         observer,
-        erp.invoice(pool_id, f"INV-{run}", "100000.00", today(), number=run_number(run)),
+        erp.invoice(
+            pool_id,
+            f"INV-{run}",
+            "100000.00",
+            today(),
+            number=run_number(run),
+            seller_tax_id=tax_id(run),
+        ),
     )
     # All three within 1% of the slip (the receipt is 0.5% short): it counts now.
     assert position["ineligible"] == {}
@@ -98,7 +104,14 @@ async def test_documents_outside_the_tolerance_keep_the_slip_out_of_the_base(
     for record in (
         erp.purchase_order(pool_id, f"PO-{run}", "50000.00", today()),
         erp.goods_receipt(pool_id, f"GR-{run}", "50000.00", today()),
-        erp.invoice(pool_id, f"INV-{run}", "40000.00", today(), number=run_number(run)),
+        erp.invoice(
+            pool_id,
+            f"INV-{run}",
+            "40000.00",
+            today(),
+            number=run_number(run),
+            seller_tax_id=tax_id(run),
+        ),
     ):
         await publisher.send(*record)
     position = await send_and_wait(
@@ -122,7 +135,10 @@ async def test_one_invoice_is_financed_once_whoever_books_it(
 ) -> None:
     first_pool, run = await pool_requiring_documents(publisher, observer, "CE-ONE")
     number = run_number(run)
-    _, booked = erp.invoice(first_pool, f"INV-{run}", "30000.00", today(), number=number)
+    seller = tax_id(run)  # the supplier's; both buyers book its invoice
+    _, booked = erp.invoice(
+        first_pool, f"INV-{run}", "30000.00", today(), number=number, seller_tax_id=seller
+    )
     await publisher.send(topics.ERP_TRADE_DOCUMENTS, booked)
     slip_topic, slip = erp.slip(
         first_pool, f"R-{run}", "30000.00", today(), invoice_id=f"INV-{run}"
@@ -132,11 +148,18 @@ async def test_one_invoice_is_financed_once_whoever_books_it(
 
     # A second buyer books the very same invoice (same seller tax id, code and number)...
     second_pool, _ = await pool_requiring_documents(publisher, observer, "CE-TWO")
-    _, again = erp.invoice(second_pool, f"INV2-{run}", "30000.00", today(), number=number)
+    _, again = erp.invoice(
+        second_pool, f"INV2-{run}", "30000.00", today(), number=number, seller_tax_id=seller
+    )
     await publisher.send(topics.ERP_TRADE_DOCUMENTS, again)
     # ...or the same sale under another number (same seller, buyer, amount and date).
     _, renumbered = erp.invoice(
-        second_pool, f"INV3-{run}", "30000.00", today(), number=run_number(run[::-1])
+        second_pool,
+        f"INV3-{run}",
+        "30000.00",
+        today(),
+        number=run_number(run[::-1]),
+        seller_tax_id=seller,
     )
     await publisher.send(topics.ERP_TRADE_DOCUMENTS, renumbered)
     # The first buyer names its invoice under a second slip id.
@@ -161,9 +184,16 @@ async def test_one_invoice_is_financed_once_whoever_books_it(
         )
         == "released"
     )
-    _, later = erp.invoice(second_pool, f"INV4-{run}", "30000.00", today(), number=number)
+    _, later = erp.invoice(
+        second_pool, f"INV4-{run}", "30000.00", today(), number=number, seller_tax_id=seller
+    )
     await publisher.send(topics.ERP_TRADE_DOCUMENTS, later)
     await _until_booked(db, f"INV4-{run}")
+
+
+def tax_id(run: str) -> str:
+    """A supplier's tax id unique to the run: invoices are encumbered platform-wide."""
+    return f"9144{run.upper()}000000"
 
 
 def run_number(run: str) -> str:
