@@ -156,9 +156,44 @@ def approve(
         note=note,
     )
     _publish(message, operator, settings)
-    typer.echo(f"{'rejected' if reject else 'approved'} {change} as {operator} (published)")
-    if not reject:
-        _keyring(settings).adopt_pending_for(change)
+    typer.echo(f"{'rejection' if reject else 'approval'} of {change} by {operator} published")
+    state = asyncio.run(_decided(settings, change, message.event_id))
+    typer.echo(f"{change} is {state or 'not decided yet (see poolfin keys list)'}")
+    if state == "approved" and _keyring(settings).adopt_pending_for(change):
+        typer.echo("the new key signs for its party on this machine from now on")
+
+
+async def _decided(
+    settings: Settings, change: str, event_id: str, timeout: float = 15
+) -> str | None:
+    """The change's state once a service applied the decision (credit's registry), or why the
+    decision was refused (e.g. same_operator: the maker approving its own change)."""
+    import time
+
+    from shared.db import create_pool
+
+    pool = await create_pool(settings.database_url, "credit", 1)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            async with pool.acquire() as conn:
+                state = await conn.fetchval(
+                    "SELECT state FROM key_changes WHERE change_id = $1", change
+                )
+                refused = await conn.fetchrow(
+                    "SELECT reason, detail FROM dead_letters WHERE event_id = $1", event_id
+                )
+            if refused is not None:
+                return (
+                    f"unchanged: the decision was refused ({refused['reason']}: "
+                    f"{refused['detail']})"
+                )
+            if state is not None and state != "proposed":
+                return str(state)
+            await asyncio.sleep(0.2)
+        return None
+    finally:
+        await pool.close()
 
 
 @keys_app.command("token")

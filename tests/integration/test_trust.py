@@ -359,3 +359,50 @@ def erp_event_prepayment(pool: Pool) -> tuple[str, dict[str, Any]]:
         prepayment_id=f"PP-{uuid.uuid4().hex[:8]}",
         amount="1.00",
     )
+
+
+async def test_operators_change_keys_from_the_cli_with_a_second_operator(
+    stack: Stack, db: asyncpg.Connection
+) -> None:
+    import asyncio
+    import subprocess
+    import sys
+
+    from tests.environment import user_env
+
+    env = user_env(
+        POOLFIN_KAFKA_BOOTSTRAP=stack.bootstrap,
+        POOLFIN_DATABASE_URL=stack.database_url,
+        POOLFIN_KEYS_DIR=str(stack.keyring.directory),
+    )
+
+    async def poolfin(*args: str) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "poolfin.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+
+    party = f"bank-cli-{uuid.uuid4().hex[:6]}"
+    proposed = await poolfin("keys", "propose", party, "--role", "funder", "--new")
+    assert proposed.returncode == 0, proposed.stderr[-2000:]
+    change = proposed.stdout.split()[1].rstrip(":")
+    assert change.startswith("KC-"), proposed.stdout
+    same = await poolfin("keys", "approve", change, "--as", "op-1")  # the maker itself
+    assert same.returncode == 0, same.stderr[-2000:]
+    assert "refused (same_operator" in same.stdout, same.stdout
+    approved = await poolfin("keys", "approve", change, "--as", "op-2")
+    assert approved.returncode == 0, approved.stderr[-2000:]
+    assert f"{change} is approved" in approved.stdout, approved.stdout
+    await _until_row(
+        db, "SELECT 1 FROM credit.key_changes WHERE change_id = $1 AND state = 'approved'", change
+    )
+    listed = await poolfin("keys", "list", "--json")
+    [row] = [r for r in json.loads(listed.stdout) if r.get("change_id") == change]
+    assert (row["proposed_by"], row["decided_by"], row["party_id"]) == ("op-1", "op-2", party)
+    # The approved key now signs for the party: its bearer token is minted with it.
+    token = await poolfin("token", party)
+    assert token.returncode == 0 and token.stdout.count(".") == 2, token.stderr
