@@ -13,7 +13,6 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from shared.contracts import topics
 from shared.contracts.messages import PartyRole
 from shared.signatures import unproven
 from shared.trust import RegisteredKey, key_id_of
@@ -119,11 +118,11 @@ async def recorded_hashes(
 
 
 async def audit_anchors(
-    bootstrap: str, database_url: str, keys: Mapping[str, RegisteredKey], say: Any = None
+    raw: Sequence[bytes], database_url: str, keys: Mapping[str, RegisteredKey]
 ) -> dict[str, Any]:
+    """The anchors read from the topic (`read_topic`) against the database."""
     import asyncpg
 
-    raw = await read_topic(bootstrap, topics.SETTLEMENT_LEDGER_ANCHORS, say)
     wanted: list[tuple[str, int]] = []
     for value in raw:
         try:

@@ -532,26 +532,32 @@ def ledger_verify(
         exposure = await audit_exposure(settings.database_url)
         report["pools_with_loans"] = exposure["pools_with_loans"]
         report["problems"] = [*report["problems"], *exposure["problems"]]
-        if anchors:
-            from poolfin.anchors import audit_anchors
-            from shared.trust import parse_trust_file
-
-            trust_file = Path(settings.trust_file or _keyring(settings).trust_file)
-            anchored = await audit_anchors(
-                settings.kafka_bootstrap,
-                settings.database_url,
-                parse_trust_file(json.loads(trust_file.read_text())),
-                say=lambda line: typer.echo(line, err=True),
-            )
-            report["anchors"] = {k: v for k, v in anchored.items() if k != "problems"}
-            report["problems"] = [*report["problems"], *anchored["problems"]]
         return report
 
-    with (
-        _unreachable_is_an_error("PostgreSQL", settings.database_url, "POOLFIN_DATABASE_URL"),
-        _unreachable_is_an_error("Kafka", settings.kafka_bootstrap, "POOLFIN_KAFKA_BOOTSTRAP"),
-    ):
+    with _unreachable_is_an_error("PostgreSQL", settings.database_url, "POOLFIN_DATABASE_URL"):
         report = asyncio.run(both())
+    if anchors:
+        from poolfin.anchors import audit_anchors, read_topic
+        from shared.contracts.topics import SETTLEMENT_LEDGER_ANCHORS
+        from shared.trust import parse_trust_file
+
+        trust_file = Path(settings.trust_file or _keyring(settings).trust_file)
+        with _unreachable_is_an_error("Kafka", settings.kafka_bootstrap, "POOLFIN_KAFKA_BOOTSTRAP"):
+            raw = asyncio.run(
+                read_topic(
+                    settings.kafka_bootstrap,
+                    SETTLEMENT_LEDGER_ANCHORS,
+                    say=lambda line: typer.echo(line, err=True),
+                )
+            )
+        with _unreachable_is_an_error("PostgreSQL", settings.database_url, "POOLFIN_DATABASE_URL"):
+            anchored = asyncio.run(
+                audit_anchors(
+                    raw, settings.database_url, parse_trust_file(json.loads(trust_file.read_text()))
+                )
+            )
+        report["anchors"] = {k: v for k, v in anchored.items() if k != "problems"}
+        report["problems"] = [*report["problems"], *anchored["problems"]]
     typer.echo(json.dumps(report, indent=2, default=json_default))
     raise typer.Exit(0 if not report["problems"] else 1)
 

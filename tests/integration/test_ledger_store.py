@@ -31,7 +31,14 @@ from shared.db import create_pool, migrate
 from shared.money import ZERO
 from tests.integration.scenario import contract_store
 from tests.unit.batches import run_batch
-from tests.unit.test_splitter_handlers import POOL, hold_settled, instructed, paid, prepaid
+from tests.unit.test_splitter_handlers import (
+    POOL,
+    hold_settled,
+    instructed,
+    opened,
+    paid,
+    prepaid,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -176,6 +183,7 @@ async def test_the_splitters_batches_keep_the_balances_they_decide_on(store: Led
     async def batch(*events: m.Message) -> list[str | None]:
         return (await run_batch(LedgerBatch(store=store), handle, *events))[1]
 
+    assert await batch(opened("L-1", "100.00")) == [None]  # the loan credit holds
     assert await batch(
         paid(amount="10.00"), instructed(amount="10.00", principal="5.00", held="3.00")
     ) == [None, None]
@@ -227,7 +235,9 @@ async def test_migration_3_takes_the_balances_of_an_existing_ledger(
                 " VALUES ('PAY-1', 'P-1', 10, 'released')"
             )
         assert await migrate(database_url, schema, MIGRATIONS) == [
-            f"{schema}/0003_holds_and_prepayments.sql"
+            f"{schema}/0003_holds_and_prepayments.sql",
+            f"{schema}/0004_loans_held.sql",
+            f"{schema}/0005_pool_parties.sql",
         ]
         async with pool.acquire() as conn:
             found = await PostgresLedgerStore(conn).accounts(["P-1", "P-2"])
