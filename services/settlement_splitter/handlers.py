@@ -219,12 +219,10 @@ async def on_prepayment(uow: Uow, event: m.PrepaymentRequested) -> Rejected | No
     """随借随还: freeze the prepayment out of the supplier's free balance and let credit decide
     it (PrepaymentFrozen); its RepaymentInstruction is then split like a payment's."""
     ledger = ledger_of(uow)
-    if uow.principal is not None:  # only the pool's own supplier prepays from its balance
-        supplier = await uow.conn.fetchval(
-            "SELECT supplier_id FROM pool_parties WHERE pool_id = $1", event.pool_id
-        )
-        if refusal := not_the_party(uow.principal, supplier, "the pool's supplier", event):
-            return refusal
+    # Only the pool's own supplier prepays from its free balance.
+    supplier = await ledger.supplier(uow.conn, event.pool_id)
+    if refusal := not_the_party(uow.principal, supplier, "the pool's supplier", event):
+        return refusal
     account = await ledger.account(uow.conn, event.pool_id)
     existing = await _settlement_of(uow, event.pool_id, event.prepayment_id)
     if isinstance(existing, Rejected):
@@ -269,14 +267,7 @@ async def on_prepayment(uow: Uow, event: m.PrepaymentRequested) -> Rejected | No
 
 async def on_pool_opened(uow: Uow, event: m.PoolOpened) -> Rejected | None:
     """Whose pool it is: its supplier alone prepays from its free balance."""
-    if uow.principal is not None:  # a handler's unit test has no database
-        await uow.conn.execute(
-            "INSERT INTO pool_parties(pool_id, core_enterprise_id, supplier_id)"
-            " VALUES ($1, $2, $3) ON CONFLICT (pool_id) DO NOTHING",
-            event.pool_id,
-            event.core_enterprise_id,
-            event.supplier_id,
-        )
+    ledger_of(uow).open_pool(event.pool_id, event.core_enterprise_id, event.supplier_id)
     return None
 
 

@@ -128,9 +128,12 @@ class LedgerChanges:
     settlements: list[Settlement] = field(default_factory=list)
     new_loans: list[HeldLoan] = field(default_factory=list)
     repaid: dict[str, Decimal] = field(default_factory=dict)  # loan id -> principal repaid now
+    pools: list[tuple[str, str, str]] = field(default_factory=list)  # pool, core, supplier
 
     def __bool__(self) -> bool:
-        return bool(self.transactions or self.settlements or self.new_loans or self.repaid)
+        return bool(
+            self.transactions or self.settlements or self.new_loans or self.repaid or self.pools
+        )
 
 
 class LedgerStore(Protocol):
@@ -143,6 +146,10 @@ class LedgerStore(Protocol):
 
     async def loans(self, loan_ids: Sequence[str]) -> dict[str, HeldLoan]:
         """The loans with these ids, locked until commit."""
+        ...
+
+    async def supplier(self, pool_id: str) -> str | None:
+        """The pool's supplier, as intake's PoolOpened said."""
         ...
 
     async def write(self, changes: LedgerChanges) -> None:
@@ -163,7 +170,20 @@ class PostgresLedgerStore:
         )
         return {r["loan_id"]: HeldLoan(**dict(r)) for r in rows}
 
+    async def supplier(self, pool_id: str) -> str | None:
+        found: str | None = await self.conn.fetchval(
+            "SELECT supplier_id FROM pool_parties WHERE pool_id = $1", pool_id
+        )
+        return found
+
     async def write_loans(self, changes: LedgerChanges) -> None:
+        if changes.pools:
+            await self.conn.execute(
+                "INSERT INTO pool_parties(pool_id, core_enterprise_id, supplier_id)"
+                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[])"
+                " ON CONFLICT (pool_id) DO NOTHING",
+                *map(list, zip(*changes.pools, strict=True)),
+            )
         if changes.new_loans:
             await self.conn.execute(
                 "INSERT INTO loans(loan_id, pool_id, funder_id, principal, repaid)"
@@ -273,6 +293,10 @@ class InMemoryLedgerStore:
     entries: list[Entry] = field(default_factory=list)
     settlement_rows: dict[str, Settlement] = field(default_factory=dict)
     loan_rows: dict[str, HeldLoan] = field(default_factory=dict)
+    supplier_rows: dict[str, str] = field(default_factory=dict)
+
+    async def supplier(self, pool_id: str) -> str | None:
+        return self.supplier_rows.get(pool_id)
 
     async def loans(self, loan_ids: Sequence[str]) -> dict[str, HeldLoan]:
         return {i: dataclasses.replace(self.loan_rows[i]) for i in loan_ids if i in self.loan_rows}
@@ -308,6 +332,8 @@ class InMemoryLedgerStore:
         self.entries.extend(changes.entries)
         for row in changes.settlements:
             self.settlement_rows[row.payment_id] = dataclasses.replace(row)
+        for pool_id, _, supplier in changes.pools:
+            self.supplier_rows.setdefault(pool_id, supplier)
         for loan in changes.new_loans:
             if loan.loan_id in self.loan_rows:
                 raise ValueError(f"loan {loan.loan_id} opened twice")
@@ -404,6 +430,15 @@ class LedgerBatch:
     async def loan(self, conn: Connection | None, loan_id: str) -> HeldLoan | None:
         await self._load_loans(conn, [loan_id])
         return self.loans[loan_id]
+
+    def open_pool(self, pool_id: str, core: str, supplier: str) -> None:
+        self.changes.pools.append((pool_id, core, supplier))
+
+    async def supplier(self, conn: Connection | None, pool_id: str) -> str | None:
+        for pool, _, supplier in self.changes.pools:
+            if pool == pool_id:
+                return supplier
+        return await self._store(conn).supplier(pool_id)
 
     def open_loan(self, loan: HeldLoan) -> None:
         self.loans[loan.loan_id] = loan
