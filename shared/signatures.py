@@ -145,6 +145,10 @@ def unproven(
             + (f" to {key.valid_to.isoformat()}" if key.valid_to else "")
             + f", not at {at.isoformat()}"
         )
-    if not scheme.verify(key.public_key, signing_bytes(document), raw):
+    try:
+        canonical = signing_bytes(document)
+    except (ValueError, TypeError, RecursionError):  # NaN, Infinity: no canonical form
+        return Unproven.MALFORMED_SIGNATURE, "the message has no canonical form (NaN or Infinity)"
+    if not scheme.verify(key.public_key, canonical, raw):
         return Unproven.BAD_SIGNATURE, f"signature does not match key {key_id!r} of {key.party_id}"
     return None

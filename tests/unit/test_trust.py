@@ -282,3 +282,11 @@ def test_a_trust_file_is_read_with_its_windows() -> None:
     )
     with pytest.raises(ValueError, match="format"):
         parse_trust_file({"format": 2})
+
+
+def test_a_message_without_a_canonical_form_is_malformed_not_a_crash(tmp_path: Any) -> None:
+    key_id, private, key = registered("op-1", m.PartyRole.OPERATOR)
+    document = {**signed(facility_doc(), key_id, private), "extra": float("nan")}
+    assert reason(admit(trust(tmp_path), t.ADMIN_FACILITIES, document, {key_id: key})) == (
+        "malformed_signature"
+    )
