@@ -12,7 +12,7 @@ share, optionally bounded by a floor and a cap:
 
 A rate may depend on facts resolved at split time: the supplier's grade from credit's model
 (`by_grade`: {"A": "0.001", "B": "0.002", …}) or its volume this month (`by_volume`: tiers
-[{"from": "0.00", "rate": "0.003"}, {"from": "50000000.00", "rate": "0.001"}]); the resolved
+[{"above": "0.00", "rate": "0.003"}, {"above": "50000000.00", "rate": "0.001"}]); the resolved
 facts go with the split. Like Formance's Numscript (`portions`, `remaining`, `max … to`) and
 WeChat Pay's 分账 (receivers, unfreeze of the remainder), in a form an operator can validate
 before it takes effect.
@@ -27,10 +27,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
-from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from shared.contracts.split_rules import GRADES, Rate, RuleSet
 from shared.money import FEN, ZERO
 
 # Ledger accounts a rule may pay: the platform's fee, a guarantor's or insurer's premium, a
@@ -39,45 +37,6 @@ ACCOUNT = re.compile(
     r"^(platform:fee|guarantor:[\w.-]+|insurer:[\w.-]+|logistics:[\w.-]+|tax:withholding"
     r"|supplier)$"
 )
-GRADES = ("A", "B", "C", "D", "E")
-
-
-class Tier(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    start: Decimal = Field(alias="from", ge=0, description="Volume this month it applies from.")
-    rate: Decimal = Field(ge=0, le=1)
-
-
-class Rate(BaseModel):
-    """A rate: fixed, or resolved from the supplier's grade or its volume tier this month."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    rate: Decimal | None = Field(default=None, ge=0, le=1)
-    by_grade: dict[str, Annotated[Decimal, Field(ge=0, le=1)]] | None = None
-    by_volume: list[Tier] | None = None
-
-
-class Share(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    kind: Literal["fixed", "of_payment", "of_remainder", "rest"]
-    amount: Decimal | None = Field(default=None, ge=0, description="For fixed.")
-    rate: Rate | None = Field(default=None, description="For of_payment and of_remainder.")
-
-
-class Receiver(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    account: str
-    share: Share
-    floor: Decimal | None = Field(default=None, ge=0)
-    cap: Decimal | None = Field(default=None, ge=0)
-    before_funders: bool = Field(
-        default=False, description="Never allowed: kept so that such a rule is refused by name."
-    )
-
-
-class RuleSet(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    receivers: list[Receiver] = Field(min_length=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +76,7 @@ def refusal(rules: RuleSet) -> str | None:
             if share.rate.by_grade is not None and set(share.rate.by_grade) != set(GRADES):
                 return f"{r.account}: by_grade needs a rate for each grade {', '.join(GRADES)}"
             if share.rate.by_volume is not None:
-                starts = [t.start for t in share.rate.by_volume]
+                starts = [t.above for t in share.rate.by_volume]
                 if not starts or starts[0] != 0 or starts != sorted(set(starts)):
                     return f"{r.account}: volume tiers start at 0.00 and rise"
             if share.kind == "of_payment":
@@ -144,7 +103,7 @@ def resolve(rate: Rate, facts: Facts) -> Decimal:
     if rate.by_grade is not None:
         return rate.by_grade[facts.grade or "E"]
     tiers = rate.by_volume or []
-    return [t.rate for t in tiers if facts.volume_this_month >= t.start][-1]
+    return [t.rate for t in tiers if facts.volume_this_month >= t.above][-1]
 
 
 def split(

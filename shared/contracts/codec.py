@@ -30,6 +30,7 @@ TOPIC_MODELS: dict[str, tuple[type[m.Message], ...]] = {
     ),
     t.ERP_TRADE_DOCUMENTS: (m.PurchaseOrderIssued, m.GoodsReceived, m.InvoiceIssued),
     t.ADMIN_PARTIES: (m.KeyChangeProposed, m.KeyChangeApproved),
+    t.ADMIN_SPLIT_RULES: (m.SplitRulesSet,),
     t.SUPPLIER_CONTRACT_SIGNATURES: (m.ContractSigned,),
     t.FUNDING_CONTRACTS: (m.ContractIssued,),
     t.SETTLEMENT_LEDGER_ANCHORS: (m.LedgerAnchored,),

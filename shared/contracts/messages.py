@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from shared.contracts.split_rules import RuleSet
 from shared.money import Amount, PositiveAmount, PositiveTotal, Rate
 
 Currency = Literal["CNY"]
@@ -202,6 +203,7 @@ class Reason(StrEnum):
     LOAN_NOT_HELD = "loan_not_held"
     CONTRACT_MISMATCH = "contract_mismatch"
     CONTRACT_NOT_SIGNED = "contract_not_signed"
+    INVALID_SPLIT_RULES = "invalid_split_rules"
     PROCESSING_ERROR = "processing_error"
 
 
@@ -501,6 +503,31 @@ class DayClosed(Message):
 
     type: Literal["DayClosed"] = "DayClosed"
     business_date: BoundedDate = Field(description="The business day closed (Asia/Shanghai).")
+
+
+class SplitScope(StrEnum):
+    PROGRAMME = "programme"  # every pool of a core enterprise
+    POOL = "pool"  # one pool, overriding its programme's
+
+
+class SplitRulesSet(Message):
+    """An operator sets the split rules of a programme (core enterprise) or of one pool. Each
+    set is a new version; every split records the version it used. Validated before it takes
+    effect (`invalid_split_rules`); the funders' repayment always comes first."""
+
+    type: Literal["SplitRulesSet"] = "SplitRulesSet"
+    scope: SplitScope = Field(description="programme | pool.")
+    core_enterprise_id: Id | None = Field(
+        default=None, description="The programme's core enterprise (scope programme)."
+    )
+    rules: RuleSet = Field(description="Receivers in priority order after the funders.")
+    note: str | None = Field(default=None, max_length=1024, description="Why.")
+
+    @model_validator(mode="after")
+    def _scoped(self) -> SplitRulesSet:
+        if (self.scope is SplitScope.PROGRAMME) != (self.core_enterprise_id is not None):
+            raise ValueError("core_enterprise_id is given exactly for a programme's rules")
+        return self
 
 
 class CreditSuggestionApproved(Message):

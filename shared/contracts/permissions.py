@@ -37,6 +37,7 @@ EXTERNAL: dict[str, tuple[frozenset[PartyRole], str]] = {
     "FacilitySet": (OPERATORS, "any operator"),
     "CreditSuggestionApproved": (OPERATORS, "any operator"),
     "DayClosed": (OPERATORS, "any operator"),
+    "SplitRulesSet": (OPERATORS, "any operator"),
     "KeyChangeProposed": (OPERATORS, "any operator (the maker)"),
     "KeyChangeApproved": (OPERATORS, "an operator other than the maker (the checker)"),
 }

@@ -28,6 +28,8 @@ ERP_TOPICS = (
 ADMIN_FACILITIES = "admin.facilities.v1"
 # Day closes (loan servicing), published by operators or credit's scheduler, consumed by credit.
 ADMIN_SERVICING = "admin.servicing.v1"
+# Split rules of programmes and pools, published by operators, consumed by the splitter.
+ADMIN_SPLIT_RULES = "admin.split-rules.v1"
 # Parties and their keys: maker-checker changes by operators, consumed by every service.
 ADMIN_PARTIES = "admin.parties.v1"
 # Published by suppliers (or the HTTP front), consumed by credit.
@@ -78,6 +80,7 @@ ALL_STATIC_TOPICS = (
     ADMIN_FACILITIES,
     ADMIN_SERVICING,
     ADMIN_PARTIES,
+    ADMIN_SPLIT_RULES,
     SUPPLIER_FINANCING_APPLICATIONS,
     SUPPLIER_PREPAYMENTS,
     SUPPLIER_CONTRACT_SIGNATURES,
@@ -111,6 +114,7 @@ EXTERNAL_TOPICS = frozenset(
         ADMIN_FACILITIES,
         ADMIN_SERVICING,
         ADMIN_PARTIES,
+        ADMIN_SPLIT_RULES,
         SUPPLIER_FINANCING_APPLICATIONS,
         SUPPLIER_PREPAYMENTS,
         SUPPLIER_CONTRACT_SIGNATURES,

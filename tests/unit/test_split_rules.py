@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.settlement_splitter.rules import Facts, RuleSet, refusal, split
+from services.settlement_splitter.rules import Facts, refusal, split
+from shared.contracts.split_rules import RuleSet
 
 D = Decimal
 
@@ -68,7 +69,10 @@ def test_the_fee_falls_with_the_volume_tier_and_follows_the_grade() -> None:
         "share": {
             "kind": "of_payment",
             "rate": {
-                "by_volume": [{"from": "0", "rate": "0.003"}, {"from": "50000000", "rate": "0.001"}]
+                "by_volume": [
+                    {"above": "0.00", "rate": "0.003"},
+                    {"above": "50000000.00", "rate": "0.001"},
+                ]
             },
         },
     }
@@ -121,10 +125,12 @@ def test_rules_that_cannot_hold_are_refused_with_a_reason(
     assert reason is not None and why in reason
 
 
-fen = st.integers(min_value=0, max_value=10**11).map(lambda n: Decimal(n) / 100)
-rate = st.integers(min_value=0, max_value=10**8).map(lambda n: str(Decimal(n) / 10**8))
+fen = st.integers(min_value=0, max_value=10**11).map(
+    lambda n: (Decimal(n) / 100).quantize(Decimal("0.01"))
+)
+rate = st.integers(min_value=0, max_value=10**8).map(lambda n: f"{Decimal(n) / 10**8:.8f}")
 share = st.one_of(
-    fen.map(lambda a: {"kind": "fixed", "amount": str(a)}),
+    fen.map(lambda a: {"kind": "fixed", "amount": f"{a:.2f}"}),
     rate.map(lambda r: {"kind": "of_payment", "rate": {"rate": r}}),
     rate.map(lambda r: {"kind": "of_remainder", "rate": {"rate": r}}),
 )
@@ -137,7 +143,7 @@ def rule_sets(draw: st.DrawFn) -> RuleSet:
     for n, s in enumerate(shares):
         receiver: dict[str, Any] = {"account": f"guarantor:g{n}", "share": s}
         if draw(st.booleans()):
-            receiver["cap"] = str(draw(fen))
+            receiver["cap"] = f"{draw(fen):.2f}"
         receivers.append(receiver)
     return RuleSet.model_validate({"receivers": [*receivers, SUPPLIER]})
 
