@@ -20,6 +20,7 @@ def spec(settings: Settings) -> ServiceSpec:
             topics.POOL_EVENTS,
             topics.CREDIT_REPAYMENT_INSTRUCTIONS,
             topics.SUPPLIER_PREPAYMENTS,
+            topics.ADMIN_SPLIT_RULES,
         ),
         dead_letter_topic=topics.SETTLEMENT_REJECTED,
         migrations=Path(__file__).parent / "migrations",

@@ -15,12 +15,15 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+from services.settlement_splitter.rules import Facts
+from services.settlement_splitter.rules import split as split_by_rules
 from shared.contracts.codec import Rejected
 from shared.contracts.messages import Reason
+from shared.contracts.split_rules import RuleSet
 from shared.money import ZERO, largest_remainder_split, money_text
 
 GENESIS = "0" * 64
@@ -85,6 +88,10 @@ class Split:
     loan_fees: Decimal = ZERO
     held: Decimal = ZERO
     from_held: Decimal = ZERO
+    # Other receivers of a split rule (guarantor, insurer, logistics, tax), by ledger account.
+    receivers: Mapping[str, Decimal] = field(default_factory=dict)
+    # The facts the rules' dynamic rates were resolved from (hashed with the rule version).
+    rule_facts: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def cash(self) -> Decimal:
@@ -109,6 +116,7 @@ class Split:
         lines += [(funder_account(f), v) for f, v in sorted(self.to_funders.items()) if v]
         if self.fees:
             lines.append((PLATFORM_FEES, self.fees))
+        lines += [(account, v) for account, v in sorted(self.receivers.items()) if v]
         if self.released:
             lines.append((free_account(pool_id), self.released))
         return lines
@@ -140,6 +148,9 @@ def split_payment(
     *,
     held: Decimal = ZERO,
     from_held: Decimal = ZERO,
+    rules: RuleSet | None = None,
+    rule_version: str | None = None,
+    facts: Facts | None = None,
 ) -> Split | Rejected:
     """Split a frozen payment (DESIGN step 5, issue 8).
 
@@ -166,6 +177,28 @@ def split_payment(
             Reason.AMOUNT_MISMATCH,
             f"instructed repayment {repaid} and hold {held} exceed the payment {amount}"
             f" and the {from_held} taken from hold",
+        )
+    if rules is not None:
+        # The pool's split rules (issue 10), after the funders and the hold, to the fen.
+        parts = split_by_rules(rules, amount, remainder, facts or Facts())
+        fees, released = parts.pop("platform:fee", ZERO), parts.pop("supplier", ZERO)
+        return Split(
+            amount,
+            to_funders,
+            principal,
+            interest,
+            fees,
+            released,
+            rule_version=rule_version or "rules",
+            penalty=penalty,
+            loan_fees=loan_fees,
+            held=held,
+            from_held=from_held,
+            receivers=parts,
+            rule_facts={
+                "grade": (facts or Facts()).grade,
+                "volume_this_month": in_fen((facts or Facts()).volume_this_month),
+            },
         )
     shares = largest_remainder_split(
         remainder, [("fees", fee_bps), ("released", FULL_BPS - fee_bps)]

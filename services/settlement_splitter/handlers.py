@@ -6,8 +6,11 @@ balance for credit to decide (issue 8)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
+
+import structlog
 
 from services.settlement_splitter import repository as repo
 from services.settlement_splitter.domain import (
@@ -22,6 +25,8 @@ from services.settlement_splitter.domain import (
     settle_hold,
     split_payment,
 )
+from services.settlement_splitter.rules import Facts
+from services.settlement_splitter.rules import refusal as rules_refusal
 from shared.contracts import messages as m
 from shared.contracts import topics
 from shared.contracts.codec import Rejected
@@ -29,6 +34,7 @@ from shared.inbox import Handler, UnitOfWork, dispatch
 from shared.trust import not_the_party
 
 SOURCE = "settlement-splitter"
+log = structlog.get_logger(__name__)
 
 
 Uow = UnitOfWork[repo.LedgerBatch]
@@ -51,6 +57,7 @@ def make_handler(fee_bps: int) -> Handler:
             m.HoldSettled: on_hold_settled,
             m.PrepaymentRequested: on_prepayment,
             m.LoanOpened: on_loan_opened,
+            m.SplitRulesSet: on_split_rules_set,
             m.PoolOpened: on_pool_opened,
             m.ReceivableAdded: moves_no_money,
             m.ReceivableAdjusted: moves_no_money,
@@ -91,7 +98,7 @@ async def on_payment(uow: Uow, payment: m.ReceivablesSettled, fee_bps: int) -> R
             )
         # Decided before anything is posted, as the amount check above: a refusal freezes
         # nothing, and the payment's dead letter (with its reason) is there for an operator.
-        planned = _plan(instruction, account, fee_bps)
+        planned = _plan(instruction, account, await _pricing(uow, instruction, fee_bps))
         if isinstance(planned, Rejected):
             return planned
         split = planned
@@ -131,7 +138,7 @@ async def on_instruction(
             )
         # Checked now so that a split that cannot add up is refused as the instruction it is,
         # not later as the payment; what the pool holds is checked when the money is here.
-        unsplittable = _split_of(instruction, fee_bps)
+        unsplittable = _split_of(instruction, await _pricing(uow, instruction, fee_bps))
         if isinstance(unsplittable, Rejected):
             return unsplittable
         # The instruction overtook the payment: keep it; no money moves (invariant 3).
@@ -159,7 +166,7 @@ async def on_instruction(
             m.Reason.AMOUNT_MISMATCH,
             f"instruction is for {instruction.amount}, {existing.amount} is frozen",
         )
-    split = _plan(instruction, account, fee_bps)
+    split = _plan(instruction, account, await _pricing(uow, instruction, fee_bps))
     if isinstance(split, Rejected):
         return split
     _post_split(uow, account, instruction.payment_id, instruction, split)
@@ -265,6 +272,23 @@ async def on_prepayment(uow: Uow, event: m.PrepaymentRequested) -> Rejected | No
     return None
 
 
+async def on_split_rules_set(uow: Uow, event: m.SplitRulesSet) -> Rejected | None:
+    """An operator's split rules for a programme or a pool: validated, then a new version
+    that every later split of its pools uses (and records)."""
+    if why := rules_refusal(event.rules):
+        return Rejected(m.Reason.INVALID_SPLIT_RULES, why)
+    scope = (
+        f"programme:{event.core_enterprise_id}"
+        if event.scope is m.SplitScope.PROGRAMME
+        else f"pool:{event.pool_id}"
+    )
+    version = await ledger_of(uow).save_rules(
+        uow.conn, scope, event.rules.model_dump(mode="json"), event.event_id
+    )
+    log.info("split rules set", scope=scope, version=version, event_id=event.event_id)
+    return None
+
+
 async def on_pool_opened(uow: Uow, event: m.PoolOpened) -> Rejected | None:
     """Whose pool it is: its supplier alone prepays from its free balance."""
     ledger_of(uow).open_pool(event.pool_id, event.core_enterprise_id, event.supplier_id)
@@ -363,24 +387,46 @@ def _parts(repayments: Sequence[m.LoanRepayment]) -> list[FunderPart]:
     return [FunderPart(r.funder_id, r.principal, r.interest, r.penalty, r.fees) for r in repayments]
 
 
-def _split_of(instruction: m.RepaymentInstruction, fee_bps: int) -> Split | Rejected:
-    # A prepayment is the supplier's own money, already charged the platform fee when it was
-    # first released: what of it no loan needs goes back to its free balance without a second
-    # fee (the rule version records fee-bps=0).
+@dataclass(frozen=True, slots=True)
+class Pricing:
+    """How the rest of a payment is split: the pool's split rules in force (with the facts
+    their dynamic rates resolve from), else the platform fee in basis points."""
+
+    fee_bps: int
+    rules: repo.PoolRules | None = None
+    facts: Facts = field(default_factory=Facts)
+
+
+async def _pricing(uow: Uow, instruction: m.RepaymentInstruction, fee_bps: int) -> Pricing:
+    # A prepayment is the supplier's own money, already split when it was first released:
+    # what of it no loan needs goes back to its free balance, with no fee and no rule.
+    if instruction.kind == "prepayment":
+        return Pricing(0)
+    rules = await ledger_of(uow).rules_for(uow.conn, instruction.pool_id)
+    if rules is None:
+        return Pricing(fee_bps)
+    volume = await ledger_of(uow).volume_this_month(uow.conn, instruction.pool_id)
+    return Pricing(fee_bps, rules, Facts(grade=None, volume_this_month=volume))
+
+
+def _split_of(instruction: m.RepaymentInstruction, pricing: Pricing) -> Split | Rejected:
     return split_payment(
         instruction.amount,
         _parts(instruction.repayments),
-        0 if instruction.kind == "prepayment" else fee_bps,
+        pricing.fee_bps,
         held=instruction.held,
         from_held=instruction.from_held,
+        rules=pricing.rules.rules if pricing.rules else None,
+        rule_version=pricing.rules.label if pricing.rules else None,
+        facts=pricing.facts,
     )
 
 
 def _plan(
-    instruction: m.RepaymentInstruction, account: repo.ControlledAccount, fee_bps: int
+    instruction: m.RepaymentInstruction, account: repo.ControlledAccount, pricing: Pricing
 ) -> Split | Rejected:
     """The instruction's split, if the pool holds the held money it adds."""
-    split = _split_of(instruction, fee_bps)
+    split = _split_of(instruction, pricing)
     if isinstance(split, Rejected):
         return split
     short = insufficient(held_account(instruction.pool_id), split.from_held, account.held)
@@ -431,6 +477,8 @@ def _post_split(
             "value_date": instruction.value_date,
             "repayments": _repayment_inputs(instruction.repayments),
             "rule_version": split.rule_version,
+            # Why a dynamic rule came out as it did: the facts it resolved (issue 10).
+            **({"rule_facts": dict(split.rule_facts)} if split.rule_facts else {}),
         },
     )
     _repay(ledger, instruction.repayments)
@@ -477,6 +525,8 @@ def _announce(
             released=split.released,
             held=split.held,
             from_held=split.from_held,
+            receivers=dict(split.receivers),
+            rule_version=split.rule_version,
             ledger_hash=digest,
         ),
     )

@@ -8,6 +8,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, time
 from decimal import Decimal
 from typing import Any, Literal, Protocol
 
@@ -21,8 +22,10 @@ from services.settlement_splitter.domain import (
     frozen_account,
     held_account,
 )
+from shared.calendar import business_date, timezone
 from shared.contracts import messages as m
 from shared.contracts import topics
+from shared.contracts.split_rules import RuleSet
 from shared.db import Connection, columns
 from shared.money import ZERO
 
@@ -106,6 +109,20 @@ class Settlement:
     released: Decimal | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PoolRules:
+    """The split rules in force for a pool, and which version of whose they are."""
+
+    scope_key: str  # programme:<core enterprise> | pool:<pool_id>
+    version: int
+    rules: RuleSet
+
+    @property
+    def label(self) -> str:
+        """What the hash chain records as the rule version."""
+        return f"rules:{self.scope_key}@v{self.version}"
+
+
 @dataclass
 class HeldLoan:
     """A loan credit opened, as the splitter holds it: what was lent, what splits repaid."""
@@ -152,6 +169,18 @@ class LedgerStore(Protocol):
         """The pool's supplier, as intake's PoolOpened said."""
         ...
 
+    async def rules(self, pool_id: str) -> PoolRules | None:
+        """The split rules in force for the pool: its own, else its programme's."""
+        ...
+
+    async def save_rules(self, scope_key: str, rules: dict[str, Any], event_id: str) -> int:
+        """A new version of a scope's rules; returns its number."""
+        ...
+
+    async def volume_since(self, pool_id: str, since: datetime) -> Decimal:
+        """What the pool's buyer paid since `since` (its freezes)."""
+        ...
+
     async def write(self, changes: LedgerChanges) -> None:
         """The transactions with their entries, each pool's new head and balances (moved by
         the entries on its frozen, held and free accounts), the settlements."""
@@ -175,6 +204,47 @@ class PostgresLedgerStore:
             "SELECT supplier_id FROM pool_parties WHERE pool_id = $1", pool_id
         )
         return found
+
+    async def rules(self, pool_id: str) -> PoolRules | None:
+        row = await self.conn.fetchrow(
+            "SELECT scope_key, version, rules FROM split_rules WHERE scope_key = ANY(ARRAY["
+            " 'pool:' || $1::text,"
+            " 'programme:' || (SELECT core_enterprise_id FROM pool_parties WHERE pool_id = $1)])"
+            " ORDER BY starts_with(scope_key, 'pool:') DESC, version DESC LIMIT 1",
+            pool_id,
+        )
+        if row is None:
+            return None
+        rules = row["rules"]
+        return PoolRules(
+            row["scope_key"],
+            row["version"],
+            RuleSet.model_validate_json(rules)
+            if isinstance(rules, str)
+            else RuleSet.model_validate(rules),
+        )
+
+    async def save_rules(self, scope_key: str, rules: dict[str, Any], event_id: str) -> int:
+        version: int = await self.conn.fetchval(
+            "INSERT INTO split_rules(scope_key, version, rules, event_id)"
+            " SELECT $1, coalesce(max(version), 0) + 1, $2::jsonb, $3 FROM split_rules"
+            " WHERE scope_key = $1 RETURNING version",
+            scope_key,
+            json.dumps(rules),
+            event_id,
+        )
+        return version
+
+    async def volume_since(self, pool_id: str, since: datetime) -> Decimal:
+        total: Decimal = await self.conn.fetchval(
+            "SELECT coalesce(sum(e.amount), 0) FROM ledger_transactions t"
+            " JOIN ledger_entries e ON e.transaction_id = t.id"
+            " WHERE t.pool_id = $1 AND t.kind = 'freeze' AND t.posted_at >= $2"
+            " AND e.account = 'frozen:' || $1",
+            pool_id,
+            since,
+        )
+        return total
 
     async def write_loans(self, changes: LedgerChanges) -> None:
         if changes.pools:
@@ -294,9 +364,27 @@ class InMemoryLedgerStore:
     settlement_rows: dict[str, Settlement] = field(default_factory=dict)
     loan_rows: dict[str, HeldLoan] = field(default_factory=dict)
     supplier_rows: dict[str, str] = field(default_factory=dict)
+    programme_rows: dict[str, str] = field(default_factory=dict)  # pool -> core enterprise
+    rule_rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    volumes: dict[str, Decimal] = field(default_factory=dict)
 
     async def supplier(self, pool_id: str) -> str | None:
         return self.supplier_rows.get(pool_id)
+
+    async def rules(self, pool_id: str) -> PoolRules | None:
+        core = self.programme_rows.get(pool_id)
+        for key in (f"pool:{pool_id}", f"programme:{core}"):
+            if self.rule_rows.get(key):
+                versions = self.rule_rows[key]
+                return PoolRules(key, len(versions), RuleSet.model_validate(versions[-1]))
+        return None
+
+    async def save_rules(self, scope_key: str, rules: dict[str, Any], event_id: str) -> int:
+        self.rule_rows.setdefault(scope_key, []).append(rules)
+        return len(self.rule_rows[scope_key])
+
+    async def volume_since(self, pool_id: str, since: datetime) -> Decimal:
+        return self.volumes.get(pool_id, ZERO)
 
     async def loans(self, loan_ids: Sequence[str]) -> dict[str, HeldLoan]:
         return {i: dataclasses.replace(self.loan_rows[i]) for i in loan_ids if i in self.loan_rows}
@@ -332,8 +420,9 @@ class InMemoryLedgerStore:
         self.entries.extend(changes.entries)
         for row in changes.settlements:
             self.settlement_rows[row.payment_id] = dataclasses.replace(row)
-        for pool_id, _, supplier in changes.pools:
+        for pool_id, core, supplier in changes.pools:
             self.supplier_rows.setdefault(pool_id, supplier)
+            self.programme_rows.setdefault(pool_id, core)
         for loan in changes.new_loans:
             if loan.loan_id in self.loan_rows:
                 raise ValueError(f"loan {loan.loan_id} opened twice")
@@ -430,6 +519,33 @@ class LedgerBatch:
     async def loan(self, conn: Connection | None, loan_id: str) -> HeldLoan | None:
         await self._load_loans(conn, [loan_id])
         return self.loans[loan_id]
+
+    async def rules_for(self, conn: Connection | None, pool_id: str) -> PoolRules | None:
+        return await self._store(conn).rules(pool_id)
+
+    async def save_rules(
+        self, conn: Connection | None, scope_key: str, rules: dict[str, Any], event_id: str
+    ) -> int:
+        return await self._store(conn).save_rules(scope_key, rules, event_id)
+
+    async def volume_this_month(self, conn: Connection | None, pool_id: str) -> Decimal:
+        """What the pool's buyer paid this calendar month (Asia/Shanghai), this batch's
+        freezes included."""
+        today = business_date()
+        start = datetime.combine(today.replace(day=1), time(), tzinfo=timezone())
+        stored = await self._store(conn).volume_since(pool_id, start)
+        freezes = {
+            (pool, seq) for pool, seq, _, kind, *_ in self.changes.transactions if kind == "freeze"
+        }
+        pending = sum(
+            (
+                amount
+                for pool, seq, _, account, amount in self.changes.entries
+                if (pool, seq) in freezes and pool == pool_id and account == f"frozen:{pool_id}"
+            ),
+            ZERO,
+        )
+        return stored + pending
 
     def open_pool(self, pool_id: str, core: str, supplier: str) -> None:
         self.changes.pools.append((pool_id, core, supplier))

@@ -1051,6 +1051,14 @@ class SettlementReleased(Message):
     from_held: Amount = Field(
         default=Decimal("0.00"), description="Money on hold added to this split."
     )
+    receivers: dict[str, Amount] = Field(
+        default_factory=dict,
+        description="Other receivers of the pool's split rules (guarantor, insurer, logistics, "
+        "tax), by ledger account; with them the parts sum exactly.",
+    )
+    rule_version: str | None = Field(
+        default=None, description="The split rules' version used (rules:<scope>@v<n>)."
+    )
 
 
 class PrepaymentFrozen(Message):

@@ -238,6 +238,7 @@ async def test_migration_3_takes_the_balances_of_an_existing_ledger(
             f"{schema}/0003_holds_and_prepayments.sql",
             f"{schema}/0004_loans_held.sql",
             f"{schema}/0005_pool_parties.sql",
+            f"{schema}/0006_split_rules.sql",
         ]
         async with pool.acquire() as conn:
             found = await PostgresLedgerStore(conn).accounts(["P-1", "P-2"])

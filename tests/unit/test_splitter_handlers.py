@@ -4,6 +4,7 @@ the free balance; the ledger it writes verifies and the pool's balances match it
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from decimal import Decimal
 from typing import Any, cast
@@ -545,3 +546,75 @@ async def test_each_batch_anchors_the_head_of_every_chain_it_advanced() -> None:
     emitted, reasons = await batch(store, instructed())  # refused: no new entry, no anchor
     assert reasons == ["duplicate_payment"]
     assert of(emitted, topics.SETTLEMENT_LEDGER_ANCHORS) == []
+
+
+# ---------------------------------------------------------------- split rules (issue 10)
+
+
+def rules_set(scope: str = "programme", **rules: Any) -> m.Message:
+    receivers = rules.get(
+        "receivers",
+        [
+            {"account": "platform:fee", "share": {"kind": "of_payment", "rate": {"rate": "0.003"}}},
+            {
+                "account": "guarantor:cgc",
+                "share": {"kind": "of_remainder", "rate": {"rate": "0.1"}},
+                "cap": "500.00",
+            },
+            {"account": "logistics:sf", "share": {"kind": "fixed", "amount": "120.00"}},
+            {"account": "supplier", "share": {"kind": "rest"}},
+        ],
+    )
+    return m.SplitRulesSet.model_validate(
+        {
+            "event_id": f"rules-{len(receivers)}-{scope}",
+            "occurred_at": "2026-11-24T10:00:00+08:00",
+            "source": "op-1",
+            "pool_id": POOL if scope == "pool" else "CE-1",
+            "scope": scope,
+            "core_enterprise_id": "CE-1" if scope == "programme" else None,
+            "rules": {"receivers": receivers},
+        }
+    )
+
+
+def pool_opened() -> m.Message:
+    return m.new_event(
+        m.PoolOpened, source="intake", pool_id=POOL, core_enterprise_id="CE-1", supplier_id="S-1"
+    )
+
+
+async def test_the_programmes_rules_split_the_rest_after_the_funders_to_the_fen() -> None:
+    store = lent()
+    _, reasons = await batch(store, pool_opened(), rules_set())
+    assert reasons == [None, None]
+    emitted, reasons = await batch(store, paid(), instructed())  # 100,000.00; 80,000.00 to bank
+    assert reasons == [None, None]
+    [result] = released(emitted)
+    assert (result["fees"], result["released"], result["receivers"]) == (
+        "300.00",
+        "19080.00",
+        {"guarantor:cgc": "500.00", "logistics:sf": "120.00"},
+    )
+    assert result["rule_version"] == "rules:programme:CE-1@v1"
+    assert intact(store)
+    split_inputs = json.loads(store.transactions[-1][4])
+    assert split_inputs["rule_version"] == "rules:programme:CE-1@v1"
+    assert split_inputs["rule_facts"] == {"grade": None, "volume_this_month": 10000000}
+
+
+async def test_rules_that_cannot_hold_are_refused_and_the_old_ones_stay() -> None:
+    store = lent()
+    before_funders = [
+        {
+            "account": "platform:fee",
+            "share": {"kind": "fixed", "amount": "1.00"},
+            "before_funders": True,
+        },
+        {"account": "supplier", "share": {"kind": "rest"}},
+    ]
+    _, reasons = await batch(store, pool_opened(), rules_set(receivers=before_funders))
+    assert reasons == [None, "invalid_split_rules"]
+    emitted, _ = await batch(store, paid(), instructed())
+    [result] = released(emitted)
+    assert (result["receivers"], result["rule_version"]) == ({}, "split-v2/fee-bps=0")
