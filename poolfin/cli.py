@@ -17,6 +17,7 @@ import typer
 from poolfin.contract_cli import contract_app
 from poolfin.keys_cli import keys_app
 from poolfin.keys_cli import token as keys_token
+from poolfin.split_rules_cli import split_rules_app
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ app.add_typer(credit_app, name="credit")
 app.add_typer(loan_app, name="loan")
 app.add_typer(keys_app, name="keys")
 app.add_typer(contract_app, name="contract")
+app.add_typer(split_rules_app, name="split-rules")
 app.command("token", help="A bearer token for credit's HTTP front (same as `keys token`).")(
     keys_token
 )
