@@ -72,6 +72,8 @@ class DemoResult:
     loan_balance_after: Decimal = Decimal(0)
     water_level_after: Decimal = Decimal(0)
     ledger_hash: str = ""
+    # The same payment in a programme with split rules (issue 10): account → amount.
+    rule_split: dict[str, Any] = field(default_factory=dict)
 
     def problems(self) -> list[str]:
         found = []
@@ -81,6 +83,15 @@ class DemoResult:
             found.append(f"repaid {self.repaid} != {EXPECTED_REPAID}")
         if self.released != EXPECTED_RELEASED:
             found.append(f"released {self.released} != {EXPECTED_RELEASED}")
+        if self.rule_split:
+            parts = self.rule_split["parts"]
+            total = sum((Decimal(v) for v in parts.values()), Decimal("0.00"))
+            if total != Decimal(self.rule_split["amount"]):
+                found.append(f"rule split parts sum to {total}, not {self.rule_split['amount']}")
+            if len([a for a in parts if not a.startswith("funder:")]) < 3:
+                found.append(f"rule split names fewer than three receivers: {parts}")
+            if not str(self.rule_split["rule_version"]).startswith("rules:"):
+                found.append(f"rule split used {self.rule_split['rule_version']}, not the rules")
         return found
 
     def as_json(self) -> dict[str, Any]:
@@ -92,6 +103,7 @@ class DemoResult:
             "loan_balance_after": money_text(self.loan_balance_after),
             "water_level_after": money_text(self.water_level_after),
             "ledger_hash": self.ledger_hash,
+            "rule_split": self.rule_split,
             "ok": not self.problems(),
             "problems": self.problems(),
         }
@@ -265,4 +277,74 @@ async def run_demo(bootstrap: str, keyring: Keyring, say: Any = print) -> DemoRe
         result.month_end_levels = await water_levels(publisher, observer, run, say)
         say("Settlement of a buyer payment (freeze → repay → split → release):")
         await settlement(publisher, observer, run, result, say)
+        say("The same payment in a programme with split rules (分账规则):")
+        await rule_split(publisher, observer, run, result, say)
     return result
+
+
+# A programme's split rules: after the funders, 0.3% of the payment to the platform, 10% of
+# what is left (at most 500.00) to the guarantor, 120.00 to logistics, the rest released.
+DEMO_RULES = {
+    "receivers": [
+        {"account": "platform:fee", "share": {"kind": "of_payment", "rate": {"rate": "0.003"}}},
+        {
+            "account": "guarantor:cgc",
+            "share": {"kind": "of_remainder", "rate": {"rate": "0.1"}},
+            "cap": "500.00",
+        },
+        {"account": "logistics:sf", "share": {"kind": "fixed", "amount": "120.00"}},
+        {"account": "supplier", "share": {"kind": "rest"}},
+    ]
+}
+
+
+async def rule_split(
+    publisher: Publisher, observer: Observer, run: str, result: DemoResult, say: Any = print
+) -> None:
+    core, supplier = f"{CORE}-RULES-{run}", f"SUP-C-{run}"
+    pool_id = f"{core}/{supplier}"
+    day = business_date()
+    # The rules go first: the splitter has them long before this pool's first payment.
+    _, rules = erp.split_rules(core, DEMO_RULES)
+    await publisher.send(topics.ADMIN_SPLIT_RULES, rules, key=core)
+    _, onboarding = erp.onboarding(pool_id, core, supplier, f"Supplier {supplier}")
+    await publisher.send(topics.ERP_SUPPLIERS, onboarding)
+    await observer.wait_for(topics.CREDIT_POSITIONS, correlation_id=onboarding["event_id"])
+    for topic, event in (
+        erp.facility(pool_id, line=cny(100), rate="0.8", funder=BANK),
+        erp.slip(pool_id, f"SS-{run}-C1", cny(100), day),
+    ):
+        await publisher.send(topic, event)
+        await observer.wait_for(topics.CREDIT_POSITIONS, correlation_id=event["event_id"])
+    application_id = f"APP-C-{run}"
+    await publisher.send(*erp.application(pool_id, application_id, cny(80), supplier))
+    await observer.wait_for(
+        topics.CREDIT_DECISIONS, application_id=application_id, state="awaiting_buyer"
+    )
+    await publisher.send(*erp.confirmation(pool_id, application_id))
+    issued = (await observer.wait_for(topics.FUNDING_CONTRACTS, request_id=application_id))[0]
+    await publisher.send(*erp.contract_signature(issued))
+    request = (
+        await observer.wait_for(topics.funder_requests_topic(BANK), request_id=application_id)
+    )[0]
+    await publisher.send(*erp.disbursal(request, day))
+    await observer.wait_for(topics.CREDIT_DECISIONS, type="LoanOpened", loan_id=application_id)
+    payment_id = f"PAY-{run}-C"
+    await publisher.send(*erp.payment(pool_id, payment_id, cny(10), [f"SS-{run}-C1"], day))
+    released = (await observer.wait_for(topics.SETTLEMENT_RESULTS, payment_id=payment_id))[0]
+    parts = {
+        f"funder:{BANK}": money_text(
+            Decimal(released["repaid_principal"]) + Decimal(released["repaid_interest"])
+        ),
+        "platform:fee": released["fees"],
+        **released.get("receivers", {}),
+        "supplier": released["released"],
+    }
+    result.rule_split = {
+        "amount": released["amount"],
+        "rule_version": released.get("rule_version"),
+        "parts": parts,
+    }
+    say(f"  pool {pool_id}: 80万 borrowed, the buyer pays 10万; by {released.get('rule_version')}:")
+    for account, amount in parts.items():
+        say(f"    {account:<20} {amount:>12}")

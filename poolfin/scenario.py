@@ -60,6 +60,18 @@ def slip(
     )
 
 
+def split_rules(core: str, rules: dict[str, Any]) -> Record:
+    """An operator's split rules for a programme (all of a core enterprise's pools)."""
+    return topics.ADMIN_SPLIT_RULES, erp_event(
+        "SplitRulesSet",
+        core,
+        source="operator",
+        scope="programme",
+        core_enterprise_id=core,
+        rules=rules,
+    )
+
+
 def purchase_order(pool_id: str, document_id: str, amount: str, issued_on: date | str) -> Record:
     return topics.ERP_TRADE_DOCUMENTS, erp_event(
         "PurchaseOrderIssued",

@@ -36,6 +36,18 @@ async def test_seed_paper_examples_reproduced_end_to_end(stack: Stack) -> None:
     assert result.released == Decimal("20000.00")
     assert result.interest == Decimal("0.00")
     assert result.loan_balance_after == Decimal("720000.00")  # = 90万 × 0.8 (invariant 2)
+    # The same payment under a programme's split rules: funder first, then three receivers
+    # and the supplier, to the fen.
+    split = result.rule_split
+    assert split["amount"] == "100000.00" and split["rule_version"].endswith("@v1")
+    assert split["parts"] == {
+        "funder:bank-demo": "80000.00",
+        "platform:fee": "300.00",
+        "guarantor:cgc": "500.00",
+        "logistics:sf": "120.00",
+        "supplier": "19080.00",
+    }
+    assert result.problems() == []
     report = await audit(stack.database_url)
     assert report["problems"] == []
     assert report["sum_of_balances"] == 0
