@@ -17,6 +17,7 @@ import pytest
 
 from poolfin import scenario as erp
 from poolfin.clients import Observer, Publisher, erp_event
+from poolfin.demo import DEMO_RULES
 from poolfin.stack import Stack
 from shared.contracts import topics
 from tests.conftest import TEST_FUNDER
@@ -25,18 +26,7 @@ from tests.integration.scenario import Pool, borrow, payment, today
 
 pytestmark = pytest.mark.integration
 
-RULES = {
-    "receivers": [
-        {"account": "platform:fee", "share": {"kind": "of_payment", "rate": {"rate": "0.003"}}},
-        {
-            "account": "guarantor:cgc",
-            "share": {"kind": "of_remainder", "rate": {"rate": "0.1"}},
-            "cap": "500.00",
-        },
-        {"account": "logistics:sf", "share": {"kind": "fixed", "amount": "120.00"}},
-        {"account": "supplier", "share": {"kind": "rest"}},
-    ]
-}
+RULES = DEMO_RULES  # the demo's programme rules: fee, capped guarantor, logistics, rest
 
 
 async def poolfin(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:

@@ -9,6 +9,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, cast
 
+from poolfin.demo import DEMO_RULES
 from services.settlement_splitter.domain import (
     free_account,
     frozen_account,
@@ -552,19 +553,7 @@ async def test_each_batch_anchors_the_head_of_every_chain_it_advanced() -> None:
 
 
 def rules_set(scope: str = "programme", **rules: Any) -> m.Message:
-    receivers = rules.get(
-        "receivers",
-        [
-            {"account": "platform:fee", "share": {"kind": "of_payment", "rate": {"rate": "0.003"}}},
-            {
-                "account": "guarantor:cgc",
-                "share": {"kind": "of_remainder", "rate": {"rate": "0.1"}},
-                "cap": "500.00",
-            },
-            {"account": "logistics:sf", "share": {"kind": "fixed", "amount": "120.00"}},
-            {"account": "supplier", "share": {"kind": "rest"}},
-        ],
-    )
+    receivers = rules.get("receivers", DEMO_RULES["receivers"])
     return m.SplitRulesSet.model_validate(
         {
             "event_id": f"rules-{len(receivers)}-{scope}",
