@@ -44,6 +44,16 @@ async def poolfin(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+async def rules_in_force(stack: Stack, core: str) -> None:
+    """As an operator checks before the programme's next payment: `show` finds the rules."""
+    for _ in range(100):
+        shown = await poolfin(stack, "split-rules", "show", "--programme", core)
+        if shown.returncode == 0:
+            return
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"the splitter never took the rules of {core}")
+
+
 async def programme_pool(publisher: Publisher, observer: Observer, core: str) -> Pool:
     run = uuid.uuid4().hex[:8]
     pool = Pool(f"{core}/S-{run}", f"S-{run}")
@@ -66,6 +76,7 @@ async def test_a_programmes_rules_split_after_the_funders_to_the_fen(
     rules_file.write_text(json.dumps(RULES))
     done = await poolfin(stack, "split-rules", "set", str(rules_file), "--programme", core)
     assert done.returncode == 0, done.stderr[-2000:]
+    await rules_in_force(stack, core)
     pool = await programme_pool(publisher, observer, core)
     await borrow(publisher, observer, pool, "800000.00", TEST_FUNDER)
     paid = payment(pool, "100000.00", list(pool.slips))
@@ -110,3 +121,54 @@ async def test_a_rule_that_would_pay_anyone_before_the_funders_is_refused(
     [letter] = await observer.wait_for(topics.SETTLEMENT_REJECTED, event_id=event["event_id"])
     assert letter["reason"] == "invalid_split_rules"
     assert "before the funders" in letter["detail"]
+
+
+async def test_a_volume_tier_changes_the_fee_mid_month_and_the_chain_says_why(
+    stack: Stack, publisher: Publisher, observer: Observer, tmp_path: Path
+) -> None:
+    import asyncpg
+
+    core = f"CE-TIER-{uuid.uuid4().hex[:6]}"
+    tiered = {
+        "receivers": [
+            {
+                "account": "platform:fee",
+                "share": {
+                    "kind": "of_payment",
+                    "rate": {
+                        "by_volume": [
+                            {"above": "0.00", "rate": "0.003"},
+                            {"above": "150000.00", "rate": "0.001"},
+                        ]
+                    },
+                },
+            },
+            {"account": "supplier", "share": {"kind": "rest"}},
+        ]
+    }
+    rules_file = tmp_path / "tiered.json"
+    rules_file.write_text(json.dumps(tiered))
+    done = await poolfin(stack, "split-rules", "set", str(rules_file), "--programme", core)
+    assert done.returncode == 0, done.stderr[-2000:]
+    await rules_in_force(stack, core)
+    pool = await programme_pool(publisher, observer, core)  # no loan: all is split by rule
+    fees = []
+    for _ in range(2):
+        paid = payment(pool, "100000.00", list(pool.slips))
+        await publisher.send(topics.ERP_PAYMENTS, paid)
+        [result] = await observer.wait_for(topics.SETTLEMENT_RESULTS, payment_id=paid["payment_id"])
+        fees.append(result["fees"])
+    # The first payment brings the month to 100,000.00 (tier 0.3%); the second to 200,000.00,
+    # above 150,000.00 (tier 0.1%).
+    assert fees == ["300.00", "100.00"]
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT inputs FROM settlement.ledger_transactions WHERE pool_id = $1"
+            " AND kind = 'split' ORDER BY seq",
+            pool.pool_id,
+        )
+    finally:
+        await conn.close()
+    facts = [json.loads(r["inputs"])["rule_facts"]["volume_this_month"] for r in rows]
+    assert facts == [10000000, 20000000]  # in fen, hashed with the rule version
