@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from poolfin.book_cli import holds_app, reconcile_command, statement_command
 from poolfin.contract_cli import contract_app
 from poolfin.keys_cli import keys_app
 from poolfin.keys_cli import token as keys_token
@@ -44,6 +45,9 @@ app.add_typer(credit_app, name="credit")
 app.add_typer(loan_app, name="loan")
 app.add_typer(keys_app, name="keys")
 app.add_typer(contract_app, name="contract")
+app.add_typer(holds_app, name="holds")
+app.command("statement")(statement_command)
+app.command("reconcile")(reconcile_command)
 app.add_typer(split_rules_app, name="split-rules")
 app.command("token", help="A bearer token for credit's HTTP front (same as `keys token`).")(
     keys_token

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -65,6 +65,11 @@ class ServiceSpec:
     # the service's trust gate) → ASGI app.
     http: Callable[[asyncpg.Pool, AIOKafkaProducer, Settings, Trust], ASGIApp] | None = None
     description: str = ""
+    # Periodic work beside the consumer (database pool, settings, wake the relay): e.g. the
+    # splitter's alerts on payments frozen too long.
+    background: (
+        Callable[[asyncpg.Pool, Settings, Callable[[], None]], Coroutine[Any, Any, None]] | None
+    ) = None
 
 
 class _ServiceHttpServer(uvicorn.Server):
@@ -284,6 +289,11 @@ async def run_service(
     )
     broker = build_broker(spec, settings, consumer)
     relay_task = asyncio.create_task(relay.run(), name=f"{spec.name}-relay")
+    background: asyncio.Task[None] | None = (
+        asyncio.create_task(spec.background(pool, settings, relay.wake), name=f"{spec.name}-bg")
+        if spec.background is not None
+        else None
+    )
     http: _ServiceHttpServer | None = None
     http_task: asyncio.Task[None] | None = None
     try:
@@ -328,6 +338,10 @@ async def run_service(
             with contextlib.suppress(Exception):
                 await http_task
         await broker.stop()
+        if background is not None:
+            background.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await background
         relay_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await relay_task

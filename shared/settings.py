@@ -46,6 +46,16 @@ class Settings(BaseSettings):
         description="Platform fee on the post-repayment remainder, "
         "in basis points (settlement split rule).",
     )
+    hold_alert_after_s: float = Field(
+        default=3600,
+        gt=0,
+        description="A payment frozen this long with no instruction from credit raises "
+        "FrozenPaymentOverdue on settlement.alerts.v1 (once), for an operator to void or "
+        "release it (`poolfin holds void|release`).",
+    )
+    hold_alert_every_s: float = Field(
+        default=30, gt=0, description="How often the splitter looks for overdue frozen payments."
+    )
     kafka_idempotence: bool = Field(
         default=False, description="Idempotent producer (Apache Kafka only)."
     )

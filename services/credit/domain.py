@@ -11,7 +11,7 @@ waterfall is penalty → fees → interest → principal, and a loan is serviced
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import ROUND_UP, Decimal
@@ -511,6 +511,48 @@ def apply_repayment(loan: Loan, repayment: Repayment, value_date: date) -> Loan:
         fees_due=loan.fees_due - repayment.fees,
         interest_due=loan.interest_due - repayment.interest_due_paid,
         accrued=accrued,
+    )
+
+
+def repayment_delta(before: Loan, after: Loan, repayment: Repayment) -> dict[str, str]:
+    """What a repayment changed on a loan, kept so that it can be undone exactly."""
+    return {
+        "loan_id": before.loan_id,
+        "principal": str(repayment.principal),
+        "interest": str(repayment.interest),
+        "penalty": str(repayment.penalty),
+        "fees": str(repayment.fees),
+        "interest_due_paid": str(repayment.interest_due_paid),
+        "accrued_released": str(before.accrued - after.accrued),
+    }
+
+
+def undo_repayment(
+    loan: Loan,
+    delta: Mapping[str, str],
+    principal: Decimal,
+    interest: Decimal,
+    penalty: Decimal,
+    fees: Decimal,
+) -> Loan:
+    """The loan with (part of) a repayment undone: a refused instruction (all of it) or a
+    reversed payment (the part the funder returned). The principal, penalty and fees come
+    back as returned; charged interest and the interest booked on the principal come back in
+    proportion, so undoing a whole repayment restores the loan exactly as it was."""
+
+    def share(whole: str, part: Decimal, of: str) -> Decimal:
+        base = Decimal(delta[of])
+        return (
+            Decimal(whole) if part == base else fen(Decimal(whole) * part / base) if base else ZERO
+        )
+
+    return replace(
+        loan,
+        outstanding=loan.outstanding + principal,
+        penalty_due=loan.penalty_due + penalty,
+        fees_due=loan.fees_due + fees,
+        interest_due=loan.interest_due + share(delta["interest_due_paid"], interest, "interest"),
+        accrued=loan.accrued + share(delta["accrued_released"], principal, "principal"),
     )
 
 

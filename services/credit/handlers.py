@@ -10,6 +10,8 @@ import dataclasses
 from datetime import date, timedelta
 from decimal import Decimal
 
+import structlog
+
 from services.credit import model
 from services.credit import repository as repo
 from services.credit.domain import (
@@ -25,7 +27,9 @@ from services.credit.domain import (
     facility_refusal,
     level_after_write_off,
     refusal_of,
+    repayment_delta,
     settle_hold,
+    undo_repayment,
 )
 from shared.calendar import business_date
 from shared.contracts import messages as m
@@ -36,6 +40,7 @@ from shared.money import MAX_TOTAL, ZERO
 from shared.trust import not_the_party
 
 SOURCE = "credit"
+log = structlog.get_logger(__name__)
 
 Uow = UnitOfWork[repo.CreditBatch]
 A = m.ApplicationState
@@ -230,8 +235,11 @@ def _record(
     ledger and on credit.servicing, and reserve it until the splitter confirms."""
     loans = {loan.loan_id: loan for loan in pool.loans}
     parts = []
+    deltas = []
     for r in decision.repayments:
         after = apply_repayment(loans[r.loan_id], r, value_date)
+        deltas.append(repayment_delta(loans[r.loan_id], after, r))
+        loans[r.loan_id] = after
         uow.state.replace_loan(pool, after)
         for kind_of, value in (
             ("repaid_penalty", r.penalty),
@@ -283,6 +291,7 @@ def _record(
             decision.held,
             decision.from_held,
             kind,
+            loans=deltas,
         )
     )
     return parts
@@ -424,20 +433,108 @@ def _settle_hold(uow: Uow, cause: m.Message, pool: repo.PoolState, why: str) -> 
         "hold",
     )
     pool.held -= moved
-    uow.emit(
-        topics.CREDIT_REPAYMENT_INSTRUCTIONS,
-        m.new_event(
-            m.HoldSettled,
-            source=SOURCE,
-            pool_id=pool.pool_id,
-            cause=cause,
-            settlement_id=settlement_id,
-            amount=moved,
-            repayments=parts,
-            released=decision.released,
-            reason=why,
-        ),
+    settled = m.new_event(
+        m.HoldSettled,
+        source=SOURCE,
+        pool_id=pool.pool_id,
+        cause=cause,
+        settlement_id=settlement_id,
+        amount=moved,
+        repayments=parts,
+        released=decision.released,
+        reason=why,
     )
+    # Kept with the reservation: if the splitter refuses it, credit undoes exactly this one.
+    uow.state.decided[settlement_id].instruction = settled.model_dump(mode="json")
+    uow.emit(topics.CREDIT_REPAYMENT_INSTRUCTIONS, settled)
+
+
+async def on_instruction_refused(uow: Uow, event: m.InstructionRefused) -> Rejected | None:
+    """The splitter refused our instruction: no money moved, so the repayments reserved for
+    it are undone, the loans restored as they were and the hold given back (issue 10)."""
+    decided = await uow.state.payment(uow.conn, event.payment_id)
+    if (
+        decided is None
+        or decided.state != "reserved"
+        or decided.instruction.get("event_id") != event.instruction_event_id
+    ):
+        log.info(
+            "refused instruction has no reservation to undo",
+            payment_id=event.payment_id,
+            state=decided.state if decided else None,
+        )
+        return None
+    pool = await uow.state.pool(uow.conn, event.pool_id)
+    for delta in decided.loans:
+        await _restore(uow, pool, delta, event.payment_id, "undone", whole=True)
+    if decided.kind == "hold":
+        pool.held += decided.amount
+    else:
+        pool.held += decided.from_held
+        pool.held_pending -= min(decided.held, pool.held_pending)
+    uow.state.touch(pool)
+    uow.state.undo(decided)
+    log.warning(
+        "reservation undone: the splitter refused the instruction",
+        payment_id=event.payment_id,
+        reason=event.reason.value,
+    )
+    emit_position(uow, event, pool)
+    return None
+
+
+async def on_settlement_reversed(uow: Uow, event: m.SettlementReversed) -> Rejected | None:
+    """A split payment was reversed: the funders returned their part, so each loan comes
+    back by the part restored (a whole reversal: exactly as it was before the payment)."""
+    decided = await uow.state.payment(uow.conn, event.payment_id)
+    pool = await uow.state.pool(uow.conn, event.pool_id)
+    deltas = {d["loan_id"]: d for d in (decided.loans if decided else [])}
+    for part in event.loans:
+        delta = deltas.get(part.loan_id) or {
+            "loan_id": part.loan_id,
+            "principal": str(part.principal),
+            "interest": str(part.interest),
+            "interest_due_paid": "0",
+            "accrued_released": "0",
+        }
+        await _restore(uow, pool, delta, event.reversal_id, "reversed", part=part)
+    uow.state.touch(pool)
+    emit_position(uow, event, pool)
+    return None
+
+
+async def _restore(
+    uow: Uow,
+    pool: repo.PoolState,
+    delta: dict[str, str],
+    reference: str,
+    why: str,
+    *,
+    whole: bool = False,
+    part: m.LoanRepayment | None = None,
+) -> None:
+    loan = await uow.state.loan_of(uow.conn, pool, delta["loan_id"])
+    if loan is None:
+        log.error("a loan to restore is not held", loan_id=delta["loan_id"], pool_id=pool.pool_id)
+        return
+    figures = (
+        {k: Decimal(delta.get(k, "0")) for k in ("principal", "interest", "penalty", "fees")}
+        if whole or part is None
+        else {
+            "principal": part.principal,
+            "interest": part.interest,
+            "penalty": part.penalty,
+            "fees": part.fees,
+        }
+    )
+    after = undo_repayment(loan, delta, **figures)
+    uow.state.replace_loan(pool, after)
+    day = uow.state.business_day()
+    for kind_of in ("penalty", "fees", "interest", "principal"):
+        if figures[kind_of]:
+            uow.state.entry(
+                pool, loan.loan_id, day, f"{why}_{kind_of}", -figures[kind_of], reference
+            )
 
 
 async def on_settlement_released(uow: Uow, event: m.SettlementReleased) -> Rejected | None:
@@ -892,6 +989,8 @@ handle = dispatch(
         m.BuyerConfirmedFinancing: on_buyer_confirmation,
         m.FundingResult: on_funding_result,
         m.SettlementReleased: on_settlement_released,
+        m.InstructionRefused: on_instruction_refused,
+        m.SettlementReversed: on_settlement_reversed,
         m.PrepaymentFrozen: on_prepayment_frozen,
     }
 )

@@ -196,6 +196,10 @@ class Repaid:
     held: Decimal = ZERO
     from_held: Decimal = ZERO
     kind: str = "payment"
+    state: str = "reserved"  # reserved → confirmed (split posted) | undone (refused)
+    # What the decision changed on each loan, to undo it exactly (issue 10): loan_id,
+    # principal, interest, penalty, fees, interest_due_paid, accrued_released (text).
+    loans: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -231,6 +235,7 @@ class CreditChanges:
     loans: dict[tuple[str, str], Loan] = field(default_factory=dict)  # (pool, loan) -> after
     repayments: list[Repaid] = field(default_factory=list)
     confirmed: list[tuple[str, str]] = field(default_factory=list)  # (pool, payment)
+    undone: list[str] = field(default_factory=list)  # payment ids whose reservation is undone
     receivables: dict[tuple[str, str], Receivable] = field(default_factory=dict)  # new/changed
     open_amounts: dict[tuple[str, str], Decimal] = field(default_factory=dict)  # paid on
     entries: list[LoanEntry] = field(default_factory=list)
@@ -258,6 +263,10 @@ class CreditStore(Protocol):
         self, application_ids: Sequence[str]
     ) -> tuple[list[Application], dict[str, str]]:
         """The applications with these ids, and the ids claimed by the HTTP front (-> pool)."""
+        ...
+
+    async def loans_by_id(self, pool_id: str, loan_ids: Sequence[str]) -> list[Loan]:
+        """These loans of the pool, open or closed."""
         ...
 
     async def payments(self, payment_ids: Sequence[str]) -> dict[str, Repaid]:
@@ -393,9 +402,19 @@ class PostgresCreditStore:
         }
         return found, claims
 
+    async def loans_by_id(self, pool_id: str, loan_ids: Sequence[str]) -> list[Loan]:
+        rows = await self.conn.fetch(
+            "SELECT * FROM loans WHERE pool_id = $1 AND loan_id = ANY($2::text[])"
+            " ORDER BY loan_id FOR UPDATE",
+            pool_id,
+            list(loan_ids),
+        )
+        return [_loan_of(r) for r in rows]
+
     async def payments(self, payment_ids: Sequence[str]) -> dict[str, Repaid]:
         rows = await self.conn.fetch(
-            "SELECT payment_id, pool_id, amount, principal, interest, held, from_held, kind"
+            "SELECT payment_id, pool_id, amount, principal, interest, held, from_held, kind,"
+            " state, loans, instruction->>'event_id' AS instruction_event_id"
             " FROM repayments WHERE payment_id = ANY($1::text[])",
             list(payment_ids),
         )
@@ -406,10 +425,12 @@ class PostgresCreditStore:
                 r["amount"],
                 r["principal"],
                 r["interest"],
-                {},
+                {"event_id": r["instruction_event_id"]},
                 r["held"],
                 r["from_held"],
                 r["kind"],
+                r["state"],
+                json.loads(r["loans"]) if isinstance(r["loans"], str) else r["loans"],
             )
             for r in rows
         }
@@ -528,16 +549,23 @@ class PostgresCreditStore:
         if changes.repayments:
             await conn.execute(
                 "INSERT INTO repayments(payment_id, pool_id, amount, principal, interest, state,"
-                " instruction, held, from_held, kind)"
-                " SELECT p, pool, a, pr, i, 'reserved', ins::jsonb, h, fh, k FROM unnest("
-                " $1::text[], $2::text[], $3::numeric[], $4::numeric[], $5::numeric[],"
-                " $6::text[], $7::numeric[], $8::numeric[], $9::text[])"
-                " AS t(p, pool, a, pr, i, ins, h, fh, k)",
+                " instruction, held, from_held, kind, loans)"
+                " SELECT p, pool, a, pr, i, st, ins::jsonb, h, fh, k, l::jsonb FROM"
+                " unnest($1::text[], $2::text[], $3::numeric[], $4::numeric[], $5::numeric[],"
+                " $6::text[], $7::numeric[], $8::numeric[], $9::text[], $10::text[], $11::text[])"
+                " AS t(p, pool, a, pr, i, ins, h, fh, k, l, st)",
                 *columns(
                     changes.repayments, "payment_id", "pool_id", "amount", "principal", "interest"
                 ),
                 [json.dumps(r.instruction, default=json_default) for r in changes.repayments],
                 *columns(changes.repayments, "held", "from_held", "kind"),
+                [json.dumps(r.loans) for r in changes.repayments],
+                [r.state for r in changes.repayments],
+            )
+        if changes.undone:
+            await conn.execute(
+                "UPDATE repayments SET state = 'undone' WHERE payment_id = ANY($1::text[])",
+                changes.undone,
             )
         if changes.confirmed:
             await confirm_repayments(conn, changes.confirmed)
@@ -790,6 +818,9 @@ class InMemoryCreditStore:
     async def payments(self, payment_ids: Sequence[str]) -> dict[str, Repaid]:
         return {p: self.repayments[p] for p in payment_ids if p in self.repayments}
 
+    async def loans_by_id(self, pool_id: str, loan_ids: Sequence[str]) -> list[Loan]:
+        return [self.loans[(pool_id, i)] for i in sorted(loan_ids) if (pool_id, i) in self.loans]
+
     async def suggestions(self, suggestion_ids: Sequence[str]) -> list[Suggestion]:
         return [
             dataclasses.replace(self.suggestion_rows[s])
@@ -833,6 +864,10 @@ class InMemoryCreditStore:
                 raise ValueError(f"payment {repaid.payment_id} decided twice")
             self.repayments[repaid.payment_id] = repaid
         self.confirmed.update(payment_id for _, payment_id in changes.confirmed)
+        for payment_id in changes.undone:
+            self.repayments[payment_id] = dataclasses.replace(
+                self.repayments[payment_id], state="undone"
+            )
         self.receivable_rows.update(changes.receivables)
         for key, open_amount in changes.open_amounts.items():
             if key in self.receivable_rows:
@@ -1085,6 +1120,22 @@ class CreditBatch:
     def record_decision(self, repaid: Repaid) -> None:
         self.decided[repaid.payment_id] = repaid
         self.changes.repayments.append(repaid)
+
+    def undo(self, repaid: Repaid) -> None:
+        repaid.state = "undone"
+        if not any(r is repaid for r in self.changes.repayments):  # else inserted undone
+            self.changes.undone.append(repaid.payment_id)
+
+    async def loan_of(self, conn: Connection | None, pool: PoolState, loan_id: str) -> Loan | None:
+        """One of the pool's loans, open or closed: a closed one is back among its loans."""
+        for loan in pool.loans:
+            if loan.loan_id == loan_id:
+                return loan
+        found = await self._store(conn).loans_by_id(pool.pool_id, [loan_id])
+        if not found:
+            return None
+        pool.loans = sorted([*pool.loans, found[0]], key=lambda ln: (ln.disbursed_on, ln.loan_id))
+        return found[0]
 
     def confirm(self, pool_id: str, payment_id: str) -> None:
         self.changes.confirmed.append((pool_id, payment_id))

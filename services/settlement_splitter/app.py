@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.settlement_splitter.handlers import make_handler
+from services.settlement_splitter.handlers import make_handler, overdue_holds
 from services.settlement_splitter.repository import LedgerBatch
 from shared.contracts import messages as m
 from shared.contracts import topics
@@ -21,15 +21,27 @@ def spec(settings: Settings) -> ServiceSpec:
             topics.CREDIT_REPAYMENT_INSTRUCTIONS,
             topics.SUPPLIER_PREPAYMENTS,
             topics.ADMIN_SPLIT_RULES,
+            topics.ADMIN_HOLDS,
+            topics.SUPPLIER_PAYOUTS,
+            topics.BANK_PAYOUT_RESULTS,
+            topics.ERP_PAYMENT_REVERSALS,
         ),
         dead_letter_topic=topics.SETTLEMENT_REJECTED,
         migrations=Path(__file__).parent / "migrations",
         handle=make_handler(settings.settlement_fee_bps),
         new_state=LedgerBatch,
+        background=overdue_holds,
         description="Freezes payments and prepayments, splits them by instruction and rules, "
         "keeps back what credit holds, releases the rest.",
         publishes={
-            topics.SETTLEMENT_RESULTS: (m.SettlementReleased, m.PrepaymentFrozen),
+            topics.SETTLEMENT_RESULTS: (
+                m.SettlementReleased,
+                m.PrepaymentFrozen,
+                m.InstructionRefused,
+                m.SettlementReversed,
+            ),
+            topics.SETTLEMENT_PAYOUTS: (m.PayoutInstructed,),
+            topics.SETTLEMENT_ALERTS: (m.FrozenPaymentOverdue,),
             topics.SETTLEMENT_FUNDER_REPAYMENTS: (m.FunderRepaymentNotice,),
             topics.SETTLEMENT_RELEASES: (m.SupplierFundsReleased,),
             topics.SETTLEMENT_LEDGER_ANCHORS: (m.LedgerAnchored,),

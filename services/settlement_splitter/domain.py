@@ -489,3 +489,149 @@ def verify_chain(
                 " transactions were removed or the head was altered"
             )
     return problems
+
+
+# ---------------------------------------------------------------- the book of record (issue 10)
+
+
+def payout_account(pool_id: str) -> str:
+    """The supplier's money instructed to its bank, not yet confirmed executed."""
+    return f"payout:{pool_id}"
+
+
+def bank_account(party_id: str) -> str:
+    """A party's own bank account, outside poolfin: money paid out ends here."""
+    return f"bank:{party_id}"
+
+
+def loan_account(pool_id: str) -> str:
+    """The supplier's loan account: what it owes its funders in principal (never positive)."""
+    return f"loan:{pool_id}"
+
+
+def owed_account(loan_id: str) -> str:
+    """A funder's receivable on one loan: the principal still owed to it (never negative)."""
+    return f"owed:{loan_id}"
+
+
+def clawback_account(account: str) -> str:
+    """What a party owes back after a reversal it could not pay out of its balance."""
+    return f"clawback:{account}"
+
+
+class AccountKind(NamedTuple):
+    """An account's type and overdraft rule, enforced by a CHECK on `ledger_accounts`.
+
+    Amounts are signed as every entry is (credits positive, debits negative)."""
+
+    type: str  # asset | liability | income | external
+    min_balance: Decimal | None
+    max_balance: Decimal | None
+
+
+EXTERNAL = AccountKind("external", None, None)
+KINDS: dict[str, AccountKind] = {
+    "buyer": EXTERNAL,  # where payments come from and reversals go back to
+    "funder": EXTERNAL,  # the funders' own money: out at disbursement, back by repayment
+    "bank": EXTERNAL,  # a party's own bank account: payouts and disbursements end there
+    "frozen": AccountKind("liability", ZERO, None),  # a frozen account never below zero
+    "held": AccountKind("liability", ZERO, None),
+    "free": AccountKind("liability", ZERO, None),
+    "payout": AccountKind("liability", ZERO, None),
+    "platform": AccountKind("income", ZERO, None),
+    "owed": AccountKind("asset", ZERO, None),  # a funder's receivable cannot go negative
+    "loan": AccountKind("liability", None, ZERO),  # the supplier's debt: never in its favour
+    "clawback": AccountKind("asset", None, ZERO),  # owed back to the platform
+}
+# A split rule's receivers (guarantor, insurer, logistics, tax...): owed to them, never negative.
+RECEIVER = AccountKind("liability", ZERO, None)
+
+
+def account_kind(account: str) -> AccountKind:
+    return KINDS.get(account.split(":", 1)[0], RECEIVER)
+
+
+def disbursement_entries(
+    pool_id: str, supplier_id: str, loan_id: str, funder_id: str, principal: Decimal
+) -> list[tuple[str, Decimal]]:
+    """A loan paid out: the funder's money to the supplier's bank account, and the debt it
+    creates, on the supplier's loan account and as the funder's receivable on the loan."""
+    return [
+        (funder_account(funder_id), -principal),
+        (bank_account(supplier_id), principal),
+        (loan_account(pool_id), -principal),
+        (owed_account(loan_id), principal),
+    ]
+
+
+def principal_entries(
+    pool_id: str, principal_by_loan: Mapping[str, Decimal], sign: int = 1
+) -> list[tuple[str, Decimal]]:
+    """Principal repaid (sign 1) or restored (sign −1) on booked loans: off the funders'
+    receivables and the supplier's loan account, in the same transaction as the money."""
+    lines = [
+        (owed_account(loan_id), -sign * amount)
+        for loan_id, amount in sorted(principal_by_loan.items())
+        if amount
+    ]
+    total = sum((amount for amount in principal_by_loan.values()), ZERO)
+    if total:
+        lines.append((loan_account(pool_id), sign * total))
+    return lines
+
+
+@dataclass(frozen=True, slots=True)
+class Reversal:
+    """What each party a split paid returns of a reversed payment (`returned`, out of its
+    account) and what it cannot and now owes (`owed`, on its clawback account)."""
+
+    amount: Decimal
+    returned: dict[str, Decimal]
+    owed: dict[str, Decimal]
+
+    def entries(self, buyer: str) -> list[tuple[str, Decimal]]:
+        lines = [(buyer, self.amount)]
+        lines += [(account, -v) for account, v in sorted(self.returned.items()) if v]
+        lines += [(clawback_account(a), -v) for a, v in sorted(self.owed.items()) if v]
+        return lines
+
+    def share(self, account: str) -> Decimal:
+        return self.returned.get(account, ZERO) + self.owed.get(account, ZERO)
+
+
+def reverse(
+    amount: Decimal,
+    received: Mapping[str, Decimal],
+    reversed_before: Mapping[str, Decimal],
+    available: Mapping[str, Decimal],
+) -> Reversal | Rejected:
+    """Reverse `amount` of a split payment pro rata across everyone it paid (`received`, by
+    account), weighted by what each has not yet returned, so no one ever returns more than it
+    received (Stripe's transfer reversals, WeChat's 分账回退). An account listed in
+    `available` returns at most its balance; the rest of its share is owed (a receivable
+    from that party), never a silent loss. Largest remainder to the fen."""
+    if amount <= 0:
+        return Rejected(Reason.INVALID_AMOUNT, f"reversal amount {amount} must be positive")
+    remaining = {
+        account: got - reversed_before.get(account, ZERO)
+        for account, got in sorted(received.items())
+        if got - reversed_before.get(account, ZERO) > 0
+    }
+    left = sum(remaining.values(), ZERO)
+    if amount > left:
+        return Rejected(
+            Reason.NOTHING_TO_REVERSE,
+            f"reversing {amount}, but only {left} of what the split paid is left to return",
+        )
+    shares = largest_remainder_split(
+        amount, [(account, int(v * 100)) for account, v in remaining.items()]
+    )
+    returned: dict[str, Decimal] = {}
+    owed: dict[str, Decimal] = {}
+    for account, share in shares.items():
+        taken = min(share, max(available[account], ZERO)) if account in available else share
+        if taken:
+            returned[account] = taken
+        if share - taken:
+            owed[account] = share - taken
+    return Reversal(amount, returned, owed)

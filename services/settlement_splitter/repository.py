@@ -16,6 +16,7 @@ from services.settlement_splitter.domain import (
     GENESIS,
     HASH_FORMAT,
     PostedTransaction,
+    account_kind,
     canonical_body,
     encode_canonical,
     free_account,
@@ -92,7 +93,7 @@ def pool_balance_changes(entries: Iterable[Entry]) -> dict[str, tuple[Decimal, .
 
 
 SettlementKind = Literal["payment", "prepayment", "hold"]
-SettlementState = Literal["frozen", "instructed", "released"]
+SettlementState = Literal["frozen", "instructed", "released", "voided"]
 
 
 @dataclass(slots=True)
@@ -107,6 +108,21 @@ class Settlement:
     payment: dict[str, Any] | None = None  # the event that brought the money
     instruction: dict[str, Any] | None = None  # the event that decided it
     released: Decimal | None = None
+    reversed: Decimal = ZERO  # returned to the buyer by reversals so far
+    reversed_parts: dict[str, str] = field(default_factory=dict)  # account -> given back
+
+
+@dataclass(slots=True)
+class Payout:
+    """A payout of a supplier's free balance, from instruction to the bank's answer."""
+
+    payout_id: str
+    pool_id: str
+    supplier_id: str
+    bank_account: str
+    amount: Decimal
+    state: Literal["instructed", "executed", "rejected"] = "instructed"
+    bank_reference: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +148,7 @@ class HeldLoan:
     funder_id: str
     principal: Decimal
     repaid: Decimal = Decimal("0.00")
+    booked: bool = False  # its disbursement is in the book (loans opened since issue 10)
 
     @property
     def outstanding(self) -> Decimal:
@@ -146,11 +163,34 @@ class LedgerChanges:
     new_loans: list[HeldLoan] = field(default_factory=list)
     repaid: dict[str, Decimal] = field(default_factory=dict)  # loan id -> principal repaid now
     pools: list[tuple[str, str, str]] = field(default_factory=list)  # pool, core, supplier
+    payouts: list[Payout] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
-            self.transactions or self.settlements or self.new_loans or self.repaid or self.pools
+            self.transactions
+            or self.settlements
+            or self.new_loans
+            or self.repaid
+            or self.pools
+            or self.payouts
         )
+
+    def account_moves(self) -> dict[str, Decimal]:
+        """What this write moves on each account, summed (the ledger_accounts update)."""
+        moved: dict[str, Decimal] = {}
+        for *_, account, amount in self.entries:
+            moved[account] = moved.get(account, ZERO) + amount
+        return moved
+
+    def balances_after(self, before: Mapping[str, Decimal]) -> list[Decimal]:
+        """Each entry's account balance after it, in posting order, from the balances
+        before this write."""
+        running = dict(before)
+        after = []
+        for *_, account, amount in self.entries:
+            running[account] = running.get(account, ZERO) + amount
+            after.append(running[account])
+        return after
 
 
 class LedgerStore(Protocol):
@@ -169,6 +209,10 @@ class LedgerStore(Protocol):
         """The pool's supplier, as intake's PoolOpened said."""
         ...
 
+    async def core_enterprise(self, pool_id: str) -> str | None:
+        """The pool's core enterprise (its buyer), as intake's PoolOpened said."""
+        ...
+
     async def rules(self, pool_id: str) -> PoolRules | None:
         """The split rules in force for the pool: its own, else its programme's."""
         ...
@@ -179,6 +223,23 @@ class LedgerStore(Protocol):
 
     async def volume_since(self, pool_id: str, since: datetime) -> Decimal:
         """What the pool's buyer paid since `since` (its freezes)."""
+        ...
+
+    async def split_of(self, payment_id: str) -> tuple[list[tuple[str, Decimal]], str | None]:
+        """The lines of the payment's split transaction (none if it was not split) and the
+        rule version it recorded."""
+        ...
+
+    async def posted(self, payment_id: str, kind: str) -> bool:
+        """Is there a ledger transaction of this kind for this id?"""
+        ...
+
+    async def balances(self, accounts: Sequence[str]) -> dict[str, Decimal]:
+        """The accounts' current balances (accounts never posted are absent)."""
+        ...
+
+    async def payouts(self, payout_ids: Sequence[str]) -> dict[str, Payout]:
+        """The payouts with these ids, locked until commit."""
         ...
 
     async def write(self, changes: LedgerChanges) -> None:
@@ -193,7 +254,7 @@ class PostgresLedgerStore:
 
     async def loans(self, loan_ids: Sequence[str]) -> dict[str, HeldLoan]:
         rows = await self.conn.fetch(
-            "SELECT loan_id, pool_id, funder_id, principal, repaid FROM loans"
+            "SELECT loan_id, pool_id, funder_id, principal, repaid, booked FROM loans"
             " WHERE loan_id = ANY($1::text[]) ORDER BY loan_id FOR UPDATE",
             list(loan_ids),
         )
@@ -202,6 +263,12 @@ class PostgresLedgerStore:
     async def supplier(self, pool_id: str) -> str | None:
         found: str | None = await self.conn.fetchval(
             "SELECT supplier_id FROM pool_parties WHERE pool_id = $1", pool_id
+        )
+        return found
+
+    async def core_enterprise(self, pool_id: str) -> str | None:
+        found: str | None = await self.conn.fetchval(
+            "SELECT core_enterprise_id FROM pool_parties WHERE pool_id = $1", pool_id
         )
         return found
 
@@ -246,6 +313,90 @@ class PostgresLedgerStore:
         )
         return total
 
+    async def split_of(self, payment_id: str) -> tuple[list[tuple[str, Decimal]], str | None]:
+        rows = await self.conn.fetch(
+            "SELECT e.account, e.amount, t.inputs->>'rule_version' AS rule_version"
+            " FROM ledger_transactions t JOIN ledger_entries e ON e.transaction_id = t.id"
+            " WHERE t.payment_id = $1 AND t.kind = 'split' ORDER BY e.line",
+            payment_id,
+        )
+        return [(r["account"], r["amount"]) for r in rows], (
+            rows[0]["rule_version"] if rows else None
+        )
+
+    async def posted(self, payment_id: str, kind: str) -> bool:
+        found: bool = await self.conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM ledger_transactions WHERE payment_id = $1 AND kind = $2)",
+            payment_id,
+            kind,
+        )
+        return found
+
+    async def balances(self, accounts: Sequence[str]) -> dict[str, Decimal]:
+        rows = await self.conn.fetch(
+            "SELECT account, balance FROM ledger_accounts WHERE account = ANY($1::text[])",
+            list(accounts),
+        )
+        return {r["account"]: r["balance"] for r in rows}
+
+    async def payouts(self, payout_ids: Sequence[str]) -> dict[str, Payout]:
+        rows = await self.conn.fetch(
+            "SELECT payout_id, pool_id, supplier_id, bank_account, amount, state,"
+            " bank_reference FROM payouts WHERE payout_id = ANY($1::text[])"
+            " ORDER BY payout_id FOR UPDATE",
+            list(payout_ids),
+        )
+        return {r["payout_id"]: Payout(**dict(r)) for r in rows}
+
+    async def write_payouts(self, payouts: Sequence[Payout]) -> None:
+        if payouts:
+            await self.conn.execute(
+                "INSERT INTO payouts(payout_id, pool_id, supplier_id, bank_account, amount,"
+                " state, bank_reference) SELECT * FROM unnest($1::text[], $2::text[],"
+                " $3::text[], $4::text[], $5::numeric[], $6::text[], $7::text[])"
+                " ON CONFLICT (payout_id) DO UPDATE SET state = EXCLUDED.state,"
+                " bank_reference = EXCLUDED.bank_reference, updated_at = now()",
+                *columns(
+                    payouts,
+                    "payout_id",
+                    "pool_id",
+                    "supplier_id",
+                    "bank_account",
+                    "amount",
+                    "state",
+                    "bank_reference",
+                ),
+            )
+
+    async def move_accounts(self, changes: LedgerChanges) -> list[Decimal]:
+        """Move every account the entries touch by their sum, and return each entry's balance
+        after it. First every account is created (typed, at zero) or locked, in one order for
+        every batch; then moved: PostgreSQL checks a CHECK on the row an INSERT proposes even
+        when it conflicts, so the move cannot ride on the upsert. The table's CHECK refuses an
+        overdraft whatever the handler decided."""
+        moved = changes.account_moves()
+        names = sorted(moved)
+        kinds = [account_kind(name) for name in names]
+        rows = await self.conn.fetch(
+            "INSERT INTO ledger_accounts AS a(account, type, min_balance, max_balance)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::numeric[], $4::numeric[])"
+            " ON CONFLICT (account) DO UPDATE SET min_balance = EXCLUDED.min_balance,"
+            " max_balance = EXCLUDED.max_balance RETURNING account, balance",
+            names,
+            [k.type for k in kinds],
+            [k.min_balance for k in kinds],
+            [k.max_balance for k in kinds],
+        )
+        before = {r["account"]: r["balance"] for r in rows}
+        await self.conn.execute(
+            "UPDATE ledger_accounts a SET balance = a.balance + m.amount"
+            " FROM unnest($1::text[], $2::numeric[]) AS m(account, amount)"
+            " WHERE a.account = m.account",
+            names,
+            [moved[name] for name in names],
+        )
+        return changes.balances_after(before)
+
     async def write_loans(self, changes: LedgerChanges) -> None:
         if changes.pools:
             await self.conn.execute(
@@ -256,11 +407,17 @@ class PostgresLedgerStore:
             )
         if changes.new_loans:
             await self.conn.execute(
-                "INSERT INTO loans(loan_id, pool_id, funder_id, principal, repaid)"
+                "INSERT INTO loans(loan_id, pool_id, funder_id, principal, repaid, booked)"
                 " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::numeric[],"
-                " $5::numeric[])",
+                " $5::numeric[], $6::boolean[])",
                 *columns(
-                    changes.new_loans, "loan_id", "pool_id", "funder_id", "principal", "repaid"
+                    changes.new_loans,
+                    "loan_id",
+                    "pool_id",
+                    "funder_id",
+                    "principal",
+                    "repaid",
+                    "booked",
                 ),
             )
         if changes.repaid:
@@ -291,15 +448,22 @@ class PostgresLedgerStore:
 
     async def settlements(self, payment_ids: Sequence[str]) -> dict[str, Settlement]:
         rows = await self.conn.fetch(
-            "SELECT payment_id, pool_id, amount, state, kind, payment, instruction, released"
-            " FROM settlements WHERE payment_id = ANY($1::text[])",
+            "SELECT payment_id, pool_id, amount, state, kind, payment, instruction, released,"
+            " reversed, reversed_parts FROM settlements WHERE payment_id = ANY($1::text[])",
             list(payment_ids),
         )
-        return {r["payment_id"]: Settlement(**dict(r)) for r in rows}
+        return {
+            r["payment_id"]: Settlement(
+                **{**dict(r), "reversed_parts": _jsonb(r["reversed_parts"])}
+            )
+            for r in rows
+        }
 
     async def write(self, changes: LedgerChanges) -> None:
         await self.write_loans(changes)
+        await self.write_payouts(changes.payouts)
         if changes.transactions:
+            after = await self.move_accounts(changes)
             last = {pool: (seq, digest) for pool, seq, *_, digest, _, _ in changes.transactions}
             moved = pool_balance_changes(changes.entries)
             nothing = (ZERO, ZERO, ZERO)
@@ -313,10 +477,11 @@ class PostgresLedgerStore:
                 "  AS t(pool_id, seq, payment_id, kind, inputs, prev_hash, hash, format, hashed)"
                 "  RETURNING id, pool_id, seq),"
                 " entries AS ("
-                "  INSERT INTO ledger_entries(transaction_id, line, account, amount)"
-                "  SELECT tx.id, e.line, e.account, e.amount FROM tx JOIN"
-                "  unnest($10::text[], $11::integer[], $12::integer[], $13::text[],"
-                "  $14::numeric[]) AS e(pool_id, seq, line, account, amount)"
+                "  INSERT INTO ledger_entries(transaction_id, line, account, amount,"
+                "  balance_after) SELECT tx.id, e.line, e.account, e.amount, e.balance_after"
+                "  FROM tx JOIN unnest($10::text[], $11::integer[], $12::integer[], $13::text[],"
+                "  $14::numeric[], $21::numeric[])"
+                "  AS e(pool_id, seq, line, account, amount, balance_after)"
                 "  ON e.pool_id = tx.pool_id AND e.seq = tx.seq)"
                 " UPDATE controlled_accounts SET last_seq = h.seq, head_hash = h.hash,"
                 " frozen = controlled_accounts.frozen + h.frozen,"
@@ -334,23 +499,31 @@ class PostgresLedgerStore:
                     [moved.get(pool, nothing)[i] for pool in last]
                     for i in range(3)  # frozen, held, free
                 ),
+                after,
             )
         if changes.settlements:
             rows = changes.settlements
             await self.conn.execute(
                 "INSERT INTO settlements(payment_id, pool_id, amount, state, kind, payment,"
-                " instruction, released)"
+                " instruction, released, reversed, reversed_parts, frozen_at)"
                 " SELECT s.payment_id, s.pool_id, s.amount, s.state, s.kind, s.payment::jsonb,"
-                " s.instruction::jsonb, s.released FROM unnest($1::text[], $2::text[],"
-                " $3::numeric[], $4::text[], $5::text[], $6::text[], $7::text[], $8::numeric[])"
-                " AS s(payment_id, pool_id, amount, state, kind, payment, instruction, released)"
+                " s.instruction::jsonb, s.released, s.reversed, s.reversed_parts::jsonb,"
+                " CASE WHEN s.state = 'frozen' THEN now() END FROM unnest($1::text[],"
+                " $2::text[], $3::numeric[], $4::text[], $5::text[], $6::text[], $7::text[],"
+                " $8::numeric[], $9::numeric[], $10::text[]) AS s(payment_id, pool_id, amount,"
+                " state, kind, payment, instruction, released, reversed, reversed_parts)"
                 " ON CONFLICT (payment_id) DO UPDATE SET state = EXCLUDED.state,"
                 " payment = EXCLUDED.payment, instruction = EXCLUDED.instruction,"
-                " released = EXCLUDED.released, updated_at = now()",
+                " released = EXCLUDED.released, reversed = EXCLUDED.reversed,"
+                " reversed_parts = EXCLUDED.reversed_parts,"
+                " frozen_at = CASE WHEN EXCLUDED.state = 'frozen'"
+                "  THEN coalesce(settlements.frozen_at, now()) END, updated_at = now()",
                 *columns(rows, "payment_id", "pool_id", "amount", "state", "kind"),
                 [_json_or_null(r.payment) for r in rows],
                 [_json_or_null(r.instruction) for r in rows],
                 [r.released for r in rows],
+                [r.reversed for r in rows],
+                [json.dumps(r.reversed_parts, sort_keys=True) for r in rows],
             )
 
 
@@ -367,9 +540,32 @@ class InMemoryLedgerStore:
     programme_rows: dict[str, str] = field(default_factory=dict)  # pool -> core enterprise
     rule_rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     volumes: dict[str, Decimal] = field(default_factory=dict)
+    account_balances: dict[str, Decimal] = field(default_factory=dict)
+    balance_after: list[Decimal] = field(default_factory=list)  # beside `entries`
+    payout_rows: dict[str, Payout] = field(default_factory=dict)
+
+    async def split_of(self, payment_id: str) -> tuple[list[tuple[str, Decimal]], str | None]:
+        splits = [t for t in self.transactions if t[2:4] == (payment_id, "split")]
+        heads = {(t[0], t[1]) for t in splits}
+        lines = [(a, v) for p, s, _, a, v in self.entries if (p, s) in heads]
+        return lines, (json.loads(splits[0][4]).get("rule_version") if splits else None)
+
+    async def posted(self, payment_id: str, kind: str) -> bool:
+        return any(t[2:4] == (payment_id, kind) for t in self.transactions)
+
+    async def balances(self, accounts: Sequence[str]) -> dict[str, Decimal]:
+        return {a: self.account_balances[a] for a in accounts if a in self.account_balances}
+
+    async def payouts(self, payout_ids: Sequence[str]) -> dict[str, Payout]:
+        return {
+            i: dataclasses.replace(self.payout_rows[i]) for i in payout_ids if i in self.payout_rows
+        }
 
     async def supplier(self, pool_id: str) -> str | None:
         return self.supplier_rows.get(pool_id)
+
+    async def core_enterprise(self, pool_id: str) -> str | None:
+        return self.programme_rows.get(pool_id)
 
     async def rules(self, pool_id: str) -> PoolRules | None:
         core = self.programme_rows.get(pool_id)
@@ -413,6 +609,18 @@ class InMemoryLedgerStore:
         }
         for pool_id, moved in pool_balance_changes(changes.entries).items():
             after[pool_id].move(moved)
+        balances = dict(self.account_balances)
+        for account, amount in changes.account_moves().items():
+            balances[account] = balances.get(account, ZERO) + amount
+            kind = account_kind(account)
+            if (kind.min_balance is not None and balances[account] < kind.min_balance) or (
+                kind.max_balance is not None and balances[account] > kind.max_balance
+            ):  # the table's CHECK
+                raise ValueError(f"account {account} would be overdrawn: {balances[account]}")
+        self.balance_after.extend(changes.balances_after(self.account_balances))
+        self.account_balances = balances
+        for payout in changes.payouts:
+            self.payout_rows[payout.payout_id] = dataclasses.replace(payout)
         for transaction in changes.transactions:
             self.transactions.append(transaction)
             after[transaction[0]].seq, after[transaction[0]].hash = transaction[1], transaction[6]
@@ -483,6 +691,7 @@ class LedgerBatch:
     accounts: dict[str, ControlledAccount] = field(default_factory=dict)
     settlements: dict[str, Settlement | None] = field(default_factory=dict)
     loans: dict[str, HeldLoan | None] = field(default_factory=dict)
+    payouts: dict[str, Payout | None] = field(default_factory=dict)
     changes: LedgerChanges = field(default_factory=LedgerChanges)
     _saved: dict[str, Settlement] = field(default_factory=dict)
 
@@ -555,6 +764,46 @@ class LedgerBatch:
             if pool == pool_id:
                 return supplier
         return await self._store(conn).supplier(pool_id)
+
+    async def core_enterprise(self, conn: Connection | None, pool_id: str) -> str | None:
+        for pool, core, _ in self.changes.pools:
+            if pool == pool_id:
+                return core
+        return await self._store(conn).core_enterprise(pool_id)
+
+    async def payout(self, conn: Connection | None, payout_id: str) -> Payout | None:
+        if payout_id not in self.payouts:
+            self.payouts[payout_id] = (await self._store(conn).payouts([payout_id])).get(payout_id)
+        return self.payouts[payout_id]
+
+    def save_payout(self, payout: Payout) -> None:
+        self.payouts[payout.payout_id] = payout
+        self.changes.payouts = [p for p in self.changes.payouts if p.payout_id != payout.payout_id]
+        self.changes.payouts.append(payout)
+
+    async def balances(
+        self, conn: Connection | None, accounts: Sequence[str]
+    ) -> dict[str, Decimal]:
+        """The accounts' balances as this batch leaves them (its own postings included)."""
+        stored = await self._store(conn).balances(accounts)
+        pending = self.changes.account_moves()
+        return {a: stored.get(a, ZERO) + pending.get(a, ZERO) for a in accounts}
+
+    async def split_of(
+        self, conn: Connection | None, payment_id: str
+    ) -> tuple[list[tuple[str, Decimal]], str | None]:
+        """The payment's split lines and rule version, this batch's own split included."""
+        pending = [t for t in self.changes.transactions if t[2:4] == (payment_id, "split")]
+        if pending:
+            heads = {(t[0], t[1]) for t in pending}
+            lines = [(a, v) for p, s, _, a, v in self.changes.entries if (p, s) in heads]
+            return lines, json.loads(pending[0][4]).get("rule_version")
+        return await self._store(conn).split_of(payment_id)
+
+    async def posted(self, conn: Connection | None, payment_id: str, kind: str) -> bool:
+        if any(t[2:4] == (payment_id, kind) for t in self.changes.transactions):
+            return True
+        return await self._store(conn).posted(payment_id, kind)
 
     def open_loan(self, loan: HeldLoan) -> None:
         self.loans[loan.loan_id] = loan
@@ -650,8 +899,28 @@ class LedgerBatch:
             payment if payment is not None else (before.payment if before else None),
             instruction if instruction is not None else (before.instruction if before else None),
             released,
+            before.reversed if before else ZERO,
+            dict(before.reversed_parts) if before else {},
         )
         self.settlements[payment_id] = self._saved[payment_id] = row
+
+    def save_reversal(
+        self,
+        settlement: Settlement,
+        given_back: Mapping[str, Decimal],
+        loan_parts: Mapping[str, Decimal],
+    ) -> None:
+        """A reversal of the settlement's payment: what each account gave back (returned or
+        owed) and each loan's parts restored (keys `#<loan>/<part>`), added up."""
+        parts = {a: Decimal(v) for a, v in settlement.reversed_parts.items()}
+        for account, amount in (*given_back.items(), *loan_parts.items()):
+            parts[account] = parts.get(account, ZERO) + amount
+        row = dataclasses.replace(
+            settlement,
+            reversed=settlement.reversed + sum(given_back.values(), ZERO),
+            reversed_parts={a: str(v) for a, v in sorted(parts.items())},
+        )
+        self.settlements[row.payment_id] = self._saved[row.payment_id] = row
 
     def end_batch(self, uow: Any) -> None:
         """Anchor each chain this batch advanced outside the database: its (seq, head hash)
@@ -680,6 +949,10 @@ class LedgerBatch:
             await self._store(conn).write(self.changes)
         self.changes = LedgerChanges()
         self._saved.clear()
+
+
+def _jsonb(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def _json_or_null(value: dict[str, Any] | None) -> str | None:

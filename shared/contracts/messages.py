@@ -204,6 +204,10 @@ class Reason(StrEnum):
     CONTRACT_MISMATCH = "contract_mismatch"
     CONTRACT_NOT_SIGNED = "contract_not_signed"
     INVALID_SPLIT_RULES = "invalid_split_rules"
+    # The ledger of record (issue 10).
+    SETTLEMENT_CLOSED = "settlement_closed"
+    UNKNOWN_PAYOUT = "unknown_payout"
+    NOTHING_TO_REVERSE = "nothing_to_reverse"
     PROCESSING_ERROR = "processing_error"
 
 
@@ -612,6 +616,74 @@ class PrepaymentRequested(Message):
     amount: PositiveAmount = Field(description="Money to take from the free balance, CNY.")
     loan_id: Id | None = Field(default=None, description="Repay this loan; default oldest first.")
     currency: Currency = Field(default="CNY", description="ISO 4217 currency code.")
+
+
+class PayoutRequested(Message):
+    """The supplier has (part of) its free balance paid out to its bank account."""
+
+    type: Literal["PayoutRequested"] = "PayoutRequested"
+    payout_id: Id = Field(description="Unique id of the payout; the bank's end-to-end reference.")
+    amount: PositiveAmount = Field(description="Money to pay out of the free balance, CNY.")
+    bank_account: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9 -]+$",
+        description="The supplier's bank account (IBAN or domestic account number).",
+    )
+    currency: Currency = Field(default="CNY", description="ISO 4217 currency code.")
+
+
+class PayoutStatus(StrEnum):
+    EXECUTED = "executed"  # the money left the controlled account
+    REJECTED = "rejected"  # the bank refused or returned it: back to the free balance
+
+
+class PayoutResult(Message):
+    """The controlled account's bank answers a payout instruction (its connector signs it with
+    an operator key)."""
+
+    type: Literal["PayoutResult"] = "PayoutResult"
+    payout_id: Id = Field(description="The payout answered.")
+    status: PayoutStatus = Field(description="executed | rejected.")
+    bank_reference: str | None = Field(
+        default=None, max_length=128, description="The bank's own reference."
+    )
+    reason: str | None = Field(default=None, max_length=1024, description="Why it was rejected.")
+
+
+class HoldAction(StrEnum):
+    VOID = "void"  # the money goes back to the buyer; no loan is repaid from it
+    RELEASE = "release"  # the money goes to the supplier's free balance; no loan is repaid
+
+
+class HoldResolved(Message):
+    """An operator decides a frozen payment credit never instructed (issue 10): void it or
+    release it. Only a payment still frozen can be resolved; an instruction arriving later is
+    refused and credit's reservation undone."""
+
+    type: Literal["HoldResolved"] = "HoldResolved"
+    payment_id: Id = Field(description="The frozen payment.")
+    action: HoldAction = Field(description="void | release.")
+    note: str = Field(min_length=1, max_length=1024, description="Why (kept in the ledger).")
+
+
+class ReversalReason(StrEnum):
+    RETURNED = "returned"  # the buyer's bank returned the payment
+    CHARGEBACK = "chargeback"
+    CREDIT_NOTE = "credit_note"  # a credit note after the split
+
+
+class PaymentReversed(Message):
+    """The buyer's payment, already split, is reversed in whole or in part. Every party the
+    split paid returns its pro-rata part, by the split's own rule version and never more than
+    it received; what a party can no longer return becomes a receivable from it."""
+
+    type: Literal["PaymentReversed"] = "PaymentReversed"
+    reversal_id: Id = Field(description="Unique id of this reversal.")
+    payment_id: Id = Field(description="The payment reversed.")
+    amount: PositiveAmount = Field(description="Money returned to the buyer, CNY.")
+    reason: ReversalReason = Field(description="returned | chargeback | credit_note.")
+    note: str | None = Field(default=None, max_length=1024, description="Free text.")
 
 
 class FinancingApplied(Message):
@@ -1059,6 +1131,58 @@ class SettlementReleased(Message):
     rule_version: str | None = Field(
         default=None, description="The split rules' version used (rules:<scope>@v<n>)."
     )
+
+
+class InstructionRefused(Message):
+    """The splitter refused credit's instruction for a payment (its dead letter has the
+    raw bytes): no money moved, so credit undoes the repayments it reserved for it."""
+
+    type: Literal["InstructionRefused"] = "InstructionRefused"
+    payment_id: Id = Field(description="The payment (prepayment, hold settlement) refused.")
+    instruction_event_id: Id = Field(description="The refused instruction's event id.")
+    reason: Reason = Field(description="Why, as in the dead letter.")
+    detail: str = Field(max_length=2048, description="The refusal's detail.")
+
+
+class SettlementReversed(Message):
+    """A reversal booked: what each party returned (`returned`, by ledger account), what it
+    could not and now owes (`owed`), and each loan's part, which credit restores."""
+
+    type: Literal["SettlementReversed"] = "SettlementReversed"
+    reversal_id: Id = Field(description="The reversal.")
+    payment_id: Id = Field(description="The payment reversed.")
+    amount: PositiveAmount = Field(description="Returned to the buyer, CNY.")
+    returned: dict[str, Amount] = Field(description="By ledger account: taken back from it.")
+    owed: dict[str, Amount] = Field(
+        default_factory=dict,
+        description="By ledger account: its part it could not return, now a receivable.",
+    )
+    loans: list[LoanRepayment] = Field(
+        default_factory=list, description="Per loan: the repayment undone (loan restored)."
+    )
+    rule_version: str | None = Field(default=None, description="The split's rule version.")
+    ledger_hash: str = Field(description="Hash of the reversal's ledger transaction.")
+
+
+class PayoutInstructed(Message):
+    """The splitter instructs the controlled account's bank to pay the supplier."""
+
+    type: Literal["PayoutInstructed"] = "PayoutInstructed"
+    payout_id: Id = Field(description="The payout; the end-to-end reference at the bank.")
+    supplier_id: Id = Field(description="Who is paid.")
+    bank_account: str = Field(max_length=64, description="Its bank account.")
+    amount: PositiveAmount = Field(description="CNY.")
+    reference: str = Field(max_length=140, description="Remittance information.")
+
+
+class FrozenPaymentOverdue(Message):
+    """A payment frozen longer than the alert threshold with no instruction from credit: an
+    operator voids or releases it (HoldResolved), or finds why credit is silent."""
+
+    type: Literal["FrozenPaymentOverdue"] = "FrozenPaymentOverdue"
+    payment_id: Id = Field(description="The frozen payment.")
+    amount: PositiveAmount = Field(description="Frozen, CNY.")
+    frozen_since: datetime = Field(description="When it was frozen.")
 
 
 class PrepaymentFrozen(Message):

@@ -30,14 +30,18 @@ EXTERNAL: dict[str, tuple[frozenset[PartyRole], str]] = {
     "PurchaseOrderIssued": (CORE, "the pool's core enterprise"),
     "GoodsReceived": (CORE, "the pool's core enterprise"),
     "InvoiceIssued": (CORE, "the pool's core enterprise"),
+    "PaymentReversed": (CORE, "the pool's core enterprise"),
     "FinancingApplied": (SUPPLIER, "the pool's supplier"),
     "PrepaymentRequested": (SUPPLIER, "the pool's supplier"),
+    "PayoutRequested": (SUPPLIER, "the pool's supplier"),
     "ContractSigned": (SUPPLIER, "the supplier the contract names"),
     "FunderResponse": (FUNDERS, "the funder the request went to"),
     "FacilitySet": (OPERATORS, "any operator"),
     "CreditSuggestionApproved": (OPERATORS, "any operator"),
     "DayClosed": (OPERATORS, "any operator"),
     "SplitRulesSet": (OPERATORS, "any operator"),
+    "HoldResolved": (OPERATORS, "any operator"),
+    "PayoutResult": (OPERATORS, "any operator (the controlled account's bank connector)"),
     "KeyChangeProposed": (OPERATORS, "any operator (the maker)"),
     "KeyChangeApproved": (OPERATORS, "an operator other than the maker (the checker)"),
 }
@@ -46,7 +50,13 @@ EXTERNAL: dict[str, tuple[frozenset[PartyRole], str]] = {
 # credit's MAC instead of the party's signature, and `source` names the party.
 FRONT = "credit"
 FRONT_MAY_SEND = frozenset(
-    {"FinancingApplied", "PrepaymentRequested", "FinancingConfirmation", "ContractSigned"}
+    {
+        "FinancingApplied",
+        "PrepaymentRequested",
+        "PayoutRequested",
+        "FinancingConfirmation",
+        "ContractSigned",
+    }
 )
 
 # Internal message type → the one service that may produce it.
@@ -76,4 +86,8 @@ INTERNAL: dict[str, str] = {
     "FunderRepaymentNotice": "settlement-splitter",
     "SupplierFundsReleased": "settlement-splitter",
     "LedgerAnchored": "settlement-splitter",
+    "InstructionRefused": "settlement-splitter",
+    "SettlementReversed": "settlement-splitter",
+    "PayoutInstructed": "settlement-splitter",
+    "FrozenPaymentOverdue": "settlement-splitter",
 }

@@ -15,6 +15,9 @@ ERP_FINANCING_CONFIRMATIONS = "erp.financing-confirmations.v1"
 ERP_SLIP_ADJUSTMENTS = "erp.slip-adjustments.v1"
 # Purchase orders, goods receipts and invoices (trade background, three-way match).
 ERP_TRADE_DOCUMENTS = "erp.trade-documents.v1"
+# Payments returned, charged back or credited after their split: published by the buyer's
+# ERP (or its bank connector), consumed by the splitter, which holds what the split paid.
+ERP_PAYMENT_REVERSALS = "erp.payment-reversals.v1"
 ERP_TOPICS = (
     ERP_SUPPLIERS,
     ERP_SETTLEMENT_SLIPS,
@@ -30,12 +33,18 @@ ADMIN_FACILITIES = "admin.facilities.v1"
 ADMIN_SERVICING = "admin.servicing.v1"
 # Split rules of programmes and pools, published by operators, consumed by the splitter.
 ADMIN_SPLIT_RULES = "admin.split-rules.v1"
+# Operators void or release frozen payments credit never instructed.
+ADMIN_HOLDS = "admin.holds.v1"
 # Parties and their keys: maker-checker changes by operators, consumed by every service.
 ADMIN_PARTIES = "admin.parties.v1"
 # Published by suppliers (or the HTTP front), consumed by credit.
 SUPPLIER_FINANCING_APPLICATIONS = "supplier.financing-applications.v1"
 # Published by suppliers (or the HTTP front), consumed by the settlement splitter.
 SUPPLIER_PREPAYMENTS = "supplier.prepayments.v1"
+# Suppliers have their free balance paid out, consumed by the settlement splitter.
+SUPPLIER_PAYOUTS = "supplier.payouts.v1"
+# The controlled account's bank answers payout instructions.
+BANK_PAYOUT_RESULTS = "bank.payout-results.v1"
 # Suppliers sign loan contracts, consumed by the funding gateway.
 SUPPLIER_CONTRACT_SIGNATURES = "supplier.contract-signatures.v1"
 
@@ -68,6 +77,10 @@ SETTLEMENT_FUNDER_REPAYMENTS = "settlement.funder-repayments.v1"
 SETTLEMENT_RELEASES = "settlement.releases.v1"
 # The ledger's chain heads, signed, outside the database (`poolfin ledger verify --anchors`).
 SETTLEMENT_LEDGER_ANCHORS = "settlement.ledger-anchors.v1"
+# Payout instructions to the controlled account's bank.
+SETTLEMENT_PAYOUTS = "settlement.payouts.v1"
+# Alerts for operators: payments frozen too long with no instruction.
+SETTLEMENT_ALERTS = "settlement.alerts.v1"
 
 # Dead letters: raw payload, source coordinates and a machine-readable reason.
 INTAKE_REJECTED = "intake.rejected.v1"
@@ -77,13 +90,17 @@ SETTLEMENT_REJECTED = "settlement.rejected.v1"
 
 ALL_STATIC_TOPICS = (
     *ERP_TOPICS,
+    ERP_PAYMENT_REVERSALS,
     ADMIN_FACILITIES,
     ADMIN_SERVICING,
     ADMIN_PARTIES,
     ADMIN_SPLIT_RULES,
+    ADMIN_HOLDS,
     SUPPLIER_FINANCING_APPLICATIONS,
     SUPPLIER_PREPAYMENTS,
+    SUPPLIER_PAYOUTS,
     SUPPLIER_CONTRACT_SIGNATURES,
+    BANK_PAYOUT_RESULTS,
     POOL_EVENTS,
     CREDIT_DECISIONS,
     CREDIT_POSITIONS,
@@ -98,6 +115,8 @@ ALL_STATIC_TOPICS = (
     SETTLEMENT_FUNDER_REPAYMENTS,
     SETTLEMENT_RELEASES,
     SETTLEMENT_LEDGER_ANCHORS,
+    SETTLEMENT_PAYOUTS,
+    SETTLEMENT_ALERTS,
     INTAKE_REJECTED,
     CREDIT_REJECTED,
     FUNDING_GATEWAY_REJECTED,
@@ -111,13 +130,17 @@ ALL_STATIC_TOPICS = (
 EXTERNAL_TOPICS = frozenset(
     (
         *ERP_TOPICS,
+        ERP_PAYMENT_REVERSALS,
         ADMIN_FACILITIES,
         ADMIN_SERVICING,
         ADMIN_PARTIES,
         ADMIN_SPLIT_RULES,
+        ADMIN_HOLDS,
         SUPPLIER_FINANCING_APPLICATIONS,
         SUPPLIER_PREPAYMENTS,
+        SUPPLIER_PAYOUTS,
         SUPPLIER_CONTRACT_SIGNATURES,
+        BANK_PAYOUT_RESULTS,
         FUNDING_RESPONSES,
     )
 )

@@ -198,9 +198,10 @@ async def test_the_splitters_batches_keep_the_balances_they_decide_on(store: Led
     ]
     assert await batch(prepaid(amount="3.00")) == [None]
     [account] = (await store.accounts([POOL])).values()
-    # held: 3.00 + 1.00 − 2.00 − 2.00; free: 2.00 + 1.00 from hold − 3.00 prepaid.
+    # held: 3.00 + 1.00 − 2.00 − 2.00; free: 2.00 + 1.00 from hold − 3.00 prepaid. Seven
+    # transactions: the loan's disbursement, then two of each payment, the hold, the prepayment.
     assert (account.seq, account.frozen, account.held, account.free) == (
-        6,
+        7,
         Decimal("3.00"),
         ZERO,
         ZERO,
@@ -239,6 +240,7 @@ async def test_migration_3_takes_the_balances_of_an_existing_ledger(
             f"{schema}/0004_loans_held.sql",
             f"{schema}/0005_pool_parties.sql",
             f"{schema}/0006_split_rules.sql",
+            f"{schema}/0007_book.sql",
         ]
         async with pool.acquire() as conn:
             found = await PostgresLedgerStore(conn).accounts(["P-1", "P-2"])

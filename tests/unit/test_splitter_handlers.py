@@ -156,6 +156,20 @@ def of(emitted: Emitted, topic: str) -> list[dict[str, Any]]:
     return [body for sent_to, body in emitted if sent_to == topic]
 
 
+def moved(emitted: Emitted) -> Emitted:
+    """What was emitted besides telling credit an instruction was refused."""
+    return [(t, body) for t, body in emitted if body["type"] != "InstructionRefused"]
+
+
+def told_refused(emitted: Emitted) -> list[tuple[str, str]]:
+    """(payment id, reason) of each InstructionRefused: credit undoes its reservation."""
+    return [
+        (body["payment_id"], body["reason"])
+        for _, body in emitted
+        if body["type"] == "InstructionRefused"
+    ]
+
+
 def balances(store: InMemoryLedgerStore, pool_id: str = POOL) -> tuple[Decimal, Decimal, Decimal]:
     """The pool's (frozen, held, free) as recorded, after checking them against the entries."""
     account = store.account_rows[pool_id]
@@ -272,7 +286,12 @@ async def test_taking_more_from_hold_than_the_pool_holds_is_refused_and_nothing_
     emitted, reasons = await batch(
         store, instructed("P-2", amount="10.00", principal="13.01", from_held="3.01")
     )
-    assert (reasons, emitted, len(store.transactions)) == (["insufficient_funds"], [], before)
+    assert (reasons, moved(emitted), len(store.transactions)) == (
+        ["insufficient_funds"],
+        [],
+        before,
+    )
+    assert told_refused(emitted) == [("P-2", "insufficient_funds")]
     assert store.settlement_rows["P-2"].state == "frozen"  # credit may instruct it again
     assert balances(store) == (Decimal("10.00"), Decimal("3.00"), Decimal("2.00"))
 
@@ -286,7 +305,12 @@ async def test_an_early_instruction_that_the_pool_cannot_cover_refuses_its_payme
     assert reasons == [None]  # waits for its money; the pool is checked when it is here
     before = len(store.transactions)
     emitted, reasons = await batch(store, paid("P-2", amount="10.00"))
-    assert (reasons, emitted, len(store.transactions)) == (["insufficient_funds"], [], before)
+    assert (reasons, moved(emitted), len(store.transactions)) == (
+        ["insufficient_funds"],
+        [],
+        before,
+    )
+    assert told_refused(emitted) == [("P-2", "insufficient_funds")]
     assert store.settlement_rows["P-2"].state == "instructed"
 
 
@@ -342,7 +366,8 @@ async def test_a_hold_settled_pays_the_bank_2_and_releases_1_once() -> None:
     await paid_with_3_held(store)
     emitted, reasons = await batch(store, hold_settled(), hold_settled())
     assert reasons == [None, "duplicate_payment"]
-    [result] = of(emitted, topics.SETTLEMENT_RESULTS)
+    [result] = of(moved(emitted), topics.SETTLEMENT_RESULTS)
+    assert told_refused(emitted) == [("hold:E-1", "duplicate_payment")]
     assert (result["payment_id"], result["amount"]) == ("hold:E-1", "3.00")
     assert (result["repaid_principal"], result["fees"], result["released"]) == (
         "2.00",
@@ -380,7 +405,8 @@ async def test_a_hold_settled_must_add_up_be_covered_and_be_of_its_pool() -> Non
         hold_settled("P-1"),
     )
     assert reasons == ["amount_mismatch", "insufficient_funds", "duplicate_payment"]
-    assert (emitted, len(store.transactions)) == ([], before)
+    assert (moved(emitted), len(store.transactions)) == ([], before)
+    assert [payment for payment, _ in told_refused(emitted)] == ["hold:E-2", "hold:E-3", "P-1"]
     _, reasons = await batch(store, hold_settled(pool_id="CE-1/S-2"), hold_settled())
     assert reasons == ["insufficient_funds", None]  # nothing is on hold in S-2
     _, reasons = await batch(store, hold_settled(pool_id="CE-1/S-2"))
@@ -501,10 +527,12 @@ async def test_only_loans_credit_opened_in_the_pool_to_their_funder_are_repaid()
         instructed("P-4", "200.00", repayments=naming("L-7", "200.00")),  # above outstanding
     ]
     emitted, reasons = await batch(store, *refused)
-    assert (emitted, reasons) == ([], ["loan_not_held"] * 4)
+    assert (moved(emitted), reasons) == ([], ["loan_not_held"] * 4)
+    assert [reason for _, reason in told_refused(emitted)] == ["loan_not_held"] * 4
     assert "L-none" in (await refusal_of(store, refused[0])).detail
     assert "outstanding" in (await refusal_of(store, refused[3])).detail
-    assert store.settlement_rows == {} and store.transactions == []
+    assert store.settlement_rows == {}
+    assert [t[3] for t in store.transactions] == ["disbursement", "disbursement"]  # no more
 
 
 async def test_what_a_split_repays_is_no_longer_outstanding() -> None:
