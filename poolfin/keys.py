@@ -261,8 +261,8 @@ class Signers:
     def __call__(self, topic: str, event: Mapping[str, Any]) -> tuple[str, PartyRole]:
         kind = event.get("type")
         pool_id = str(event.get("pool_id", ""))
-        if topic.startswith("admin."):
-            return self.operator, PartyRole.OPERATOR
+        if topic.startswith("admin.") or topic == topics.BANK_PAYOUT_RESULTS:
+            return self.operator, PartyRole.OPERATOR  # (the bank's connector runs as one)
         if topic == topics.FUNDING_RESPONSES:
             return str(event.get("funder_id")), PartyRole.FUNDER
         if topic.startswith("supplier."):

@@ -498,6 +498,9 @@ async def on_settlement_reversed(uow: Uow, event: m.SettlementReversed) -> Rejec
             "accrued_released": "0",
         }
         await _restore(uow, pool, delta, event.reversal_id, "reversed", part=part)
+    # The money returned to the buyer is owed again: the pool's level rises by it, so the
+    # loans restored count against the receivables that stand behind them again.
+    uow.state.set_level(pool, pool.water_level + event.amount)
     uow.state.touch(pool)
     emit_position(uow, event, pool)
     return None

