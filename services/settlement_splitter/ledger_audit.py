@@ -1,5 +1,6 @@
 """The auditor's view of the ledger: every pool's chain verified, each pool's recorded
-balances checked against its entries, all balances summed."""
+balances checked against its entries, every account's kept and running balances checked
+against its entries, all balances summed."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ async def audit(database_url: str) -> dict[str, Any]:
                 transactions += len(chain)
                 problems += verify_chain(chain, head=(last_seq, head_hash))
             problems += await repo.balance_drift(conn)
+            problems += await repo.account_drift(conn)
             balances = await repo.balances(conn)
             total = sum(balances.values(), Decimal("0.00"))
             if total != 0:

@@ -1028,3 +1028,34 @@ async def balance_drift(conn: Connection) -> list[str]:
         for name in ("frozen", "held", "free")
         if r[name] != r["posted_" + name]
     ]
+
+
+async def account_drift(conn: Connection) -> list[str]:
+    """Accounts whose kept balance (issue 10) differs from the sum of their entries or from
+    the running balance of their last entry, and entries whose running balances do not chain:
+    all are kept by the statements that write the entries, so any difference is an edit."""
+    rows = await conn.fetch(
+        "SELECT coalesce(a.account, s.account) AS account, a.balance, s.total, s.last"
+        " FROM ledger_accounts a FULL JOIN (SELECT account, sum(amount) AS total,"
+        "  (array_agg(balance_after ORDER BY transaction_id DESC, line DESC))[1] AS last"
+        "  FROM ledger_entries GROUP BY account) s ON s.account = a.account"
+        " WHERE a.balance IS DISTINCT FROM s.total OR a.balance IS DISTINCT FROM s.last"
+        " ORDER BY 1"
+    )
+    problems = [
+        f"account {r['account']}: kept balance {r['balance']}, its entries sum to {r['total']}"
+        f" and the last one says {r['last']}"
+        for r in rows
+    ]
+    broken = await conn.fetch(
+        "SELECT account, transaction_id, line FROM (SELECT account, transaction_id, line,"
+        " balance_after, amount, lag(balance_after, 1, 0::numeric) OVER (PARTITION BY account"
+        " ORDER BY transaction_id, line) AS before FROM ledger_entries) e"
+        " WHERE before + amount <> balance_after ORDER BY 1, 2, 3 LIMIT 100"
+    )
+    problems += [
+        f"account {r['account']}: the running balance breaks at transaction"
+        f" {r['transaction_id']} line {r['line']}"
+        for r in broken
+    ]
+    return problems

@@ -220,3 +220,88 @@ def _today_range() -> tuple[Any, Any]:
 
     today = business_date()
     return today, today
+
+
+async def test_a_voided_hold_and_credits_reservation_undone_and_an_alert_when_frozen_too_long(
+    stack: Stack, publisher: Publisher, observer: Observer, tmp_path: Path
+) -> None:
+    """credit is down when the buyer pays: the payment stays frozen with no instruction; the
+    splitter's watch raises an alert; an operator voids it (the money goes back to the
+    buyer). credit, back, decides the payment and reserves its repayment; the splitter
+    refuses the instruction, and credit undoes the reservation: the loan is as it was."""
+    from services.settlement_splitter.handlers import overdue_holds
+    from shared.db import create_pool
+    from shared.settings import Settings
+
+    core = f"CE-HOLD-{uuid.uuid4().hex[:6]}"
+    pool = await programme_pool(publisher, observer, core)
+    loan_id = await borrow(publisher, observer, pool, "800000.00", TEST_FUNDER)
+    conn = await asyncpg.connect(stack.database_url)
+    await asyncio.to_thread(stack.stop_service, "credit")
+    try:
+        paid = payment(pool, "100000.00", list(pool.slips))
+        await publisher.send(topics.ERP_PAYMENTS, paid)
+        await eventually(
+            conn,
+            "SELECT state FROM settlement.settlements WHERE payment_id = $1",
+            paid["payment_id"],
+            want="frozen",
+        )
+        # The watch, as the splitter runs it, with a threshold of half a second.
+        db = await create_pool(stack.database_url, "settlement", 1)
+        wake = asyncio.Event()
+        watch = asyncio.create_task(
+            overdue_holds(db, Settings(hold_alert_after_s=0.5, hold_alert_every_s=0.2), wake.set)
+        )
+        try:
+            [alert] = await observer.wait_for(
+                topics.SETTLEMENT_ALERTS, payment_id=paid["payment_id"]
+            )
+        finally:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
+            await db.close()
+        assert (alert["type"], alert["amount"]) == ("FrozenPaymentOverdue", "100000.00")
+
+        voided = await poolfin(
+            stack, "holds", "void", paid["payment_id"], "--pool", pool.pool_id, "--note", "test"
+        )
+        assert voided.returncode == 0, voided.stderr[-2000:]
+        await eventually(
+            conn,
+            "SELECT state FROM settlement.settlements WHERE payment_id = $1",
+            paid["payment_id"],
+            want="voided",
+        )
+        assert await balance(conn, f"buyer:{core}") == Decimal("0.00")  # all of it went back
+        assert await balance(conn, f"frozen:{pool.pool_id}") == Decimal("0.00")
+    finally:
+        await asyncio.to_thread(stack.start_service, "credit")
+        await asyncio.to_thread(stack.wait_ready, ("credit",))
+    try:
+        [refused] = await observer.wait_for(
+            topics.SETTLEMENT_RESULTS, type="InstructionRefused", payment_id=paid["payment_id"]
+        )
+        assert refused["reason"] == "duplicate_payment" and "voided" in refused["detail"]
+        await eventually(
+            conn,
+            "SELECT state FROM credit.repayments WHERE payment_id = $1",
+            paid["payment_id"],
+            want="undone",
+        )
+        assert await conn.fetchval(
+            "SELECT outstanding FROM credit.loans WHERE loan_id = $1", loan_id
+        ) == Decimal("800000.00")
+        entries = await conn.fetch(
+            "SELECT kind, amount FROM credit.loan_entries WHERE loan_id = $1 AND reference = $2"
+            " ORDER BY id",
+            loan_id,
+            paid["payment_id"],
+        )
+        assert [(e["kind"], e["amount"]) for e in entries] == [
+            ("repaid_principal", Decimal("80000.00")),
+            ("undone_principal", Decimal("-80000.00")),
+        ]
+        await book_is_balanced(conn)
+    finally:
+        await conn.close()

@@ -259,3 +259,40 @@ async def test_migration_3_takes_the_balances_of_an_existing_ledger(
             ]
     finally:
         await pool.close()
+
+
+async def test_every_account_keeps_its_balance_and_an_edit_is_found(store: LedgerStore) -> None:
+    """Issue 10: balances kept by the write (not summed), a running balance on every entry,
+    and PostgreSQL's CHECK refusing an overdraft; an edit of either is found by the audit."""
+    await store.accounts(["P-1"])
+    await store.write(
+        changes(
+            posted("P-1", 1, "PAY-1", "freeze", ("buyer:CE-1", "-10.00"), ("frozen:P-1", "10.00")),
+            posted(
+                "P-1", 2, "PAY-1", "split", ("frozen:P-1", "-10.00"), ("platform:fees", "10.00")
+            ),
+        )
+    )
+    assert await store.balances(["platform:fees", "frozen:P-1", "none"]) == {
+        "platform:fees": Decimal("10.00"),
+        "frozen:P-1": ZERO,
+    }
+    overdraft = changes(
+        posted("P-1", 3, "R-1", "reversal", ("platform:fees", "-10.01"), ("x:y", "10.01"))
+    )
+    with pytest.raises((ValueError, asyncpg.CheckViolationError)):  # fees never below zero
+        if isinstance(store, PostgresLedgerStore):
+            async with store.conn.transaction():  # a savepoint: the test goes on after it
+                await store.write(overdraft)
+        else:
+            await store.write(overdraft)
+    if isinstance(store, PostgresLedgerStore):
+        conn = store.conn
+        assert await repo.account_drift(conn) == []
+        await conn.execute("UPDATE ledger_accounts SET balance = 9 WHERE account = 'platform:fees'")
+        await conn.execute(
+            "UPDATE ledger_entries SET balance_after = 5 WHERE account = 'buyer:CE-1'"
+        )
+        found = await repo.account_drift(conn)
+        assert any("platform:fees: kept balance 9" in p for p in found), found
+        assert any("buyer:CE-1: the running balance breaks" in p for p in found), found
