@@ -12,6 +12,10 @@
     POST /pools/{pool_id}/applications/{application}/confirmation
                                                       the buyer confirms or declines:
                                                       {"confirmed": true, "note": …}
+    GET  /statements/{party_id}?from=…&to=…&format=json|pdf
+                                                      a party's statement from the ledger of
+                                                      record: opening balance, every movement
+                                                      with its cause, closing balance (issue 10)
 
 Every route but /health needs `Authorization: Bearer <token>` (services/credit/auth.py): 401
 without a valid token, 403 when the caller's party may not do this on this pool. What the
@@ -35,6 +39,7 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import structlog
 from aiokafka import AIOKafkaProducer
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -54,6 +59,7 @@ from shared.settings import Settings
 from shared.trust import Trust
 
 SOURCE = "credit-http"
+log = structlog.get_logger(__name__)
 MAX_BODY = 16 * 1024
 ID = re.compile(r"^[A-Za-z0-9._:/-]{1,128}$")
 
@@ -62,6 +68,17 @@ def _json(data: Mapping[str, Any], status: int = 200) -> Response:
     return Response(
         json.dumps(data, default=json_default), status_code=status, media_type="application/json"
     )
+
+
+def _period_end(text: str | None, default: datetime) -> datetime:
+    """A period's bound: an ISO instant, or a date (its midnight in Asia/Shanghai)."""
+    if text is None:
+        return default
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ValueError(f"{text[:40]!r} is not an ISO 8601 date or instant") from exc
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone())
 
 
 def _error(status: int, reason: str, detail: str) -> JSONResponse:
@@ -535,9 +552,51 @@ def make_app(
 
         return checked
 
+    async def party_statement(request: Request) -> Response:
+        """A supplier's, funder's or buyer's statement, read from the splitter's ledger of
+        record (schema `settlement`, read-only, one snapshot). A party reads its own; an
+        operator any."""
+        from services.settlement_splitter.statements import render_pdf, statement
+
+        party_id = request.path_params["party_id"]
+        if bad := _bad_id("party", party_id):
+            return bad
+        async with pool.acquire() as conn:
+            caller = await authenticate(request, conn, trust, settings.token_max_ttl_s)
+            if isinstance(caller, Response):
+                return caller
+            if caller.party_id != party_id and caller.role != m.PartyRole.OPERATOR.value:
+                log.warning(
+                    "access denied", path=request.url.path, party=caller.party_id, status=403
+                )
+                return _error(
+                    403, "forbidden", f"{caller.party_id} may read its own statement only"
+                )
+            try:
+                now = datetime.now(UTC)
+                start = _period_end(
+                    request.query_params.get("from"), datetime(2000, 1, 1, tzinfo=UTC)
+                )
+                end = _period_end(request.query_params.get("to"), now)
+                found = await statement(conn, party_id, start, end)
+            except ValueError as exc:
+                return _error(422, m.Reason.INVALID_MESSAGE.value, str(exc))
+        if found is None:
+            return _error(404, "unknown_party", f"the ledger knows no party {party_id}")
+        if request.query_params.get("format") == "pdf" or "application/pdf" in request.headers.get(
+            "accept", ""
+        ):
+            return Response(
+                render_pdf(found),
+                media_type="application/pdf",
+                headers={"Content-Disposition": f'inline; filename="statement-{party_id}.pdf"'},
+            )
+        return _json(found.to_json())
+
     read, act = Action.READ, Action.APPLY
     return Starlette(
         routes=[
+            Route("/statements/{party_id}", party_statement, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
             Route(
                 "/pools/{pool_id:path}/applications/{application_id}/confirmation",

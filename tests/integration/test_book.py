@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.request
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -19,10 +20,12 @@ import pytest
 
 from poolfin.clients import Observer, Publisher, erp_event
 from poolfin.stack import Stack
+from poolfin.tokens import token_for
 from services.settlement_splitter.reconcile import Line, camt053, ledger_lines
 from shared.contracts import topics
+from shared.contracts.messages import PartyRole
 from tests.conftest import TEST_FUNDER
-from tests.integration.scenario import borrow, payment
+from tests.integration.scenario import borrow, http_json, payment
 from tests.integration.test_split_rules import RULES, poolfin, programme_pool, rules_in_force
 
 pytestmark = pytest.mark.integration
@@ -182,6 +185,29 @@ async def test_disbursement_to_payout_then_a_reversal_a_statement_and_a_reconcil
         assert accounts[f"loan:{pool.pool_id}"]["closing_balance"] == "-760000.00"
         assert pdf.read_bytes().startswith(b"%PDF-")
         assert b"Closing balance: -760000.00 CNY" in pdf.read_bytes()
+        # The same statement over HTTP, for the supplier itself (and a PDF); not for another.
+        path = f"/statements/{pool.supplier_id}"
+        mine = token_for(stack.keyring, pool.supplier_id, PartyRole.SUPPLIER)
+        status, over_http = await asyncio.to_thread(
+            http_json, stack.http_url, "GET", path, None, mine
+        )
+        assert status == 200, over_http
+        assert over_http["accounts"] == stmt["accounts"]
+        status, denied = await asyncio.to_thread(
+            http_json,
+            stack.http_url,
+            "GET",
+            path,
+            None,
+            token_for(stack.keyring, f"S-other-{uuid.uuid4().hex[:4]}", PartyRole.SUPPLIER),
+        )
+        assert status == 403, denied
+        request = urllib.request.Request(
+            f"{stack.http_url}{path}?format=pdf", headers={"Authorization": f"Bearer {mine}"}
+        )
+        with await asyncio.to_thread(urllib.request.urlopen, request, timeout=30) as response:
+            assert response.headers["Content-Type"] == "application/pdf"
+            assert b"Closing balance: -760000.00 CNY" in response.read()
         # A statement of a later period opens where this one closed, with no movements.
         later = await poolfin(stack, "statement", pool.supplier_id, "--from", stmt["to"])
         assert json.loads(later.stdout)["accounts"][0]["opening_balance"] == "0.00"
