@@ -326,6 +326,7 @@ def _instruct(
         from_held=decision.from_held,
         value_date=value_date,
         kind=kind,
+        grade=pool.grade,
     )
     uow.state.decided[payment_id].instruction = instruction.model_dump(mode="json")
     uow.emit(topics.CREDIT_REPAYMENT_INSTRUCTIONS, instruction)
@@ -882,6 +883,9 @@ async def _suggest(uow: Uow, cause: m.Message, pool: repo.PoolState) -> None:
         return
     history = await uow.state.trade_history(uow.conn, pool.pool_id)
     suggestion = model.suggest(history, pool.first_slip_on, pool.today)
+    if suggestion is not None and suggestion.grade != pool.grade:
+        pool.grade = suggestion.grade  # what the next instructions carry to the splitter
+        uow.state.touch(pool)
     if suggestion is None or (
         suggestion.credit_line == facility.credit_line
         and suggestion.discount_rate == facility.discount_rate

@@ -149,6 +149,7 @@ class PoolState:
     held_pending: Decimal = ZERO  # on hold by instructions the splitter has not posted yet
     closed_through: date | None = None  # the last business day closed for the pool
     first_slip_on: date | None = None
+    grade: str | None = None  # the credit model's grade at the last day close (A..E)
     flagged: dict[str, Receivable] = field(default_factory=dict)  # slips that may not count
     today: date = field(default_factory=business_date)
 
@@ -365,6 +366,7 @@ class PostgresCreditStore:
                     held_pending=Decimal(row["held_pending"]) if row else ZERO,
                     closed_through=row["closed_through"] if row else None,
                     first_slip_on=row["first_slip_on"] if row else None,
+                    grade=row["grade"] if row else None,
                     flagged=flagged.get(pool_id, {}),
                     today=days[pool_id],
                 )
@@ -476,16 +478,17 @@ class PostgresCreditStore:
         if changes.pools:
             await conn.execute(
                 "INSERT INTO pools(pool_id, core_enterprise_id, supplier_id, water_level, held,"
-                " held_pending, closed_through, eligible_level, first_slip_on)"
+                " held_pending, closed_through, eligible_level, first_slip_on, grade)"
                 " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::numeric[],"
-                " $5::numeric[], $6::numeric[], $7::date[], $8::numeric[], $9::date[])"
+                " $5::numeric[], $6::numeric[], $7::date[], $8::numeric[], $9::date[],"
+                " $10::text[])"
                 " ON CONFLICT (pool_id) DO UPDATE SET"
                 " core_enterprise_id = EXCLUDED.core_enterprise_id,"
                 " supplier_id = EXCLUDED.supplier_id, water_level = EXCLUDED.water_level,"
                 " held = EXCLUDED.held, held_pending = EXCLUDED.held_pending,"
                 " closed_through = EXCLUDED.closed_through,"
                 " eligible_level = EXCLUDED.eligible_level,"
-                " first_slip_on = EXCLUDED.first_slip_on",
+                " first_slip_on = EXCLUDED.first_slip_on, grade = EXCLUDED.grade",
                 *columns(
                     changes.pools,
                     "pool_id",
@@ -498,6 +501,7 @@ class PostgresCreditStore:
                 ),
                 [p.eligibility.eligible for p in changes.pools],
                 [p.first_slip_on for p in changes.pools],
+                [p.grade for p in changes.pools],
             )
         for pool_id, new, event_id in changes.facilities:  # rare: an operator's change
             await upsert_facility(conn, pool_id, new, event_id)
@@ -723,6 +727,7 @@ class PoolRow:
     held_pending: Decimal = ZERO
     closed_through: date | None = None
     first_slip_on: date | None = None
+    grade: str | None = None
 
 
 @dataclass
@@ -794,6 +799,7 @@ class InMemoryCreditStore:
                     held_pending=row.held_pending if row else ZERO,
                     closed_through=row.closed_through if row else None,
                     first_slip_on=row.first_slip_on if row else None,
+                    grade=row.grade if row else None,
                     flagged=flagged,
                     today=day,
                 )
@@ -845,6 +851,7 @@ class InMemoryCreditStore:
                 pool.held_pending,
                 pool.closed_through,
                 pool.first_slip_on,
+                pool.grade,
             )
         for pool_id, new, _ in changes.facilities:
             self.facilities[pool_id] = new

@@ -490,7 +490,7 @@ async def _pricing(uow: Uow, instruction: m.RepaymentInstruction, fee_bps: int) 
     if rules is None:
         return Pricing(fee_bps)
     volume = await ledger_of(uow).volume_this_month(uow.conn, instruction.pool_id)
-    return Pricing(fee_bps, rules, Facts(grade=None, volume_this_month=volume))
+    return Pricing(fee_bps, rules, Facts(grade=instruction.grade, volume_this_month=volume))
 
 
 def _split_of(instruction: m.RepaymentInstruction, pricing: Pricing) -> Split | Rejected:

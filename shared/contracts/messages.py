@@ -938,6 +938,11 @@ class RepaymentInstruction(Message):
     kind: Literal["payment", "prepayment"] = Field(
         default="payment", description="A buyer's payment, or the supplier's prepayment."
     )
+    grade: Literal["A", "B", "C", "D", "E"] | None = Field(
+        default=None,
+        description="The credit model's grade of the pool at its last day close: split rules "
+        "with rates by grade resolve from it (none yet: grade E, the most cautious).",
+    )
 
 
 class HoldSettled(Message):

@@ -397,6 +397,10 @@ async def test_a_day_close_suggests_credit_from_the_trade_history_and_approval_a
         D(suggested["discount_rate"]),
     )
     assert await book.refused(approve) == ["unknown_suggestion"]  # decided already
+    # The grade the model gave goes with the pool's next instruction, for rates by grade.
+    assert pool.grade == suggested["grade"]
+    await book.run(book.payment("1000.00"))
+    assert book.last("RepaymentInstruction")["grade"] == suggested["grade"]
 
 
 async def test_a_suggestion_within_the_facilitys_bounds_is_applied_at_once() -> None:

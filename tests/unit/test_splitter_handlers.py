@@ -635,3 +635,38 @@ async def test_rules_that_cannot_hold_are_refused_and_the_old_ones_stay() -> Non
     emitted, _ = await batch(store, paid(), instructed())
     [result] = released(emitted)
     assert (result["receivers"], result["rule_version"]) == ({}, "split-v2/fee-bps=0")
+
+
+async def test_a_rate_by_grade_resolves_from_the_grade_credit_instructs_and_is_hashed() -> None:
+    by_grade: dict[str, Any] = {
+        "receivers": [
+            {
+                "account": "platform:fee",
+                "share": {
+                    "kind": "of_payment",
+                    "rate": {
+                        "by_grade": {
+                            "A": "0.001",
+                            "B": "0.002",
+                            "C": "0.003",
+                            "D": "0.004",
+                            "E": "0.005",
+                        }
+                    },
+                },
+            },
+            {"account": "supplier", "share": {"kind": "rest"}},
+        ]
+    }
+    store = lent()
+    await batch(store, pool_opened(), rules_set(**by_grade))
+    graded = instructed().model_copy(update={"grade": "A"})
+    emitted, reasons = await batch(store, paid(), graded)
+    assert reasons == [None, None]
+    [result] = released(emitted)
+    assert result["fees"] == "100.00"  # grade A: 0.1% of 100,000.00
+    inputs = json.loads(store.transactions[-1][4])
+    assert inputs["rule_facts"]["grade"] == "A"
+    emitted, _ = await batch(store, paid("P-2"), instructed("P-2", principal="0.00"))
+    [ungraded] = released(emitted)
+    assert ungraded["fees"] == "500.00"  # no grade yet: E, the most cautious

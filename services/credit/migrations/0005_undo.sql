@@ -5,3 +5,7 @@ ALTER TABLE repayments DROP CONSTRAINT repayments_state_check;
 ALTER TABLE repayments ADD CONSTRAINT repayments_state_check
     CHECK (state IN ('reserved', 'confirmed', 'undone'));
 ALTER TABLE repayments ADD COLUMN loans jsonb NOT NULL DEFAULT '[]';
+
+-- The credit model's grade of each pool at its last day close: credit's instructions carry it,
+-- so the splitter resolves a split rule's rate by grade from it (and hashes it with the split).
+ALTER TABLE pools ADD COLUMN grade text CHECK (grade IN ('A', 'B', 'C', 'D', 'E'));
