@@ -473,6 +473,9 @@ async def on_instruction_refused(uow: Uow, event: m.InstructionRefused) -> Rejec
     else:
         pool.held += decided.from_held
         pool.held_pending -= min(decided.held, pool.held_pending)
+    if event.returned_to_buyer > 0:
+        # Voided: the money went back to the buyer, who owes the receivables again.
+        uow.state.set_level(pool, pool.water_level + event.returned_to_buyer)
     uow.state.touch(pool)
     uow.state.undo(decided)
     log.warning(

@@ -12,6 +12,9 @@
     POST /pools/{pool_id}/applications/{application}/confirmation
                                                       the buyer confirms or declines:
                                                       {"confirmed": true, "note": …}
+    POST /pools/{pool_id}/payouts                     have the free balance paid out:
+                                                      {"amount": "…", "bank_account": "…"}
+    GET  /pools/{pool_id}/payouts/{payout}            where a payout stands
     GET  /statements/{party_id}?from=…&to=…&format=json|pdf
                                                       a party's statement from the ledger of
                                                       record: opening balance, every movement
@@ -375,6 +378,61 @@ def make_app(
             headers={"Location": status_url},
         )
 
+    async def payout(request: Request) -> Response:
+        """The supplier has part of its free balance paid to its bank account (issue 10):
+        published on supplier.payouts.v1 for the splitter, which instructs the bank."""
+        pool_id = request.path_params["pool_id"]
+        fields = await _json_body(request)
+        if isinstance(fields, Response):
+            return fields
+        checked = _supplier_message(
+            topics.SUPPLIER_PAYOUTS,
+            "PayoutRequested",
+            pool_id,
+            "payout_id",
+            f"PO-{uuid.uuid4().hex[:16]}",
+            {
+                k: fields[k]
+                for k in ("payout_id", "amount", "bank_account", "currency")
+                if k in fields
+            },
+            source=request.state.caller.party_id,
+        )
+        if isinstance(checked, Response):
+            return checked
+        raw, asked = checked
+        assert isinstance(asked, m.PayoutRequested)
+        status_url = f"/pools/{pool_id}/payouts/{asked.payout_id}"
+        if failed := await _publish(topics.SUPPLIER_PAYOUTS, raw, pool_id, status_url):
+            return failed
+        return JSONResponse(
+            {"payout_id": asked.payout_id, "status": "submitted", "status_url": status_url},
+            status_code=202,
+            headers={"Location": status_url},
+        )
+
+    async def payout_status(request: Request) -> Response:
+        """Where a payout stands, from the splitter's book (read-only)."""
+        pool_id, payout_id = request.path_params["pool_id"], request.path_params["payout_id"]
+        async with pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT payout_id, pool_id, amount, bank_account, state, bank_reference,"
+                " updated_at FROM settlement.payouts WHERE payout_id = $1 AND pool_id = $2",
+                payout_id,
+                pool_id,
+            )
+        if row is None:
+            return _json(
+                {
+                    "payout_id": payout_id,
+                    "pool_id": pool_id,
+                    "state": "submitted",
+                    "detail": "not instructed yet; the splitter pays it from the free balance "
+                    "(or dead-letters it as insufficient_funds on settlement.rejected.v1)",
+                }
+            )
+        return _json({**dict(row), "updated_at": row["updated_at"].isoformat()})
+
     async def _publish(topic: str, raw: bytes, pool_id: str, status_url: str) -> Response | None:
         """None once the broker has acknowledged it; else the 503 that says what to do."""
         try:
@@ -615,6 +673,12 @@ def make_app(
                 methods=["GET"],
             ),
             Route("/pools/{pool_id:path}/prepayments", guarded(act, prepay), methods=["POST"]),
+            Route(
+                "/pools/{pool_id:path}/payouts/{payout_id}",
+                guarded(read, payout_status),
+                methods=["GET"],
+            ),
+            Route("/pools/{pool_id:path}/payouts", guarded(act, payout), methods=["POST"]),
             Route("/pools/{pool_id:path}/position", guarded(read, certificate), methods=["GET"]),
             Route("/pools/{pool_id:path}", guarded(read, position), methods=["GET"]),
         ],

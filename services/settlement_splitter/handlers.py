@@ -91,6 +91,13 @@ def _told_when_refused(
     """credit reserved the repayments of an instruction when it sent it: when we refuse it
     (its dead letter keeps the bytes), no money moved, so credit is told to undo them."""
     if refusal is not None:
+        settled = ledger_of(uow).settlements.get(payment_id)
+        voided = (
+            settled is not None
+            and settled.pool_id == instruction.pool_id
+            and settled.state == "voided"
+            and settled.kind == "payment"
+        )
         uow.emit(
             topics.SETTLEMENT_RESULTS,
             m.new_event(
@@ -102,6 +109,7 @@ def _told_when_refused(
                 instruction_event_id=instruction.event_id,
                 reason=refusal.reason,
                 detail=refusal.detail[:2048],
+                returned_to_buyer=settled.amount if voided and settled else ZERO,
             ),
         )
     return refusal

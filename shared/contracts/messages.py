@@ -1147,6 +1147,11 @@ class InstructionRefused(Message):
     instruction_event_id: Id = Field(description="The refused instruction's event id.")
     reason: Reason = Field(description="Why, as in the dead letter.")
     detail: str = Field(max_length=2048, description="The refusal's detail.")
+    returned_to_buyer: Amount = Field(
+        default=Decimal("0.00"),
+        description="The payment was voided by an operator: this much went back to the "
+        "buyer, who owes it again.",
+    )
 
 
 class SettlementReversed(Message):

@@ -237,6 +237,29 @@ async def test_disbursement_to_payout_then_a_reversal_a_statement_and_a_reconcil
         statement_file.write_bytes(camt053("CN-CTRL-1", book))
         clean = await poolfin(stack, "reconcile", str(statement_file), "--pool", pool.pool_id)
         assert clean.returncode == 0 and json.loads(clean.stdout)["clean"] is True
+
+        # Over HTTP, the supplier asks for a payout it has no money for: accepted for the
+        # splitter, which dead-letters it with its reason; a malformed one is a 422 at once.
+        payouts = f"/pools/{pool.pool_id}/payouts"
+        status, bad = await asyncio.to_thread(
+            http_json, stack.http_url, "POST", payouts, b'{"amount": "-1"}', mine
+        )
+        assert status == 422, bad
+        status, asked = await asyncio.to_thread(
+            http_json,
+            stack.http_url,
+            "POST",
+            payouts,
+            b'{"amount": "10.00", "bank_account": "6222 0210 0000 0001"}',
+            mine,
+        )
+        assert status == 202, asked
+        [letter] = await observer.wait_for(topics.SETTLEMENT_REJECTED, pool_id=pool.pool_id)
+        assert letter["reason"] == "insufficient_funds"
+        status, where = await asyncio.to_thread(
+            http_json, stack.http_url, "GET", asked["status_url"], None, mine
+        )
+        assert (status, where["state"]) == (200, "submitted")
     finally:
         await conn.close()
 
@@ -309,6 +332,7 @@ async def test_a_voided_hold_and_credits_reservation_undone_and_an_alert_when_fr
             topics.SETTLEMENT_RESULTS, type="InstructionRefused", payment_id=paid["payment_id"]
         )
         assert refused["reason"] == "duplicate_payment" and "voided" in refused["detail"]
+        assert refused["returned_to_buyer"] == "100000.00"
         await eventually(
             conn,
             "SELECT state FROM credit.repayments WHERE payment_id = $1",
@@ -318,6 +342,12 @@ async def test_a_voided_hold_and_credits_reservation_undone_and_an_alert_when_fr
         assert await conn.fetchval(
             "SELECT outstanding FROM credit.loans WHERE loan_id = $1", loan_id
         ) == Decimal("800000.00")
+        # The buyer owes the receivables again: the pool's level is back where it was.
+        assert await conn.fetchval(
+            "SELECT water_level FROM credit.pools WHERE pool_id = $1", pool.pool_id
+        ) == Decimal("1000000.00")
+        verified = await poolfin(stack, "ledger", "verify")
+        assert verified.returncode == 0, verified.stdout[-2000:]
         entries = await conn.fetch(
             "SELECT kind, amount FROM credit.loan_entries WHERE loan_id = $1 AND reference = $2"
             " ORDER BY id",
