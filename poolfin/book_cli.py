@@ -170,3 +170,22 @@ def release(
 ) -> None:
     """Release a frozen payment to the supplier's free balance, repaying no loan."""
     _resolve(m.HoldAction.RELEASE, payment, pool, note, operator)
+
+
+def balance_command(
+    account: Annotated[str, typer.Argument(help="a ledger account, e.g. free:CE-1/SUP-1")],
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="ISO date or instant (default: now)")
+    ] = None,
+) -> None:
+    """An account's balance now, or as it stood at an instant (one indexed read)."""
+    from poolfin.cli import _unreachable_is_an_error
+    from services.settlement_splitter.statements import balance_as_of
+
+    settings = Settings()
+    instant = _instant(as_of, datetime.now(UTC))
+    with _unreachable_is_an_error("PostgreSQL", settings.database_url, "POOLFIN_DATABASE_URL"):
+        found = asyncio.run(_read(settings, lambda conn: balance_as_of(conn, account, instant)))
+    typer.echo(
+        json.dumps({"account": account, "as_of": instant.isoformat(), "balance": str(found)})
+    )

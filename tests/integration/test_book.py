@@ -208,6 +208,18 @@ async def test_disbursement_to_payout_then_a_reversal_a_statement_and_a_reconcil
         with await asyncio.to_thread(urllib.request.urlopen, request, timeout=30) as response:
             assert response.headers["Content-Type"] == "application/pdf"
             assert b"Closing balance: -760000.00 CNY" in response.read()
+        # The funder's and the buyer's statements add up too; a balance as of any instant.
+        for party, role in ((TEST_FUNDER, "funder"), (core, "core_enterprise")):
+            theirs = json.loads((await poolfin(stack, "statement", party)).stdout)
+            assert theirs["role"] == role
+            assert all(a["balanced"] for a in theirs["accounts"])
+        buyer = {a["account"]: a for a in theirs["accounts"]}[f"buyer:{core}"]
+        assert [mv["cause"] for mv in buyer["movements"]] == ["freeze", "reversal"]
+        split_at = free["movements"][0]["posted_at"]  # the split, before the payout and reversal
+        then = await poolfin(stack, "ledger", "balance", f"owed:{loan_id}", "--as-of", split_at)
+        assert json.loads(then.stdout)["balance"] == "720000.00"
+        now = await poolfin(stack, "ledger", "balance", f"owed:{loan_id}")
+        assert json.loads(now.stdout)["balance"] == "760000.00"
         # A statement of a later period opens where this one closed, with no movements.
         later = await poolfin(stack, "statement", pool.supplier_id, "--from", stmt["to"])
         assert json.loads(later.stdout)["accounts"][0]["opening_balance"] == "0.00"

@@ -311,3 +311,42 @@ def test_any_sequence_of_reversals_returns_no_more_than_was_paid(
     assert total <= paid
     more = reverse(paid - total + Decimal("0.01"), received, given_back, balances)
     assert isinstance(more, Rejected)  # never more than was paid in all
+
+
+def test_camt_053_and_054_are_read_and_hostile_xml_is_refused() -> None:
+    from datetime import date
+
+    from services.settlement_splitter.reconcile import Line, NotCamt, camt053, match, parse_camt
+
+    lines = [
+        Line("CRDT", Decimal("100000.00"), "P-1", date(2026, 12, 3)),
+        Line("DBIT", Decimal("80000.00"), "P-1", date(2026, 12, 3)),
+    ]
+    account, read = parse_camt(camt053("CN-1", lines))
+    assert (account, read) == ("CN-1", lines)
+    notification = (
+        b'<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.054.001.08">'
+        b"<BkToCstmrDbtCdtNtfctn><GrpHdr><MsgId>N</MsgId></GrpHdr><Ntfctn><Id>N1</Id>"
+        b"<Acct><Id><IBAN>CN00TEST</IBAN></Id></Acct>"
+        b'<Ntry><Amt Ccy="CNY">15000.00</Amt><CdtDbtInd>DBIT</CdtDbtInd>'
+        b"<Sts><Cd>BOOK</Cd></Sts><BookgDt><Dt>2026-12-03</Dt></BookgDt>"
+        b"<NtryDtls><TxDtls><Refs><EndToEndId>PO-1</EndToEndId></Refs></TxDtls></NtryDtls>"
+        b"</Ntry>"
+        b'<Ntry><Amt Ccy="CNY">1.00</Amt><CdtDbtInd>CRDT</CdtDbtInd>'
+        b"<Sts><Cd>PDNG</Cd></Sts></Ntry>"  # pending: not booked money
+        b"</Ntfctn></BkToCstmrDbtCdtNtfctn></Document>"
+    )
+    account, read = parse_camt(notification)
+    assert account == "CN00TEST"
+    assert [(ln.direction, ln.amount, ln.reference) for ln in read] == [
+        ("DBIT", Decimal("15000.00"), "PO-1")
+    ]
+    report = match(lines, read)
+    assert (report.matched, len(report.missing_at_bank), len(report.extra_at_bank)) == (0, 2, 1)
+    bomb = (
+        b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY a "aaaaaaaaaa">'
+        b'<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]><Document>&b;</Document>'
+    )
+    for hostile in (bomb, b"<not-xml", b"<Document><Other/></Document>"):
+        with pytest.raises(NotCamt):
+            parse_camt(hostile)
