@@ -5,11 +5,13 @@ balance for credit to decide (issue 8)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import structlog
 
 from services.settlement_splitter import repository as repo
@@ -39,6 +41,8 @@ from shared.contracts import topics
 from shared.contracts.codec import Rejected
 from shared.inbox import Handler, UnitOfWork, dispatch
 from shared.money import ZERO, largest_remainder_split
+from shared.outbox import Outbox
+from shared.settings import Settings
 from shared.trust import not_the_party
 
 SOURCE = "settlement-splitter"
@@ -788,13 +792,10 @@ async def on_hold_resolved(uow: Uow, event: m.HoldResolved) -> Rejected | None:
     return None
 
 
-async def overdue_holds(pool: Any, settings: Any, wake: Any) -> None:
+async def overdue_holds(pool: asyncpg.Pool, settings: Settings, wake: Callable[[], None]) -> None:
     """The splitter's background watch: each payment frozen longer than
-    `hold_alert_after_s` with no instruction raises one FrozenPaymentOverdue."""
-    import asyncio
-
-    from shared.outbox import Outbox
-
+    `hold_alert_after_s` with no instruction raises one FrozenPaymentOverdue (through the
+    outbox, so it is published once even if the splitter dies right after)."""
     while True:
         try:
             async with pool.acquire() as conn, conn.transaction():
