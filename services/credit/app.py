@@ -20,6 +20,7 @@ def spec(settings: Settings) -> ServiceSpec:
         topics=(
             topics.ADMIN_FACILITIES,
             topics.ADMIN_SERVICING,
+            topics.ADMIN_PROGRAMMES,
             topics.SUPPLIER_FINANCING_APPLICATIONS,
             topics.POOL_EVENTS,
             topics.FUNDING_RESULTS,
@@ -32,7 +33,7 @@ def spec(settings: Settings) -> ServiceSpec:
         http=make_app,
         description="Pool positions, financing decisions, loans and repayment instructions.",
         publishes={
-            topics.CREDIT_DECISIONS: (m.FinancingDecision, m.LoanOpened),
+            topics.CREDIT_DECISIONS: (m.FinancingDecision, m.LoanOpened, m.ApplicationRouted),
             topics.CREDIT_POSITIONS: (m.PoolPosition,),
             topics.CREDIT_LOAN_REQUESTS: (m.LoanRequested,),
             topics.CREDIT_REPAYMENT_INSTRUCTIONS: (

@@ -25,7 +25,7 @@ from shared.contracts.messages import (
     Standing,
     TradeDocument,
 )
-from shared.money import FEN, ZERO, fen, fen_down
+from shared.money import FEN, ZERO, fen, fen_down, largest_remainder_split
 
 DAYS_IN_YEAR = {DayCount.ACT_360: Decimal(360), DayCount.ACT_365: Decimal(365)}
 # 罚息: without a rate of its own, penalty interest is the loan's rate plus half (the PBOC
@@ -330,14 +330,21 @@ def waterfall(
     principal_due: Decimal,
     *,
     collect_interest_due: bool = True,
+    pro_rata: bool = False,
 ) -> list[Repayment]:
     """Where `cash` goes on the pool's loans: penalty → fees → charged interest → principal
-    with the interest it ran up, each across the loans matured first, then oldest first.
+    with the interest it ran up, each across the loans matured first, then oldest first —
+    or, under a programme's `pro_rata` intercreditor rule (issue 11), each across the loans
+    in proportion to what each is owed, largest remainder to the fen.
 
     Principal goes only up to `principal_due`. A principal repaid carries exactly its interest
     to the value date; cash no "principal + its interest" can use is left over (never paid as
     interest not yet earned: the caller holds it). Never more than `cash` in all.
     """
+    if pro_rata:
+        return _pro_rata_waterfall(
+            cash, loans, value_date, principal_due, collect_interest_due=collect_interest_due
+        )
     order = _order(loans, value_date)
     parts: dict[str, dict[str, Decimal]] = {
         loan.loan_id: dict.fromkeys(
@@ -388,6 +395,80 @@ def waterfall(
     return plan
 
 
+def _shares(total: Decimal, owed: Mapping[str, Decimal]) -> dict[str, Decimal]:
+    """`total` (≤ the sum owed) across the loans in proportion to what each is owed."""
+    weights = [(loan_id, int(v / FEN)) for loan_id, v in owed.items() if v > 0]
+    if total <= 0 or not weights:
+        return {}
+    return largest_remainder_split(total, weights)
+
+
+def _pro_rata_waterfall(
+    cash: Decimal,
+    loans: Sequence[Loan],
+    value_date: date,
+    principal_due: Decimal,
+    *,
+    collect_interest_due: bool,
+) -> list[Repayment]:
+    order = _order(loans, value_date)
+    days_of = {loan.loan_id: interest_days(loan, value_date) for loan in order}
+    paid: dict[str, dict[str, Decimal]] = {
+        loan.loan_id: dict.fromkeys(("penalty_due", "fees_due", "interest_due"), ZERO)
+        for loan in order
+    }
+    left = cash
+    buckets = ["penalty_due", "fees_due"] + (["interest_due"] if collect_interest_due else [])
+    for bucket in buckets:
+        owed = {loan.loan_id: getattr(loan, bucket) for loan in order}
+        for loan_id, share in _shares(min(left, sum(owed.values(), ZERO)), owed).items():
+            paid[loan_id][bucket] = share
+            left -= share
+    outstanding = {loan.loan_id: loan.outstanding for loan in order}
+    by_id = {loan.loan_id: loan for loan in order}
+
+    def cost(total: Decimal) -> tuple[Decimal, dict[str, Decimal]]:
+        principal = _shares(total, outstanding)
+        return (
+            sum(
+                (
+                    p + interest(p, by_id[i].annual_interest_rate, days_of[i], by_id[i].day_count)
+                    for i, p in principal.items()
+                ),
+                ZERO,
+            ),
+            principal,
+        )
+
+    # The largest principal, shared pro rata, whose principal and interest the cash covers.
+    low, high = 0, int(min(principal_due, sum(outstanding.values(), ZERO), left) / FEN)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if cost(middle * FEN)[0] <= left:
+            low = middle
+        else:
+            high = middle - 1
+    principal = cost(low * FEN)[1]
+    plan = []
+    for loan in order:
+        p, dues = principal.get(loan.loan_id, ZERO), paid[loan.loan_id]
+        due = interest(p, loan.annual_interest_rate, days_of[loan.loan_id], loan.day_count)
+        if p or any(dues.values()):
+            plan.append(
+                Repayment(
+                    loan.loan_id,
+                    loan.funder_id,
+                    principal=p,
+                    interest=due + dues["interest_due"],
+                    days=days_of[loan.loan_id],
+                    penalty=dues["penalty_due"],
+                    fees=dues["fees_due"],
+                    interest_due_paid=dues["interest_due"],
+                )
+            )
+    return plan
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """What a payment (or a prepayment, or money on hold) does: repayments, the part kept on
@@ -420,6 +501,7 @@ def decide_payment(
     facility: Facility | None,
     prepayment: bool = False,
     loan_id: str | None = None,
+    pro_rata: bool = False,
 ) -> Decision:
     """How a payment of `amount` is used (DESIGN step 4, issue 8).
 
@@ -451,6 +533,7 @@ def decide_payment(
         value_date,
         principal_due,
         collect_interest_due=collect,
+        pro_rata=pro_rata and not prepayment,
     )
     repaid = sum((r.total for r in plan), ZERO)
     from_held = min(held, repaid)
@@ -475,6 +558,7 @@ def settle_hold(
     held_pending: Decimal,
     value_date: date,
     facility: Facility | None,
+    pro_rata: bool = False,
 ) -> Decision:
     """What to do with money on hold now: repay loans above the base (a disbursal it covered
     arrived), keep what still covers requests in flight, release the rest."""
@@ -487,6 +571,7 @@ def settle_hold(
         held_pending=held_pending,
         value_date=value_date,
         facility=facility,
+        pro_rata=pro_rata,
     )
     left = held - decision.from_held
     balance = sum((loan.outstanding for loan in loans), ZERO) - decision.principal

@@ -15,6 +15,7 @@ import structlog
 from services.credit import model
 from services.credit import repository as repo
 from services.credit.domain import (
+    DEFAULT_PENALTY_MARKUP,
     Decision,
     Loan,
     Receivable,
@@ -31,6 +32,7 @@ from services.credit.domain import (
     settle_hold,
     undo_repayment,
 )
+from services.credit.programmes import Agreement, route
 from shared.calendar import business_date
 from shared.contracts import messages as m
 from shared.contracts import topics
@@ -135,6 +137,26 @@ async def on_facility_set(uow: Uow, event: m.FacilitySet) -> Rejected | None:
     if pool.exists:
         _settle_hold(uow, event, pool, "facility changed")
     emit_position(uow, event, pool)
+    return None
+
+
+async def on_programme_set(uow: Uow, event: m.ProgrammeSet) -> Rejected | None:
+    """An operator sets a core enterprise's programme: its funders and their agreements, the
+    routing rule and the intercreditor rule, for every pool of the core enterprise."""
+    if event.pool_id != event.core_enterprise_id:
+        return Rejected(
+            m.Reason.INVALID_PROGRAMME,
+            f"a programme is keyed by its core enterprise: pool_id {event.pool_id} is not "
+            f"{event.core_enterprise_id}",
+        )
+    uow.state.save_programme(event)
+    log.info(
+        "programme set",
+        core_enterprise_id=event.core_enterprise_id,
+        funders=[f.funder_id for f in event.funders],
+        routing=event.routing.value,
+        intercreditor=event.intercreditor.value,
+    )
     return None
 
 
@@ -366,6 +388,7 @@ async def on_receivables_settled(uow: Uow, event: m.ReceivablesSettled) -> Rejec
         held_pending=pool.held_pending,
         value_date=value_date,
         facility=pool.facility,
+        pro_rata=pool.pro_rata,
     )
     _instruct(uow, event, pool, event.payment_id, event.amount, decision, value_date, "payment")
     emit_position(uow, event, pool)
@@ -418,6 +441,7 @@ def _settle_hold(uow: Uow, cause: m.Message, pool: repo.PoolState, why: str) -> 
         held_pending=pool.held_pending,
         value_date=value_date,
         facility=pool.facility,
+        pro_rata=pool.pro_rata,
     )
     moved = decision.repaid + decision.released
     if moved <= 0:
@@ -581,6 +605,10 @@ async def on_financing_applied(uow: Uow, event: m.FinancingApplied) -> Rejected 
         )
     available = _available(pool)
     reason = refusal_of(event.amount, pool.facility, available, pool.standing)
+    if reason is None and event.funder_id is not None:
+        programme = pool.programme
+        if programme is None or programme.agreement(event.funder_id) is None:
+            reason = m.Reason.NOT_IN_PROGRAMME  # a named funder must be one of the programme's
     state = A.REFUSED if reason else A.AWAITING_BUYER
     uow.state.add_application(
         pool,
@@ -590,7 +618,8 @@ async def on_financing_applied(uow: Uow, event: m.FinancingApplied) -> Rejected 
             event.amount,
             state.value,
             reason.value if reason else None,
-            pool.facility.funder_id if pool.facility else None,
+            event.funder_id or (pool.facility.funder_id if pool.facility else None),
+            named_funder=event.funder_id,
         ),
     )
     _decide(uow, event, event.application_id, state, event.amount, available, reason)
@@ -650,7 +679,8 @@ async def on_buyer_confirmation(uow: Uow, event: m.BuyerConfirmedFinancing) -> R
         return None
     facility = pool.facility
     assert facility is not None and pool.supplier_id is not None
-    # The terms leave with the request and bind the loan (issue 8, item 4).
+    # The terms leave with the request and bind the loan (issue 8, item 4): the facility's,
+    # or those of the programme's funder the application is routed to (issue 11).
     terms = Terms(
         facility.funder_id,
         facility.annual_interest_rate,
@@ -659,6 +689,19 @@ async def on_buyer_confirmation(uow: Uow, event: m.BuyerConfirmedFinancing) -> R
         facility.penalty,
         uow.state.business_day(),  # the calendar's day: the funder's value date is checked on it
     )
+    if pool.programme is not None:
+        routed = await _route(uow, event, pool, application, amount, available)
+        if routed is None:
+            return None
+        terms = dataclasses.replace(
+            terms,
+            funder_id=routed.funder_id,
+            annual_interest_rate=routed.annual_interest_rate,
+            tenor_days=routed.tenor_days,
+            penalty_rate=facility.penalty_rate
+            or (routed.annual_interest_rate * DEFAULT_PENALTY_MARKUP).quantize(Decimal("1E-8")),
+        )
+        uow.state.route(pool, routed.funder_id, amount)
     uow.state.move_application(pool, application, A.REQUESTED.value, None, terms)
     _decide(uow, event, event.application_id, A.REQUESTED, amount, available, None)
     uow.emit(
@@ -681,6 +724,52 @@ async def on_buyer_confirmation(uow: Uow, event: m.BuyerConfirmedFinancing) -> R
     )
     emit_position(uow, event, pool)
     return None
+
+
+async def _route(
+    uow: Uow,
+    event: m.BuyerConfirmedFinancing,
+    pool: repo.PoolState,
+    application: repo.Application,
+    amount: Decimal,
+    available: Decimal,
+) -> Agreement | None:
+    """Route the confirmed application to a funder of the programme (services/credit/
+    programmes.py), under the programme's lock, counting every request in flight; publish
+    the decision with every candidate. None: refused (and published as such)."""
+    programme = pool.programme
+    assert programme is not None and pool.supplier_id is not None and pool.facility is not None
+    exposure, in_pool = await uow.state.exposure(uow.conn, pool)
+    found = route(
+        programme,
+        amount,
+        supplier_id=pool.supplier_id,
+        discount_rate=pool.facility.discount_rate,
+        named=application.named_funder,
+        exposure=exposure,
+        supplier_exposure=in_pool,
+    )
+    uow.emit(
+        topics.CREDIT_DECISIONS,
+        m.new_event(
+            m.ApplicationRouted,
+            source=SOURCE,
+            pool_id=pool.pool_id,
+            cause=event,
+            application_id=application.application_id,
+            amount=amount,
+            rule=m.Routing.NAMED if application.named_funder else programme.routing,
+            funder_id=found.chosen.funder_id if found.chosen else None,
+            candidates=found.candidates,
+        ),
+    )
+    if found.chosen is None:
+        reason = found.reason or m.Reason.FUNDER_LIMIT_EXCEEDED
+        uow.state.move_application(pool, application, A.REFUSED.value, reason.value)
+        _decide(uow, event, application.application_id, A.REFUSED, amount, available, reason)
+        emit_position(uow, event, pool)
+        return None
+    return found.chosen
 
 
 def _terms_of(application: repo.Application, pool: repo.PoolState) -> Terms | None:
@@ -999,6 +1088,7 @@ handle = dispatch(
         m.BuyerConfirmedFinancing: on_buyer_confirmation,
         m.FundingResult: on_funding_result,
         m.SettlementReleased: on_settlement_released,
+        m.ProgrammeSet: on_programme_set,
         m.InstructionRefused: on_instruction_refused,
         m.SettlementReversed: on_settlement_reversed,
         m.PrepaymentFrozen: on_prepayment_frozen,

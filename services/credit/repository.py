@@ -26,6 +26,7 @@ from services.credit.domain import (
     standing,
 )
 from services.credit.model import MonthTrade
+from services.credit.programmes import Programme
 from shared.calendar import business_date
 from shared.contracts import messages as m
 from shared.contracts.messages import (
@@ -150,12 +151,20 @@ class PoolState:
     closed_through: date | None = None  # the last business day closed for the pool
     first_slip_on: date | None = None
     grade: str | None = None  # the credit model's grade at the last day close (A..E)
+    programme: Programme | None = None  # its core enterprise's programme (issue 11)
     flagged: dict[str, Receivable] = field(default_factory=dict)  # slips that may not count
     today: date = field(default_factory=business_date)
 
     @property
     def loan_balance(self) -> Decimal:
         return sum((loan.outstanding for loan in self.loans), ZERO)
+
+    @property
+    def pro_rata(self) -> bool:
+        """Repayments shared across funders in proportion (the programme's intercreditor)."""
+        return (
+            self.programme is not None and self.programme.intercreditor is m.Intercreditor.PRO_RATA
+        )
 
     @property
     def eligibility(self) -> Eligibility:
@@ -184,6 +193,7 @@ class Application:
     reason: str | None
     funder_id: str | None
     terms: Terms | None = None
+    named_funder: str | None = None  # the funder the application asked for (issue 11)
 
 
 @dataclass(slots=True)
@@ -237,6 +247,7 @@ class CreditChanges:
     repayments: list[Repaid] = field(default_factory=list)
     confirmed: list[tuple[str, str]] = field(default_factory=list)  # (pool, payment)
     undone: list[str] = field(default_factory=list)  # payment ids whose reservation is undone
+    programmes: list[m.ProgrammeSet] = field(default_factory=list)
     receivables: dict[tuple[str, str], Receivable] = field(default_factory=dict)  # new/changed
     open_amounts: dict[tuple[str, str], Decimal] = field(default_factory=dict)  # paid on
     entries: list[LoanEntry] = field(default_factory=list)
@@ -268,6 +279,18 @@ class CreditStore(Protocol):
 
     async def loans_by_id(self, pool_id: str, loan_ids: Sequence[str]) -> list[Loan]:
         """These loans of the pool, open or closed."""
+        ...
+
+    async def programmes(self, cores: Sequence[str], lock: bool = False) -> dict[str, Programme]:
+        """The programmes of these core enterprises; with `lock`, locked until commit in one
+        order (routing of their applications is serialized by them)."""
+        ...
+
+    async def exposure(
+        self, core: str, pool_id: str
+    ) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
+        """Each funder's exposure (outstanding principal + requests in flight) to the core
+        enterprise, and to the pool's supplier (the pool), as committed."""
         ...
 
     async def payments(self, payment_ids: Sequence[str]) -> dict[str, Repaid]:
@@ -404,6 +427,36 @@ class PostgresCreditStore:
         }
         return found, claims
 
+    async def programmes(self, cores: Sequence[str], lock: bool = False) -> dict[str, Programme]:
+        rows = await self.conn.fetch(
+            "SELECT core_enterprise_id, routing, intercreditor, funders FROM programmes"
+            " WHERE core_enterprise_id = ANY($1::text[]) ORDER BY core_enterprise_id"
+            + (" FOR UPDATE" if lock else ""),
+            sorted(set(cores)),
+        )
+        return {r["core_enterprise_id"]: _programme_of(r) for r in rows}
+
+    async def exposure(
+        self, core: str, pool_id: str
+    ) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
+        rows = await self.conn.fetch(
+            "SELECT x.funder_id, sum(x.amount) AS total,"
+            " coalesce(sum(x.amount) FILTER (WHERE x.pool_id = $2), 0) AS in_pool FROM ("
+            "  SELECT l.pool_id, l.funder_id, l.outstanding AS amount FROM loans l"
+            "  JOIN pools p ON p.pool_id = l.pool_id"
+            "  WHERE p.core_enterprise_id = $1 AND l.outstanding > 0"
+            "  UNION ALL SELECT a.pool_id, a.funder_id, a.amount FROM applications a"
+            "  JOIN pools p ON p.pool_id = a.pool_id"
+            "  WHERE p.core_enterprise_id = $1 AND a.state = 'requested') x"
+            " GROUP BY x.funder_id",
+            core,
+            pool_id,
+        )
+        return (
+            {r["funder_id"]: r["total"] for r in rows},
+            {r["funder_id"]: r["in_pool"] for r in rows},
+        )
+
     async def loans_by_id(self, pool_id: str, loan_ids: Sequence[str]) -> list[Loan]:
         rows = await self.conn.fetch(
             "SELECT * FROM loans WHERE pool_id = $1 AND loan_id = ANY($2::text[])"
@@ -508,8 +561,8 @@ class PostgresCreditStore:
         if changes.new_applications:
             await conn.execute(
                 "INSERT INTO applications(application_id, pool_id, amount, state, reason,"
-                " funder_id) SELECT * FROM unnest($1::text[], $2::text[], $3::numeric[],"
-                " $4::text[], $5::text[], $6::text[])",
+                " funder_id, named_funder) SELECT * FROM unnest($1::text[], $2::text[],"
+                " $3::numeric[], $4::text[], $5::text[], $6::text[], $7::text[])",
                 *columns(
                     changes.new_applications,
                     "application_id",
@@ -518,6 +571,7 @@ class PostgresCreditStore:
                     "state",
                     "reason",
                     "funder_id",
+                    "named_funder",
                 ),
             )
         if changes.moved_applications:
@@ -565,6 +619,24 @@ class PostgresCreditStore:
                 *columns(changes.repayments, "held", "from_held", "kind"),
                 [json.dumps(r.loans) for r in changes.repayments],
                 [r.state for r in changes.repayments],
+            )
+        if changes.programmes:
+            await conn.executemany(
+                "INSERT INTO programmes(core_enterprise_id, routing, intercreditor, funders,"
+                " event_id) VALUES ($1, $2, $3, $4::jsonb, $5) ON CONFLICT (core_enterprise_id)"
+                " DO UPDATE SET routing = EXCLUDED.routing, intercreditor ="
+                " EXCLUDED.intercreditor, funders = EXCLUDED.funders, event_id ="
+                " EXCLUDED.event_id, set_at = now()",
+                [
+                    (
+                        p.core_enterprise_id,
+                        p.routing.value,
+                        p.intercreditor.value,
+                        json.dumps([f.model_dump(mode="json") for f in p.funders]),
+                        p.event_id,
+                    )
+                    for p in changes.programmes
+                ],
             )
         if changes.undone:
             await conn.execute(
@@ -746,6 +818,7 @@ class InMemoryCreditStore:
     trade: dict[tuple[str, date], MonthTrade] = field(default_factory=dict)
     suggestion_rows: dict[str, Suggestion] = field(default_factory=dict)
     positions: list[tuple[str, str, datetime, dict[str, Any]]] = field(default_factory=list)
+    programme_rows: dict[str, m.ProgrammeSet] = field(default_factory=dict)
 
     async def pools(self, pool_ids: Sequence[str], today: date) -> list[PoolState]:
         found = []
@@ -827,6 +900,28 @@ class InMemoryCreditStore:
     async def loans_by_id(self, pool_id: str, loan_ids: Sequence[str]) -> list[Loan]:
         return [self.loans[(pool_id, i)] for i in sorted(loan_ids) if (pool_id, i) in self.loans]
 
+    async def programmes(self, cores: Sequence[str], lock: bool = False) -> dict[str, Programme]:
+        return {c: Programme.of(self.programme_rows[c]) for c in cores if c in self.programme_rows}
+
+    async def exposure(
+        self, core: str, pool_id: str
+    ) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
+        pools = {p for p, row in self.pool_rows.items() if row.core_enterprise_id == core}
+        total: dict[str, Decimal] = {}
+        in_pool: dict[str, Decimal] = {}
+        owed = [(p, loan.funder_id, loan.outstanding) for (p, _), loan in self.loans.items()]
+        flying = [
+            (a.pool_id, a.funder_id or "", a.amount)
+            for a in self.application_rows.values()
+            if a.state == "requested"
+        ]
+        for p, funder, amount in owed + flying:
+            if p in pools and amount > 0:
+                total[funder] = total.get(funder, ZERO) + amount
+                if p == pool_id:
+                    in_pool[funder] = in_pool.get(funder, ZERO) + amount
+        return total, in_pool
+
     async def suggestions(self, suggestion_ids: Sequence[str]) -> list[Suggestion]:
         return [
             dataclasses.replace(self.suggestion_rows[s])
@@ -871,6 +966,8 @@ class InMemoryCreditStore:
                 raise ValueError(f"payment {repaid.payment_id} decided twice")
             self.repayments[repaid.payment_id] = repaid
         self.confirmed.update(payment_id for _, payment_id in changes.confirmed)
+        for programme in changes.programmes:
+            self.programme_rows[programme.core_enterprise_id] = programme
         for payment_id in changes.undone:
             self.repayments[payment_id] = dataclasses.replace(
                 self.repayments[payment_id], state="undone"
@@ -918,6 +1015,9 @@ class CreditBatch:
     _pools_changed: set[str] = field(default_factory=set)
     _new_applications: set[str] = field(default_factory=set)
     _applications_changed: set[str] = field(default_factory=set)
+    # Requests this batch sent, not yet written: (core, funder) and (pool, funder) -> amount.
+    routed: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+    routed_in_pool: dict[tuple[str, str], Decimal] = field(default_factory=dict)
     changes: CreditChanges = field(default_factory=CreditChanges)
 
     def _store(self, conn: Connection | None) -> CreditStore:
@@ -953,11 +1053,55 @@ class CreditBatch:
             conn,
             {(e.pool_id, e.receivable_id) for e in events if isinstance(e, m.ReceivableAdjusted)},
         )
+        # Routing a request counts every funder's exposure to the core enterprise: the
+        # programme rows of the batch's confirmations are locked first, in one order.
+        routed_cores = {
+            self.pools[e.pool_id].core_enterprise_id
+            for e in events
+            if isinstance(e, m.BuyerConfirmedFinancing) and e.pool_id in self.pools
+        }
+        if routed_cores - {None}:
+            await self._store(conn).programmes(sorted(c for c in routed_cores if c), lock=True)
+
+    async def exposure(
+        self, conn: Connection | None, pool: PoolState
+    ) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
+        """Each funder's exposure to the pool's core enterprise and to its supplier, counting
+        the requests this batch routed (call under the programme's lock)."""
+        assert pool.core_enterprise_id is not None
+        core, in_pool = await self._store(conn).exposure(pool.core_enterprise_id, pool.pool_id)
+        for (c, funder), amount in self.routed.items():
+            if c == pool.core_enterprise_id:
+                core[funder] = core.get(funder, ZERO) + amount
+        for (p, funder), amount in self.routed_in_pool.items():
+            if p == pool.pool_id:
+                in_pool[funder] = in_pool.get(funder, ZERO) + amount
+        return core, in_pool
+
+    def route(self, pool: PoolState, funder_id: str, amount: Decimal) -> None:
+        assert pool.core_enterprise_id is not None
+        key = (pool.core_enterprise_id, funder_id)
+        self.routed[key] = self.routed.get(key, ZERO) + amount
+        pool_key = (pool.pool_id, funder_id)
+        self.routed_in_pool[pool_key] = self.routed_in_pool.get(pool_key, ZERO) + amount
+
+    def save_programme(self, event: m.ProgrammeSet) -> None:
+        self.changes.programmes.append(event)
+        programme = Programme.of(event)
+        for pool in self.pools.values():
+            if pool.core_enterprise_id == event.core_enterprise_id:
+                pool.programme = programme
 
     async def _load_pools(self, conn: Connection | None, pool_ids: Iterable[str]) -> None:
         wanted = first_time(pool_ids, self._looked_up_pools)
         if wanted:
-            for pool in await self._store(conn).pools(wanted, self.business_day()):
+            found = await self._store(conn).pools(wanted, self.business_day())
+            cores = {p.core_enterprise_id for p in found if p.core_enterprise_id}
+            programmes = await self._store(conn).programmes(sorted(cores)) if cores else {}
+            for pool in found:
+                if pool.core_enterprise_id:
+                    pool.programme = programmes.get(pool.core_enterprise_id)
+            for pool in found:
                 self.pools[pool.pool_id] = pool
 
     async def _load_applications(self, conn: Connection | None, ids: Iterable[str]) -> None:
@@ -1282,6 +1426,24 @@ def _receivable_of(r: Any) -> Receivable:
     )
 
 
+def _programme_of(r: Any) -> Programme:
+    funders = r["funders"] if not isinstance(r["funders"], str) else json.loads(r["funders"])
+    return Programme.of(
+        m.ProgrammeSet.model_validate(
+            {
+                "event_id": "stored",
+                "occurred_at": "2026-01-01T00:00:00+00:00",
+                "source": "credit",
+                "pool_id": r["core_enterprise_id"],
+                "core_enterprise_id": r["core_enterprise_id"],
+                "routing": r["routing"],
+                "intercreditor": r["intercreditor"],
+                "funders": funders,
+            }
+        )
+    )
+
+
 def _application_of(r: Any) -> Application:
     terms = None
     if r["annual_interest_rate"] is not None:
@@ -1301,4 +1463,5 @@ def _application_of(r: Any) -> Application:
         r["reason"],
         r["funder_id"],
         terms,
+        r["named_funder"],
     )

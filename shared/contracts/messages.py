@@ -208,6 +208,10 @@ class Reason(StrEnum):
     SETTLEMENT_CLOSED = "settlement_closed"
     UNKNOWN_PAYOUT = "unknown_payout"
     NOTHING_TO_REVERSE = "nothing_to_reverse"
+    # Programmes and funders (issue 11).
+    FUNDER_LIMIT_EXCEEDED = "funder_limit_exceeded"
+    NOT_IN_PROGRAMME = "not_in_programme"
+    INVALID_PROGRAMME = "invalid_programme"
     PROCESSING_ERROR = "processing_error"
 
 
@@ -693,6 +697,88 @@ class FinancingApplied(Message):
     application_id: Id = Field(description="Unique id of the application.")
     amount: PositiveAmount = Field(description="Amount asked for, CNY.")
     currency: Currency = Field(default="CNY", description="ISO 4217 currency code.")
+    funder_id: Id | None = Field(
+        default=None,
+        description="Ask this funder of the programme (routing rule `named`); default: the "
+        "programme's routing rule picks one.",
+    )
+
+
+class Routing(StrEnum):
+    CHEAPEST = "cheapest"  # the cheapest eligible funder with room under its limits
+    NAMED = "named"  # only the funder the application names (refused without one)
+
+
+class Intercreditor(StrEnum):
+    PRO_RATA = "pro_rata"  # principal across the loans in proportion to what is outstanding
+    MATURITY_THEN_AGE = "maturity_then_age"  # matured loans first, then the oldest
+
+
+class ProgrammeFunder(BaseModel):
+    """One funder's agreement in a programme."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    funder_id: Id = Field(description="The funder.")
+    kind: Literal["bank", "platform"] = Field(default="bank", description="How it disburses.")
+    limit: PositiveAmount = Field(
+        description="Its exposure to the core enterprise (all its suppliers' pools): "
+        "outstanding principal plus requests in flight, never above this."
+    )
+    supplier_limit: PositiveAmount | None = Field(
+        default=None, description="Its exposure to any one supplier; default: no sub-limit."
+    )
+    annual_interest_rate: Rate = Field(description="Its price: the loan's yearly rate.")
+    discount_rate_cap: Rate = Field(
+        default=Decimal("1"),
+        description="It funds a pool only if the pool's discount rate is at most this.",
+    )
+    tenor_days: int = Field(default=180, ge=1, le=3650, description="Its loan term in days.")
+    suppliers: list[Id] | None = Field(
+        default=None, max_length=10000, description="Only these suppliers; default: all."
+    )
+
+
+class ProgrammeSet(Message):
+    """An operator sets a core enterprise's programme: its funders with their agreements,
+    how applications are routed among them, and how repayments are shared (intercreditor)."""
+
+    type: Literal["ProgrammeSet"] = "ProgrammeSet"
+    core_enterprise_id: Id = Field(description="Whose programme (pool_id carries it too).")
+    funders: list[ProgrammeFunder] = Field(min_length=1, max_length=100)
+    routing: Routing = Field(default=Routing.CHEAPEST, description="cheapest | named.")
+    intercreditor: Intercreditor = Field(
+        default=Intercreditor.MATURITY_THEN_AGE, description="pro_rata | maturity_then_age."
+    )
+
+    @model_validator(mode="after")
+    def _distinct(self) -> ProgrammeSet:
+        ids = [f.funder_id for f in self.funders]
+        if len(set(ids)) != len(ids):
+            raise ValueError("each funder appears once in a programme")
+        return self
+
+
+class RouteCandidate(BaseModel):
+    """How one funder of the programme stood when an application was routed."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    funder_id: Id
+    annual_interest_rate: Rate
+    room: Amount = Field(description="What its limits leave, counting requests in flight.")
+    eligible: bool
+    reason: str | None = Field(default=None, description="Why not, when not.")
+
+
+class ApplicationRouted(Message):
+    """credit routed an application to a funder of the programme (or found none): the rule,
+    the funder, and every candidate with its room and why it was or was not chosen."""
+
+    type: Literal["ApplicationRouted"] = "ApplicationRouted"
+    application_id: Id = Field(description="The application.")
+    amount: PositiveAmount = Field(description="Amount asked for, CNY.")
+    rule: Routing = Field(description="The programme's routing rule applied.")
+    funder_id: Id | None = Field(default=None, description="The funder chosen; none: refused.")
+    candidates: list[RouteCandidate] = Field(description="Every funder considered.")
 
 
 # ---------------------------------------------------------------- intake → canonical pool events

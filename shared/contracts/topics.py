@@ -33,6 +33,9 @@ ADMIN_FACILITIES = "admin.facilities.v1"
 ADMIN_SERVICING = "admin.servicing.v1"
 # Split rules of programmes and pools, published by operators, consumed by the splitter.
 ADMIN_SPLIT_RULES = "admin.split-rules.v1"
+# Programmes: a core enterprise's funders, their agreements, routing and intercreditor rule;
+# published by operators, consumed by credit and the funding gateway.
+ADMIN_PROGRAMMES = "admin.programmes.v1"
 # Operators void or release frozen payments credit never instructed.
 ADMIN_HOLDS = "admin.holds.v1"
 # Parties and their keys: maker-checker changes by operators, consumed by every service.
@@ -96,6 +99,7 @@ ALL_STATIC_TOPICS = (
     ADMIN_PARTIES,
     ADMIN_SPLIT_RULES,
     ADMIN_HOLDS,
+    ADMIN_PROGRAMMES,
     SUPPLIER_FINANCING_APPLICATIONS,
     SUPPLIER_PREPAYMENTS,
     SUPPLIER_PAYOUTS,
@@ -136,6 +140,7 @@ EXTERNAL_TOPICS = frozenset(
         ADMIN_PARTIES,
         ADMIN_SPLIT_RULES,
         ADMIN_HOLDS,
+        ADMIN_PROGRAMMES,
         SUPPLIER_FINANCING_APPLICATIONS,
         SUPPLIER_PREPAYMENTS,
         SUPPLIER_PAYOUTS,
