@@ -18,8 +18,8 @@ up: $(BIN)/poolfin
 	$(BIN)/poolfin up
 
 lint: $(BIN)/poolfin
-	$(BIN)/ruff check shared services poolfin tests
-	$(BIN)/ruff format --check shared services poolfin tests
+	$(BIN)/ruff check shared services poolfin tests docs
+	$(BIN)/ruff format --check shared services poolfin tests docs
 	$(BIN)/mypy
 
 test: $(BIN)/poolfin lint

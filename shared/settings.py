@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     hold_alert_every_s: float = Field(
         default=30, gt=0, description="How often the splitter looks for overdue frozen payments."
     )
+    funder_topics_every_s: float = Field(
+        default=5,
+        gt=0,
+        description="How often the funding gateway creates the request topics of newly "
+        "registered funders.",
+    )
     kafka_idempotence: bool = Field(
         default=False, description="Idempotent producer (Apache Kafka only)."
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from services.funding_gateway.funder_topics import funder_topics
 from services.funding_gateway.handlers import handle
 from services.funding_gateway.repository import GatewayBatch
 from shared.contracts import messages as m
@@ -25,6 +26,7 @@ def spec(settings: Settings) -> ServiceSpec:
         migrations=Path(__file__).parent / "migrations",
         handle=handle,
         new_state=GatewayBatch,
+        background=funder_topics,
         description="Sends loan requests to each funder's topic and relays their answers.",
         publishes={
             topics.funder_requests_topic("{funder_id}"): (m.FundingRequest,),

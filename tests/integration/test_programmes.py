@@ -10,41 +10,37 @@ import json
 import time
 import uuid
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
 from poolfin import scenario as erp
-from poolfin.clients import Observer, Publisher, erp_event
+from poolfin.clients import Observer, Publisher
 from poolfin.stack import Stack
 from shared.contracts import topics
 from tests.conftest import WATCHED
 from tests.integration.scenario import Pool, apply, confirmation, payment, sign_contract, today
+from tests.integration.test_split_rules import poolfin
 
 pytestmark = pytest.mark.integration
 
 
 async def set_programme(
-    publisher: Publisher,
-    db: asyncpg.Connection,
-    core: str,
-    funders: list[dict[str, Any]],
-    **rules: str,
+    stack: Stack, tmp_path: Path, core: str, funders: list[dict[str, Any]], **rules: str
 ) -> None:
-    event = erp_event(
-        "ProgrammeSet", core, source="op-1", core_enterprise_id=core, funders=funders, **rules
-    )
-    await publisher.send(topics.ADMIN_PROGRAMMES, event)
-    for _ in range(150):  # in force once credit has it, as an operator checks
-        if (
-            await db.fetchval(
-                "SELECT event_id FROM credit.programmes WHERE core_enterprise_id = $1", core
-            )
-            == event["event_id"]
-        ):
+    """`poolfin programme set` as an operator runs it, then `show` until credit has it."""
+    body = tmp_path / f"{core}.json"
+    body.write_text(json.dumps({"funders": funders, **rules}))
+    done = await poolfin(stack, "programme", "set", str(body), "--core", core)
+    assert done.returncode == 0, done.stderr[-2000:]
+    event_id = done.stdout.strip().rsplit(" ", 1)[-1].rstrip(")")
+    for _ in range(150):
+        shown = await poolfin(stack, "programme", "show", "--core", core)
+        if shown.returncode == 0 and json.loads(shown.stdout)["event_id"] == event_id:
             return
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.2)
     raise TimeoutError(f"credit never took the programme of {core}")
 
 
@@ -74,7 +70,7 @@ async def confirm_and_disburse(
 
 
 async def test_routed_to_the_cheapest_with_room_and_repaid_pro_rata_by_two_banks(
-    stack: Stack, publisher: Publisher, db: asyncpg.Connection
+    stack: Stack, publisher: Publisher, tmp_path: Path
 ) -> None:
     core = f"CE-PROG-{uuid.uuid4().hex[:6]}"
     cheap, dear = f"bank-c-{core[-6:]}", f"bank-d-{core[-6:]}"
@@ -82,7 +78,7 @@ async def test_routed_to_the_cheapest_with_room_and_repaid_pro_rata_by_two_banks
         {"funder_id": cheap, "limit": "1000000.00", "annual_interest_rate": "0.04"},
         {"funder_id": dear, "limit": "5000000.00", "annual_interest_rate": "0.05"},
     ]
-    await set_programme(publisher, db, core, funders, intercreditor="pro_rata")
+    await set_programme(stack, tmp_path, core, funders, intercreditor="pro_rata")
     watched = [*WATCHED, topics.funder_requests_topic(cheap), topics.funder_requests_topic(dear)]
     async with Observer(stack.bootstrap, watched) as observer:
         pool = await open_pool(publisher, observer, core, "3000000.00")
@@ -122,13 +118,13 @@ async def test_routed_to_the_cheapest_with_room_and_repaid_pro_rata_by_two_banks
 
 
 async def test_a_funders_limit_holds_when_two_pools_apply_at_once(
-    stack: Stack, publisher: Publisher, db: asyncpg.Connection
+    stack: Stack, publisher: Publisher, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
     core = f"CE-LIM-{uuid.uuid4().hex[:6]}"
     only = f"bank-l-{core[-6:]}"
     await set_programme(
-        publisher,
-        db,
+        stack,
+        tmp_path,
         core,
         [{"funder_id": only, "limit": "1000000.00", "annual_interest_rate": "0.04"}],
     )

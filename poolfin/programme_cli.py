@@ -1,0 +1,99 @@
+"""`poolfin programme set/show`: a core enterprise's programme (issue 11): its funders with
+their agreements, the routing rule and the intercreditor rule, validated here as credit
+validates it and published signed by an operator on admin.programmes.v1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from shared.contracts import messages as m
+from shared.contracts import topics
+from shared.contracts.codec import encode
+from shared.settings import Settings
+
+programme_app = typer.Typer(
+    help="Programmes: a core enterprise's funders, routing and intercreditor rules.",
+    no_args_is_help=True,
+)
+
+
+@programme_app.command("set")
+def set_programme(
+    programme_file: Annotated[
+        Path,
+        typer.Argument(help='JSON: {"funders": [...], "routing": …, "intercreditor": …}'),
+    ],
+    core: Annotated[str, typer.Option(help="the core enterprise")],
+    operator: Annotated[str, typer.Option("--as", help="the operator who sets it")] = "op-1",
+) -> None:
+    """Validate a programme and publish it; credit routes the core enterprise's next
+    applications by it."""
+    from poolfin.cli import _keyring, _unreachable_is_an_error
+    from poolfin.clients import Publisher
+
+    settings = Settings()
+    try:
+        body = json.loads(programme_file.read_text())
+        message = m.new_event(
+            m.ProgrammeSet, source=operator, pool_id=core, core_enterprise_id=core, **body
+        )
+    except (OSError, ValueError, ValidationError, TypeError) as exc:
+        typer.echo(f"error: {programme_file} is not a programme: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+    async def send() -> None:
+        async with Publisher(settings.kafka_bootstrap, _keyring(settings)) as publisher:
+            await publisher.send(
+                topics.ADMIN_PROGRAMMES,
+                json.loads(encode(message)),
+                key=core,
+                signer=(operator, m.PartyRole.OPERATOR),
+            )
+
+    with _unreachable_is_an_error("Kafka", settings.kafka_bootstrap, "POOLFIN_KAFKA_BOOTSTRAP"):
+        asyncio.run(send())
+    typer.echo(f"programme of {core} published (event {message.event_id})")
+
+
+@programme_app.command("show")
+def show(core: Annotated[str, typer.Option(help="the core enterprise")]) -> None:
+    """The programme in force, as credit holds it."""
+    from poolfin.cli import _unreachable_is_an_error
+    from shared.db import create_pool
+
+    settings = Settings()
+
+    async def read() -> dict[str, object] | None:
+        pool = await create_pool(settings.database_url, "credit", 1)
+        try:
+            row = await pool.fetchrow(
+                "SELECT routing, intercreditor, funders, event_id, set_at FROM programmes"
+                " WHERE core_enterprise_id = $1",
+                core,
+            )
+        finally:
+            await pool.close()
+        if row is None:
+            return None
+        funders = row["funders"]
+        return {
+            "core_enterprise_id": core,
+            "routing": row["routing"],
+            "intercreditor": row["intercreditor"],
+            "funders": json.loads(funders) if isinstance(funders, str) else funders,
+            "event_id": row["event_id"],
+            "set_at": row["set_at"].isoformat(),
+        }
+
+    with _unreachable_is_an_error("PostgreSQL", settings.database_url, "POOLFIN_DATABASE_URL"):
+        found = asyncio.run(read())
+    if found is None:
+        typer.echo(f"no programme for {core} (its pools' facilities name their funder)", err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps(found, indent=2))
