@@ -18,7 +18,7 @@ from poolfin.book_cli import balance_command, holds_app, reconcile_command, stat
 from poolfin.contract_cli import contract_app
 from poolfin.keys_cli import keys_app
 from poolfin.keys_cli import token as keys_token
-from poolfin.programme_cli import programme_app
+from poolfin.programme_cli import iso20022_app, programme_app
 from poolfin.split_rules_cli import split_rules_app
 from shared.settings import Settings
 
@@ -48,6 +48,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(contract_app, name="contract")
 app.add_typer(holds_app, name="holds")
 app.add_typer(programme_app, name="programme")
+app.add_typer(iso20022_app, name="iso20022")
 app.command("statement")(statement_command)
 app.command("reconcile")(reconcile_command)
 ledger_app.command("balance")(balance_command)

@@ -97,3 +97,38 @@ def show(core: Annotated[str, typer.Option(help="the core enterprise")]) -> None
         typer.echo(f"no programme for {core} (its pools' facilities name their funder)", err=True)
         raise typer.Exit(1)
     typer.echo(json.dumps(found, indent=2))
+
+
+iso20022_app = typer.Typer(
+    help="ISO 20022 invoice financing (tsin.001/tsin.002) for banks that speak it.",
+    no_args_is_help=True,
+)
+
+
+@iso20022_app.command("bridge")
+def iso20022_bridge(
+    funder: Annotated[str, typer.Option(help="the bank's funder id")],
+) -> None:
+    """Run the bank-side adapter: poolfin's requests out as tsin.001 on
+    funding.iso20022.requests.FUNDER.v1, the bank's tsin.002 answers from
+    funding.iso20022.responses.FUNDER.v1 back as FunderResponses signed with its key."""
+    from poolfin.cli import _keyring, _unreachable_is_an_error
+    from poolfin.iso20022 import bridge
+
+    settings = Settings()
+    keyring = _keyring(settings)
+
+    def sign(document: dict[str, object]) -> dict[str, object]:
+        signed: dict[str, object] = keyring.sign(document, funder, m.PartyRole.FUNDER)
+        return signed
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        typer.echo(f"bridging {funder} (Ctrl-C stops)", err=True)
+        await bridge(settings.kafka_bootstrap, funder, sign, stop, settings.topic_partitions)
+
+    with _unreachable_is_an_error("Kafka", settings.kafka_bootstrap, "POOLFIN_KAFKA_BOOTSTRAP"):
+        try:
+            asyncio.run(run())
+        except KeyboardInterrupt:
+            typer.echo("stopped", err=True)
