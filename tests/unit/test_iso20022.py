@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -44,7 +45,7 @@ def test_a_request_as_tsin001_reads_back_with_its_figures() -> None:
 
 
 def test_each_status_maps_to_a_funder_decision() -> None:
-    figures = {
+    figures: dict[str, Any] = {
         "invoice_amount": Decimal("300000.00"),
         "issued_on": date(2026, 12, 3),
         "due_on": date(2027, 6, 1),
