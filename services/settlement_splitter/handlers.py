@@ -176,7 +176,10 @@ async def _planned(
             m.Reason.AMOUNT_MISMATCH,
             f"instruction is for {instruction.amount}, payment is {payment.amount}",
         )
-    return _plan(instruction, account, await _pricing(uow, instruction, fee_bps))
+    # The payment is not frozen yet (its freeze is posted with the split): its own amount
+    # counts in the month's volume, as it does when the instruction comes second.
+    pricing = await _pricing(uow, instruction, fee_bps, not_yet_frozen=payment.amount)
+    return _plan(instruction, account, pricing)
 
 
 async def on_instruction(
@@ -493,7 +496,12 @@ class Pricing:
     facts: Facts = field(default_factory=Facts)
 
 
-async def _pricing(uow: Uow, instruction: m.RepaymentInstruction, fee_bps: int) -> Pricing:
+async def _pricing(
+    uow: Uow,
+    instruction: m.RepaymentInstruction,
+    fee_bps: int,
+    not_yet_frozen: Decimal = ZERO,
+) -> Pricing:
     # A prepayment is the supplier's own money, already split when it was first released:
     # what of it no loan needs goes back to its free balance, with no fee and no rule.
     if instruction.kind == "prepayment":
@@ -502,6 +510,7 @@ async def _pricing(uow: Uow, instruction: m.RepaymentInstruction, fee_bps: int) 
     if rules is None:
         return Pricing(fee_bps)
     volume = await ledger_of(uow).volume_this_month(uow.conn, instruction.pool_id)
+    volume += not_yet_frozen
     return Pricing(fee_bps, rules, Facts(grade=instruction.grade, volume_this_month=volume))
 
 

@@ -580,7 +580,13 @@ class InMemoryLedgerStore:
         return len(self.rule_rows[scope_key])
 
     async def volume_since(self, pool_id: str, since: datetime) -> Decimal:
-        return self.volumes.get(pool_id, ZERO)
+        """`volumes` (earlier payments, as a test sets them) and the freezes stored here."""
+        freezes = {(t[0], t[1]) for t in self.transactions if t[0] == pool_id and t[3] == "freeze"}
+        stored = sum(
+            (v for p, s, _, a, v in self.entries if (p, s) in freezes and a == f"frozen:{pool_id}"),
+            ZERO,
+        )
+        return self.volumes.get(pool_id, ZERO) + stored
 
     async def loans(self, loan_ids: Sequence[str]) -> dict[str, HeldLoan]:
         return {i: dataclasses.replace(self.loan_rows[i]) for i in loan_ids if i in self.loan_rows}

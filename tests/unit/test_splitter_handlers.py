@@ -670,3 +670,39 @@ async def test_a_rate_by_grade_resolves_from_the_grade_credit_instructs_and_is_h
     emitted, _ = await batch(store, paid("P-2"), instructed("P-2", principal="0.00"))
     [ungraded] = released(emitted)
     assert ungraded["fees"] == "500.00"  # no grade yet: E, the most cautious
+
+
+async def test_a_volume_tier_counts_the_payment_itself_in_either_arrival_order() -> None:
+    tiered: dict[str, Any] = {
+        "receivers": [
+            {
+                "account": "platform:fee",
+                "share": {
+                    "kind": "of_payment",
+                    "rate": {
+                        "by_volume": [
+                            {"above": "0.00", "rate": "0.003"},
+                            {"above": "150000.00", "rate": "0.001"},
+                        ]
+                    },
+                },
+            },
+            {"account": "supplier", "share": {"kind": "rest"}},
+        ]
+    }
+    fees = []
+    for order in ("payment first", "instruction first"):
+        store = lent()
+        store.volumes[POOL] = Decimal("100000.00")  # this month's earlier payments
+        await batch(store, pool_opened(), rules_set(**tiered))
+        events = [paid(), instructed(principal="0.00")]
+        if order == "instruction first":
+            events.reverse()
+        emitted: Emitted = []
+        for event in events:  # one batch each
+            emitted += (await batch(store, event))[0]
+        [result] = released(emitted)
+        fees.append(result["fees"])
+        inputs = json.loads(store.transactions[-1][4])
+        assert inputs["rule_facts"]["volume_this_month"] == 20000000  # in fen
+    assert fees == ["100.00", "100.00"]  # 0.1% of 100,000.00: the month is at 200,000.00
