@@ -23,6 +23,7 @@ from shared.contracts import topics
 from tests.conftest import TEST_FUNDER
 from tests.environment import user_env
 from tests.integration.scenario import Pool, borrow, payment, today
+from tests.unit.test_splitter_handlers import TIERED_RULES
 
 pytestmark = pytest.mark.integration
 
@@ -129,25 +130,8 @@ async def test_a_volume_tier_changes_the_fee_mid_month_and_the_chain_says_why(
     import asyncpg
 
     core = f"CE-TIER-{uuid.uuid4().hex[:6]}"
-    tiered = {
-        "receivers": [
-            {
-                "account": "platform:fee",
-                "share": {
-                    "kind": "of_payment",
-                    "rate": {
-                        "by_volume": [
-                            {"above": "0.00", "rate": "0.003"},
-                            {"above": "150000.00", "rate": "0.001"},
-                        ]
-                    },
-                },
-            },
-            {"account": "supplier", "share": {"kind": "rest"}},
-        ]
-    }
     rules_file = tmp_path / "tiered.json"
-    rules_file.write_text(json.dumps(tiered))
+    rules_file.write_text(json.dumps(TIERED_RULES))
     done = await poolfin(stack, "split-rules", "set", str(rules_file), "--programme", core)
     assert done.returncode == 0, done.stderr[-2000:]
     await rules_in_force(stack, core)

@@ -29,6 +29,24 @@ from tests.unit.batches import Emitted, run_batch
 
 POOL = "CE-1/S-1"
 handle = make_handler(fee_bps=0)
+# A platform fee of 0.3% of each payment, 0.1% once the month's payments pass 150,000.00.
+TIERED_RULES: dict[str, Any] = {
+    "receivers": [
+        {
+            "account": "platform:fee",
+            "share": {
+                "kind": "of_payment",
+                "rate": {
+                    "by_volume": [
+                        {"above": "0.00", "rate": "0.003"},
+                        {"above": "150000.00", "rate": "0.001"},
+                    ]
+                },
+            },
+        },
+        {"account": "supplier", "share": {"kind": "rest"}},
+    ]
+}
 
 
 def lent(principal: str = "800000.00") -> InMemoryLedgerStore:
@@ -673,28 +691,11 @@ async def test_a_rate_by_grade_resolves_from_the_grade_credit_instructs_and_is_h
 
 
 async def test_a_volume_tier_counts_the_payment_itself_in_either_arrival_order() -> None:
-    tiered: dict[str, Any] = {
-        "receivers": [
-            {
-                "account": "platform:fee",
-                "share": {
-                    "kind": "of_payment",
-                    "rate": {
-                        "by_volume": [
-                            {"above": "0.00", "rate": "0.003"},
-                            {"above": "150000.00", "rate": "0.001"},
-                        ]
-                    },
-                },
-            },
-            {"account": "supplier", "share": {"kind": "rest"}},
-        ]
-    }
     fees = []
     for order in ("payment first", "instruction first"):
         store = lent()
         store.volumes[POOL] = Decimal("100000.00")  # this month's earlier payments
-        await batch(store, pool_opened(), rules_set(**tiered))
+        await batch(store, pool_opened(), rules_set(**TIERED_RULES))
         events = [paid(), instructed(principal="0.00")]
         if order == "instruction first":
             events.reverse()
