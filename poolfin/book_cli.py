@@ -189,3 +189,19 @@ def balance_command(
     typer.echo(
         json.dumps({"account": account, "as_of": instant.isoformat(), "balance": str(found)})
     )
+
+
+def loan_investors_command(
+    loan_id: Annotated[str, typer.Argument(help="the loan (= its request id)")],
+) -> None:
+    """A platform loan's raise and investors: committed, when, and repaid so far."""
+    from poolfin.cli import _unreachable_is_an_error
+    from services.settlement_splitter.statements import loan_investors
+
+    settings = Settings()
+    with _unreachable_is_an_error("PostgreSQL", settings.database_url, "POOLFIN_DATABASE_URL"):
+        found = asyncio.run(_read(settings, lambda conn: loan_investors(conn, loan_id)))
+    if found is None:
+        typer.echo(f"error: no loan request {loan_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps(found, indent=2))

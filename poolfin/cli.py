@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from poolfin.book_cli import balance_command, holds_app, reconcile_command, statement_command
+from poolfin.book_cli import (
+    balance_command,
+    holds_app,
+    loan_investors_command,
+    reconcile_command,
+    statement_command,
+)
 from poolfin.contract_cli import contract_app
 from poolfin.keys_cli import keys_app
 from poolfin.keys_cli import token as keys_token
@@ -52,6 +58,7 @@ app.add_typer(iso20022_app, name="iso20022")
 app.command("statement")(statement_command)
 app.command("reconcile")(reconcile_command)
 ledger_app.command("balance")(balance_command)
+loan_app.command("investors")(loan_investors_command)
 app.add_typer(split_rules_app, name="split-rules")
 app.command("token", help="A bearer token for credit's HTTP front (same as `keys token`).")(
     keys_token

@@ -56,6 +56,15 @@ class Settings(BaseSettings):
     hold_alert_every_s: float = Field(
         default=30, gt=0, description="How often the splitter looks for overdue frozen payments."
     )
+    raise_window_s: float = Field(
+        default=3 * 86400,
+        gt=0,
+        description="How long an investor platform's raise stays open; fully committed by "
+        "then, the platform disburses; otherwise the application is refused raise_expired.",
+    )
+    raise_check_every_s: float = Field(
+        default=5, gt=0, description="How often the funding gateway expires overdue raises."
+    )
     funder_topics_every_s: float = Field(
         default=5,
         gt=0,

@@ -19,7 +19,13 @@ from shared.contracts import topics
 TEST_FUNDER = "bank-test"
 # Servicing tests close a pool's business days ahead of the calendar (maturity, penalty) —
 # a simulation the production default (0) does not allow.
-TEST_ENV = {"POOLFIN_DAY_CLOSE_LEAD_DAYS": "400"}
+TEST_ENV = {
+    "POOLFIN_DAY_CLOSE_LEAD_DAYS": "400",
+    # Investor platforms' raises close in seconds here (production: days), so that a test can
+    # watch one expire.
+    "POOLFIN_RAISE_WINDOW_S": "15",
+    "POOLFIN_RAISE_CHECK_EVERY_S": "1",
+}
 WATCHED = [t for t in topics.ALL_STATIC_TOPICS if not t.startswith("erp.")]
 WATCHED.append(topics.funder_requests_topic(TEST_FUNDER))
 

@@ -51,6 +51,7 @@ class Facility:
     auto_apply: CreditBounds | None = None
     require_trade_documents: bool = False
     match_tolerance: Decimal = Decimal("0.01")
+    funder_kind: str = "bank"  # bank | platform (an investor platform raises the money)
 
     @property
     def penalty(self) -> Decimal:

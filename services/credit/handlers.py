@@ -702,6 +702,9 @@ async def on_buyer_confirmation(uow: Uow, event: m.BuyerConfirmedFinancing) -> R
             or (routed.annual_interest_rate * DEFAULT_PENALTY_MARKUP).quantize(Decimal("1E-8")),
         )
         uow.state.route(pool, routed.funder_id, amount)
+        funder_kind = routed.kind
+    else:
+        funder_kind = facility.funder_kind
     uow.state.move_application(pool, application, A.REQUESTED.value, None, terms)
     _decide(uow, event, event.application_id, A.REQUESTED, amount, available, None)
     uow.emit(
@@ -713,6 +716,7 @@ async def on_buyer_confirmation(uow: Uow, event: m.BuyerConfirmedFinancing) -> R
             cause=event,
             request_id=event.application_id,
             funder_id=terms.funder_id,
+            funder_kind=funder_kind,
             supplier_id=pool.supplier_id,
             amount=amount,
             annual_interest_rate=terms.annual_interest_rate,
@@ -800,10 +804,14 @@ async def on_funding_result(uow: Uow, event: m.FundingResult) -> Rejected | None
     if event.decision == m.FunderDecision.APPROVED:
         return None  # approved, money not yet paid out: still in flight
     if event.decision == m.FunderDecision.REJECTED:
-        uow.state.move_application(
-            pool, application, A.REFUSED.value, m.Reason.REJECTED_BY_FUNDER.value
+        # A platform's raise that expired is its own reason; any other refusal, the funder's.
+        why = (
+            m.Reason.RAISE_EXPIRED
+            if event.reason_code is m.Reason.RAISE_EXPIRED
+            else m.Reason.REJECTED_BY_FUNDER
         )
-        _decide(uow, event, event.request_id, A.REFUSED, amount, ZERO, m.Reason.REJECTED_BY_FUNDER)
+        uow.state.move_application(pool, application, A.REFUSED.value, why.value)
+        _decide(uow, event, event.request_id, A.REFUSED, amount, ZERO, why)
         _settle_hold(uow, event, pool, f"request {event.request_id} rejected by the funder")
         emit_position(uow, event, pool)
         return None
@@ -854,6 +862,7 @@ async def on_funding_result(uow: Uow, event: m.FundingResult) -> Rejected | None
         annual_interest_rate=loan.annual_interest_rate,
         day_count=loan.day_count,
         contract_hash=event.contract_hash,
+        investors=event.investors,
     )
     uow.emit(topics.CREDIT_DECISIONS, opened)
     # Also where the splitter reads instructions, before any that names the loan (the pool's

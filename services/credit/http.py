@@ -15,6 +15,7 @@
     POST /pools/{pool_id}/payouts                     have the free balance paid out:
                                                       {"amount": "…", "bank_account": "…"}
     GET  /pools/{pool_id}/payouts/{payout}            where a payout stands
+    GET  /loans/{loan_id}/investors                   a platform loan's raise and investors
     GET  /statements/{party_id}?from=…&to=…&format=json|pdf
                                                       a party's statement from the ledger of
                                                       record: opening balance, every movement
@@ -651,9 +652,29 @@ def make_app(
             )
         return _json(found.to_json())
 
+    async def investors(request: Request) -> Response:
+        """A platform loan's investors (issue 11): the supplier of its pool, the buyer, or
+        an operator may read them."""
+        from services.settlement_splitter.statements import loan_investors
+
+        loan_id = request.path_params["loan_id"]
+        if bad := _bad_id("loan", loan_id):
+            return bad
+        async with pool.acquire() as conn:
+            caller = await authenticate(request, conn, trust, settings.token_max_ttl_s)
+            if isinstance(caller, Response):
+                return caller
+            found = await loan_investors(conn, loan_id)
+            if found is None:
+                return _error(404, m.Reason.UNKNOWN_LOAN.value, f"no loan request {loan_id}")
+            if denied := await authorize(request, conn, caller, found["pool_id"], Action.READ):
+                return denied
+        return _json(found)
+
     read, act = Action.READ, Action.APPLY
     return Starlette(
         routes=[
+            Route("/loans/{loan_id}/investors", investors, methods=["GET"]),
             Route("/statements/{party_id}", party_statement, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
             Route(

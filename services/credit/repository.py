@@ -47,10 +47,10 @@ async def upsert_facility(conn: Connection, pool_id: str, f: Facility, event_id:
         " interest_period, interest_collection, max_days_past_due, max_tenor_days,"
         " cross_age_percent, concentration_limit, auto_apply, require_trade_documents,"
         " match_tolerance)"
-        " VALUES ($1, $2, $3, $4, $5, 'bank', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,"
+        " VALUES ($1, $2, $3, $4, $5, $19, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,"
         " $16::jsonb, $17, $18)"
         " ON CONFLICT (pool_id) DO UPDATE SET credit_line = $2, discount_rate = $3,"
-        " annual_interest_rate = $4, funder_id = $5, day_count = $6,"
+        " annual_interest_rate = $4, funder_id = $5, funder_kind = $19, day_count = $6,"
         " tenor_days = $7, set_by_event = $8, penalty_rate = $9, interest_period = $10,"
         " interest_collection = $11, max_days_past_due = $12, max_tenor_days = $13,"
         " cross_age_percent = $14, concentration_limit = $15, auto_apply = $16::jsonb,"
@@ -73,6 +73,7 @@ async def upsert_facility(conn: Connection, pool_id: str, f: Facility, event_id:
         None if f.auto_apply is None else f.auto_apply.model_dump_json(),
         f.require_trade_documents,
         f.match_tolerance,
+        f.funder_kind,
     )
 
 
@@ -1371,6 +1372,7 @@ def facility_of(event: FacilitySet) -> Facility:
         event.auto_apply,
         event.require_trade_documents,
         event.match_tolerance,
+        event.funder_kind,
     )
 
 
@@ -1393,6 +1395,7 @@ def _facility_of(row: Any) -> Facility:
         None if auto is None else CreditBounds.model_validate_json(auto),
         row["require_trade_documents"],
         row["match_tolerance"],
+        row["funder_kind"],
     )
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.funding_gateway.funder_topics import funder_topics
-from services.funding_gateway.handlers import handle
+from services.funding_gateway.handlers import make_handler
 from services.funding_gateway.repository import GatewayBatch
+from services.funding_gateway.watches import background
 from shared.contracts import messages as m
 from shared.contracts import topics
 from shared.runtime import ServiceSpec
@@ -24,9 +24,9 @@ def spec(settings: Settings) -> ServiceSpec:
         ),
         dead_letter_topic=topics.FUNDING_GATEWAY_REJECTED,
         migrations=Path(__file__).parent / "migrations",
-        handle=handle,
+        handle=make_handler(settings.raise_window_s),
         new_state=GatewayBatch,
-        background=funder_topics,
+        background=background,
         description="Sends loan requests to each funder's topic and relays their answers.",
         publishes={
             topics.funder_requests_topic("{funder_id}"): (m.FundingRequest,),

@@ -16,6 +16,10 @@ ALLOWED: dict[str, frozenset[FunderDecision]] = {
     "awaiting_supplier": frozenset(),  # the funder has not been asked yet
     "sent": frozenset(FunderDecision),
     "approved": frozenset({FunderDecision.DISBURSED, FunderDecision.REJECTED}),
+    # A platform's raise: it may give up while raising, and disburses once fully committed.
+    "raising": frozenset({FunderDecision.REJECTED}),
+    "raised": frozenset({FunderDecision.DISBURSED, FunderDecision.REJECTED}),
+    "expired": frozenset(),
     "rejected": frozenset(),
     "disbursed": frozenset(),
 }

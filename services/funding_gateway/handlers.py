@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 from services.funding_gateway import repository as repo
 from services.funding_gateway.domain import (
@@ -15,7 +16,7 @@ from services.funding_gateway.domain import (
 from shared.contracts import messages as m
 from shared.contracts import topics
 from shared.contracts.codec import Rejected
-from shared.inbox import UnitOfWork, dispatch
+from shared.inbox import Handler, UnitOfWork, dispatch
 from shared.trust import not_the_party
 
 SOURCE = "funding-gateway"
@@ -49,7 +50,9 @@ async def on_loan_requested(uow: Uow, request: m.LoanRequested) -> Rejected | No
     return None
 
 
-async def on_contract_signed(uow: Uow, signed: m.ContractSigned) -> Rejected | None:
+async def on_contract_signed(
+    uow: Uow, signed: m.ContractSigned, raise_window: timedelta = timedelta(days=3)
+) -> Rejected | None:
     request = await uow.state.request(uow.conn, signed.request_id)
     if request is None or request.pool_id != signed.pool_id:
         return Rejected(
@@ -69,9 +72,14 @@ async def on_contract_signed(uow: Uow, signed: m.ContractSigned) -> Rejected | N
         request.contract_hash, signed.contract_hash, request.supplier_id
     ):
         return refusal
-    uow.state.supplier_signed(request, uow.document)
     assert request.terms is not None  # a request awaiting a signature has its terms
     terms = m.LoanRequested.model_validate(request.terms)
+    deadline = (
+        datetime.now(UTC).replace(microsecond=0) + raise_window
+        if terms.funder_kind == "platform"
+        else None
+    )
+    uow.state.supplier_signed(request, uow.document, deadline)
     uow.emit(
         topics.funder_requests_topic(request.funder_id),
         m.new_event(
@@ -81,6 +89,8 @@ async def on_contract_signed(uow: Uow, signed: m.ContractSigned) -> Rejected | N
             cause=signed,
             request_id=request.request_id,
             funder_id=request.funder_id,
+            funder_kind=terms.funder_kind,
+            raise_deadline=deadline,
             supplier_id=request.supplier_id,
             amount=request.amount,
             annual_interest_rate=terms.annual_interest_rate,
@@ -154,15 +164,87 @@ async def on_funder_response(uow: Uow, response: m.FunderResponse) -> Rejected |
             contract_hash=request.contract_hash
             if response.decision != m.FunderDecision.REJECTED
             else None,
+            investors=_investors(request)
+            if response.decision == m.FunderDecision.DISBURSED
+            else [],
         ),
     )
     return None
 
 
-handle = dispatch(
-    {
-        m.LoanRequested: on_loan_requested,
-        m.ContractSigned: on_contract_signed,
-        m.FunderResponse: on_funder_response,
-    }
-)
+def _investors(request: repo.Request) -> list[m.InvestorShare]:
+    return [
+        m.InvestorShare(investor_id=investor, amount=amount)
+        for investor, amount in request.commitments.items()
+    ]
+
+
+async def on_investor_committed(uow: Uow, event: m.InvestorCommitted) -> Rejected | None:
+    """A platform reports an investor's commitment to its raise. The raise closes when the
+    commitments reach the amount exactly (then the platform may disburse); a commitment after
+    the deadline, above what is left, or for a raise that is not open is refused."""
+    request = await uow.state.request(uow.conn, event.request_id)
+    if request is None or request.pool_id != event.pool_id or request.funder_id != event.funder_id:
+        return Rejected(
+            m.Reason.UNKNOWN_REQUEST,
+            f"no raise {event.request_id} of {event.funder_id} in pool {event.pool_id}",
+        )
+    if refusal := not_the_party(uow.principal, request.funder_id, "the raising platform", event):
+        return refusal
+    if request.state != "raising":
+        return Rejected(
+            m.Reason.RAISE_NOT_OPEN, f"raise {event.request_id} is {request.state}, not raising"
+        )
+    if request.raise_deadline is not None and datetime.now(UTC) >= request.raise_deadline:
+        return Rejected(
+            m.Reason.RAISE_NOT_OPEN,
+            f"raise {event.request_id} closed at {request.raise_deadline.isoformat()}",
+        )
+    if event.investor_id in request.commitments:
+        return Rejected(
+            m.Reason.INVALID_MESSAGE,
+            f"investor {event.investor_id} has committed to {event.request_id} already",
+        )
+    left = request.amount - request.committed
+    if event.amount > left:
+        return Rejected(
+            m.Reason.EXCEEDS_RAISE,
+            f"{event.investor_id} commits {event.amount}; {left} of {request.amount} is left",
+        )
+    uow.state.commit_investor(request, event)
+    if request.state == "raised":
+        uow.emit(
+            topics.FUNDING_RESULTS,
+            m.new_event(
+                m.FundingResult,
+                source=SOURCE,
+                pool_id=request.pool_id,
+                cause=event,
+                request_id=request.request_id,
+                funder_id=request.funder_id,
+                decision=m.FunderDecision.APPROVED,
+                amount=request.amount,
+                contract_hash=request.contract_hash,
+                investors=_investors(request),
+            ),
+        )
+    return None
+
+
+def make_handler(raise_window_s: float = 3 * 86400) -> Handler:
+    window = timedelta(seconds=raise_window_s)
+
+    async def on_contract_signed_(uow: Uow, signed: m.ContractSigned) -> Rejected | None:
+        return await on_contract_signed(uow, signed, window)
+
+    return dispatch(
+        {
+            m.LoanRequested: on_loan_requested,
+            m.ContractSigned: on_contract_signed_,
+            m.FunderResponse: on_funder_response,
+            m.InvestorCommitted: on_investor_committed,
+        }
+    )
+
+
+handle = make_handler()

@@ -33,6 +33,16 @@ class Request:
     terms: dict[str, Any] | None = None  # the LoanRequested, as JSON
     supplier_signature: dict[str, Any] | None = None  # the signed ContractSigned, as received
     funder_signature: dict[str, Any] | None = None  # the signed approval/disbursal, as received
+    raise_deadline: datetime | None = None  # a platform's raise closes unfunded then
+    commitments: dict[str, Decimal] = field(default_factory=dict)  # investor -> committed
+
+    @property
+    def platform(self) -> bool:
+        return bool(self.terms and self.terms.get("funder_kind") == "platform")
+
+    @property
+    def committed(self) -> Decimal:
+        return sum(self.commitments.values(), Decimal("0.00"))
 
     @property
     def requested_day(self) -> date | None:
@@ -57,11 +67,21 @@ class GatewayChanges:
     new_requests: list[Request] = field(default_factory=list)
     answers: list[Answer] = field(default_factory=list)
     states: dict[str, str] = field(default_factory=dict)  # request id -> new state
+    deadlines: dict[str, datetime] = field(default_factory=dict)  # request id -> raise deadline
+    # (request id, investor id, amount, committed at, event id)
+    commitments: list[tuple[str, str, Decimal, datetime, str]] = field(default_factory=list)
     # request id -> (column, the signed message as received)
     signatures: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.new_requests or self.answers or self.states or self.signatures)
+        return bool(
+            self.new_requests
+            or self.answers
+            or self.states
+            or self.signatures
+            or self.deadlines
+            or self.commitments
+        )
 
 
 class GatewayStore(Protocol):
@@ -79,12 +99,21 @@ class PostgresGatewayStore:
     async def requests(self, request_ids: Sequence[str]) -> list[Request]:
         rows = await self.conn.fetch(
             "SELECT request_id, pool_id, funder_id, supplier_id, amount, state, requested_on,"
-            " sent_at, contract, contract_hash, terms, supplier_signature, funder_signature"
-            " FROM funding_requests WHERE request_id = ANY($1::text[])"
+            " sent_at, contract, contract_hash, terms, supplier_signature, funder_signature,"
+            " raise_deadline FROM funding_requests WHERE request_id = ANY($1::text[])"
             " ORDER BY request_id FOR UPDATE",
             list(request_ids),
         )
-        return [Request(**dict(r)) for r in rows]
+        found = [Request(**dict(r)) for r in rows]
+        for c in await self.conn.fetch(
+            "SELECT request_id, investor_id, amount FROM investor_commitments"
+            " WHERE request_id = ANY($1::text[]) ORDER BY request_id, committed_at, investor_id",
+            [r.request_id for r in found if r.platform],
+        ):
+            next(r for r in found if r.request_id == c["request_id"]).commitments[
+                c["investor_id"]
+            ] = c["amount"]
+        return found
 
     async def write(self, changes: GatewayChanges) -> None:
         if changes.new_requests:
@@ -134,6 +163,17 @@ class PostgresGatewayStore:
                     request_id,
                     document,
                 )
+        if changes.deadlines:
+            await self.conn.executemany(
+                "UPDATE funding_requests SET raise_deadline = $2 WHERE request_id = $1",
+                sorted(changes.deadlines.items()),
+            )
+        if changes.commitments:
+            await self.conn.executemany(
+                "INSERT INTO investor_commitments(request_id, investor_id, amount, committed_at,"
+                " event_id) VALUES ($1, $2, $3, $4, $5)",
+                changes.commitments,
+            )
         if changes.states:
             ids = sorted(changes.states)
             await self.conn.execute(
@@ -154,7 +194,7 @@ class InMemoryGatewayStore:
 
     async def requests(self, request_ids: Sequence[str]) -> list[Request]:
         return [
-            dataclasses.replace(r)
+            dataclasses.replace(r, commitments=dict(r.commitments))
             for i in sorted(request_ids)
             if (r := self.request_rows.get(i)) is not None
         ]
@@ -170,6 +210,10 @@ class InMemoryGatewayStore:
         for request_id, signed in changes.signatures.items():
             for column, document in signed.items():
                 setattr(self.request_rows[request_id], column, document)
+        for request_id, deadline in changes.deadlines.items():
+            self.request_rows[request_id].raise_deadline = deadline
+        for request_id, investor_id, amount, _, _ in changes.commitments:
+            self.request_rows[request_id].commitments[investor_id] = amount
         for request_id, state in changes.states.items():
             self.request_rows[request_id].state = state
 
@@ -194,7 +238,9 @@ class GatewayBatch:
             [
                 e.request_id
                 for e in events
-                if isinstance(e, m.LoanRequested | m.FunderResponse | m.ContractSigned)
+                if isinstance(
+                    e, m.LoanRequested | m.FunderResponse | m.ContractSigned | m.InvestorCommitted
+                )
             ],
         )
 
@@ -239,11 +285,32 @@ class GatewayBatch:
         setattr(request, column, document)
         self.changes.signatures.setdefault(request.request_id, {})[column] = document
 
-    def supplier_signed(self, request: Request, document: dict[str, Any] | None) -> None:
-        """The supplier signed: its signature is kept and the request goes to the funder."""
+    def supplier_signed(
+        self, request: Request, document: dict[str, Any] | None, raise_deadline: datetime | None
+    ) -> None:
+        """The supplier signed: its signature is kept and the request goes to the funder (a
+        platform's opens its raise, until `raise_deadline`)."""
         if document is not None:
             self.keep_signature(request, "supplier_signature", document)
-        self._set_state(request, "sent")
+        if raise_deadline is not None:
+            request.raise_deadline = raise_deadline
+            self.changes.deadlines[request.request_id] = raise_deadline
+        self._set_state(request, "raising" if raise_deadline is not None else "sent")
+
+    def commit_investor(self, request: Request, event: m.InvestorCommitted) -> None:
+        """An investor's commitment to the raise; fully committed, the raise closes."""
+        request.commitments[event.investor_id] = event.amount
+        self.changes.commitments.append(
+            (
+                request.request_id,
+                event.investor_id,
+                event.amount,
+                event.committed_at,
+                event.event_id,
+            )
+        )
+        if request.committed == request.amount:
+            self._set_state(request, "raised")
 
     def answer(self, request: Request, response: m.FunderResponse, value_date: date | None) -> None:
         self._set_state(request, response.decision.value)

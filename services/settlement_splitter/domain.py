@@ -514,6 +514,42 @@ def owed_account(loan_id: str) -> str:
     return f"owed:{loan_id}"
 
 
+def investor_account(loan_id: str, investor_id: str) -> str:
+    """A platform's investor on one loan: what it lent out, what the loan repays it."""
+    return f"investor:{loan_id}/{investor_id}"
+
+
+def to_investors(
+    entries: list[tuple[str, Decimal]],
+    parts: Sequence[tuple[str, str, Decimal]],
+    investors: Mapping[str, Sequence[tuple[str, Decimal]]],
+) -> tuple[list[tuple[str, Decimal]], dict[str, dict[str, Decimal]]]:
+    """A split's lines with each platform loan's repayment (`parts`: loan, funder, total)
+    paid to the loan's investors instead of the platform, divided by what each committed
+    (largest remainder to the fen); and, per funder, what each investor got."""
+    moved: dict[str, Decimal] = {}
+    lines: dict[str, Decimal] = {}
+    by_investor: dict[str, dict[str, Decimal]] = {}
+    for loan_id, funder_id, total in parts:
+        shares = investors.get(loan_id)
+        if not shares or total <= 0:
+            continue
+        split = largest_remainder_split(total, [(i, int(v * 100)) for i, v in shares])
+        for investor_id, amount in split.items():
+            if amount:
+                account = investor_account(loan_id, investor_id)
+                lines[account] = lines.get(account, ZERO) + amount
+                got = by_investor.setdefault(funder_id, {})
+                got[investor_id] = got.get(investor_id, ZERO) + amount
+        moved[funder_account(funder_id)] = moved.get(funder_account(funder_id), ZERO) + total
+    result = []
+    for account, amount in entries:
+        left = amount - moved.get(account, ZERO)
+        if left:
+            result.append((account, left))
+    return result + sorted(lines.items()), by_investor
+
+
 def clawback_account(account: str) -> str:
     """What a party owes back after a reversal it could not pay out of its balance."""
     return f"clawback:{account}"
@@ -533,6 +569,7 @@ EXTERNAL = AccountKind("external", None, None)
 KINDS: dict[str, AccountKind] = {
     "buyer": EXTERNAL,  # where payments come from and reversals go back to
     "funder": EXTERNAL,  # the funders' own money: out at disbursement, back by repayment
+    "investor": EXTERNAL,  # a platform's investor on one loan: its commitment out, repaid back
     "bank": EXTERNAL,  # a party's own bank account: payouts and disbursements end there
     "frozen": AccountKind("liability", ZERO, None),  # a frozen account never below zero
     "held": AccountKind("liability", ZERO, None),

@@ -6,7 +6,7 @@ balance for credit to decide (issue 8)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -18,6 +18,7 @@ from services.settlement_splitter import repository as repo
 from services.settlement_splitter.domain import (
     FunderPart,
     Split,
+    account_kind,
     bank_account,
     buyer_account,
     disbursement_entries,
@@ -28,11 +29,13 @@ from services.settlement_splitter.domain import (
     held_account,
     in_fen,
     insufficient,
+    investor_account,
     payout_account,
     principal_entries,
     reverse,
     settle_hold,
     split_payment,
+    to_investors,
 )
 from services.settlement_splitter.rules import Facts
 from services.settlement_splitter.rules import refusal as rules_refusal
@@ -264,7 +267,8 @@ async def on_hold_settled(uow: Uow, event: m.HoldSettled) -> Rejected | None:
         account,
         payment_id=event.settlement_id,
         kind="hold",
-        entries=split.entries(event.pool_id) + _principal_lines(ledger, event),
+        entries=_with_investors(ledger, split.entries(event.pool_id), event.repayments)[0]
+        + _principal_lines(ledger, event),
         inputs={
             "event_id": event.event_id,
             "reason": event.reason,
@@ -379,17 +383,31 @@ async def on_loan_opened(uow: Uow, event: m.LoanOpened) -> Rejected | None:
         )
     account = await ledger.account(uow.conn, event.pool_id)
     supplier = await ledger.supplier(uow.conn, event.pool_id) or event.pool_id
+    investors = [(i.investor_id, i.amount) for i in event.investors]
     ledger.open_loan(
-        repo.HeldLoan(event.loan_id, event.pool_id, event.funder_id, event.principal, booked=True)
+        repo.HeldLoan(
+            event.loan_id,
+            event.pool_id,
+            event.funder_id,
+            event.principal,
+            booked=True,
+            investors=investors,
+        )
     )
-    # Every fen booked: the funder's money to the supplier, and the debt it leaves.
+    # Every fen booked: the funder's money to the supplier (a platform's: its investors'), and
+    # the debt it leaves.
+    entries = disbursement_entries(
+        event.pool_id, supplier, event.loan_id, event.funder_id, event.principal
+    )
+    if investors:
+        entries = [line for line in entries if line[0] != funder_account(event.funder_id)] + [
+            (investor_account(event.loan_id, investor), -amount) for investor, amount in investors
+        ]
     ledger.post(
         account,
         payment_id=event.loan_id,
         kind="disbursement",
-        entries=disbursement_entries(
-            event.pool_id, supplier, event.loan_id, event.funder_id, event.principal
-        ),
+        entries=entries,
         inputs={
             "event_id": event.event_id,
             "funder_id": event.funder_id,
@@ -427,6 +445,23 @@ async def _unheld_loans(
                 f"{loan.outstanding} outstanding",
             )
     return None
+
+
+def _with_investors(
+    ledger: repo.LedgerBatch,
+    entries: list[tuple[str, Decimal]],
+    repayments: Sequence[m.LoanRepayment],
+) -> tuple[list[tuple[str, Decimal]], dict[str, dict[str, Decimal]]]:
+    """A platform's loans repay its investors, by their shares, not the platform itself."""
+    investors = {
+        r.loan_id: loan.investors
+        for r in repayments
+        if (loan := ledger.loans.get(r.loan_id)) is not None and loan.investors
+    }
+    if not investors:
+        return entries, {}
+    parts = [(r.loan_id, r.funder_id, r.total) for r in repayments if r.loan_id in investors]
+    return to_investors(entries, parts, investors)
 
 
 def _principal_lines(
@@ -567,7 +602,8 @@ def _post_split(
         account,
         payment_id=payment_id,
         kind="split",
-        entries=split.entries(pool_id) + _principal_lines(ledger, instruction),
+        entries=_with_investors(ledger, split.entries(pool_id), instruction.repayments)[0]
+        + _principal_lines(ledger, instruction),
         # What decided this split, so an auditor can replay why (invariant 7).
         inputs={
             "instruction_event_id": instruction.event_id,
@@ -648,6 +684,7 @@ def _announce(
                     funder_id=funder_id,
                     total=total,
                     repayments=[r for r in repayments if r.funder_id == funder_id],
+                    investors=_with_investors(ledger_of(uow), [], repayments)[1].get(funder_id, {}),
                 ),
             )
     uow.emit(
@@ -873,7 +910,9 @@ async def on_payment_reversed(uow: Uow, event: m.PaymentReversed) -> Rejected | 
         return Rejected(m.Reason.DUPLICATE_PAYMENT, f"reversal {event.reversal_id} exists already")
     lines, rule_version = await ledger.split_of(uow.conn, event.payment_id)
     received = {a: v for a, v in lines if v > 0 and not a.startswith(_NOT_A_RECEIVER)}
-    bounded = [a for a in received if not a.startswith("funder:")]
+    # Parties outside the book (funders, investors) give back in full; the platform's own
+    # accounts give back what they hold, and owe the rest.
+    bounded = [a for a in received if account_kind(a).min_balance is not None]
     available = await ledger.balances(uow.conn, bounded)
     available[free_account(event.pool_id)] = account.free
     before = {a: Decimal(v) for a, v in existing.reversed_parts.items() if not a.startswith("#")}
@@ -882,7 +921,14 @@ async def on_payment_reversed(uow: Uow, event: m.PaymentReversed) -> Rejected | 
         return plan
     assert existing.instruction is not None and core is not None
     instruction = m.RepaymentInstruction.model_validate(existing.instruction)
-    loans = _restored_loans(plan.share, instruction.repayments, existing.reversed_parts)
+    investors_of = {}
+    for r in instruction.repayments:
+        held_loan = await ledger.loan(uow.conn, r.loan_id)
+        if held_loan is not None and held_loan.investors:
+            investors_of[r.loan_id] = [investor for investor, _ in held_loan.investors]
+    loans = _restored_loans(
+        plan.share, instruction.repayments, existing.reversed_parts, investors_of
+    )
     restored: dict[str, Decimal] = {}
     for r in loans:
         held = await ledger.loan(uow.conn, r.loan_id)
@@ -942,13 +988,23 @@ def _restored_loans(
     share: Callable[[str], Decimal],
     repayments: Sequence[m.LoanRepayment],
     reversed_parts: dict[str, str],
+    investors_of: Mapping[str, Sequence[str]] | None = None,
 ) -> list[m.LoanRepayment]:
     """Each funder's returned share, across its loans and each loan's parts (principal,
     interest, penalty, fees) by what is left of them, largest remainder to the fen: a full
     reversal restores every loan exactly as the split found it."""
     restored: list[m.LoanRepayment] = []
+    investors_of = investors_of or {}
     for funder in sorted({r.funder_id for r in repayments}):
-        total = share(funder_account(funder))
+        total = share(funder_account(funder)) + sum(
+            (
+                share(investor_account(r.loan_id, investor))
+                for r in repayments
+                if r.funder_id == funder
+                for investor in investors_of.get(r.loan_id, ())
+            ),
+            ZERO,
+        )
         if not total:
             continue
         left = {

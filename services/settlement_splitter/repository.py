@@ -149,6 +149,7 @@ class HeldLoan:
     principal: Decimal
     repaid: Decimal = Decimal("0.00")
     booked: bool = False  # its disbursement is in the book (loans opened since issue 10)
+    investors: list[tuple[str, Decimal]] = field(default_factory=list)  # a platform's loan
 
     @property
     def outstanding(self) -> Decimal:
@@ -254,11 +255,21 @@ class PostgresLedgerStore:
 
     async def loans(self, loan_ids: Sequence[str]) -> dict[str, HeldLoan]:
         rows = await self.conn.fetch(
-            "SELECT loan_id, pool_id, funder_id, principal, repaid, booked FROM loans"
+            "SELECT loan_id, pool_id, funder_id, principal, repaid, booked, investors FROM loans"
             " WHERE loan_id = ANY($1::text[]) ORDER BY loan_id FOR UPDATE",
             list(loan_ids),
         )
-        return {r["loan_id"]: HeldLoan(**dict(r)) for r in rows}
+        return {
+            r["loan_id"]: HeldLoan(
+                **{
+                    **dict(r),
+                    "investors": [
+                        (i["investor_id"], Decimal(i["amount"])) for i in _jsonb(r["investors"])
+                    ],
+                }
+            )
+            for r in rows
+        }
 
     async def supplier(self, pool_id: str) -> str | None:
         found: str | None = await self.conn.fetchval(
@@ -407,9 +418,11 @@ class PostgresLedgerStore:
             )
         if changes.new_loans:
             await self.conn.execute(
-                "INSERT INTO loans(loan_id, pool_id, funder_id, principal, repaid, booked)"
-                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::numeric[],"
-                " $5::numeric[], $6::boolean[])",
+                "INSERT INTO loans(loan_id, pool_id, funder_id, principal, repaid, booked,"
+                " investors) SELECT l.loan_id, l.pool_id, l.funder_id, l.principal, l.repaid,"
+                " l.booked, l.investors::jsonb FROM unnest($1::text[], $2::text[], $3::text[],"
+                " $4::numeric[], $5::numeric[], $6::boolean[], $7::text[])"
+                " AS l(loan_id, pool_id, funder_id, principal, repaid, booked, investors)",
                 *columns(
                     changes.new_loans,
                     "loan_id",
@@ -419,6 +432,10 @@ class PostgresLedgerStore:
                     "repaid",
                     "booked",
                 ),
+                [
+                    json.dumps([{"investor_id": i, "amount": str(a)} for i, a in loan.investors])
+                    for loan in changes.new_loans
+                ],
             )
         if changes.repaid:
             ids = sorted(changes.repaid)

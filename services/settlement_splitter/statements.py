@@ -8,7 +8,8 @@ transaction's kind, id and hash), and the closing balance is the balance as of `
 movements sum exactly from the opening to the closing balance, by construction and checked.
 
 Who sees what: a supplier its pools' free, payout, loan and clawback accounts; a funder its
-own account and its receivable on each of its loans; a buyer (core enterprise) its account.
+own account and its receivable on each of its loans; a buyer (core enterprise) its account;
+a platform's investor its account on each loan it lent to (issue 11).
 Read-only, in one snapshot; the splitter owns the tables (schema `settlement`).
 """
 
@@ -133,6 +134,13 @@ async def accounts_of(conn: Connection, party_id: str) -> tuple[str, list[str]]:
     )
     if loans:
         return "funder", [f"funder:{party_id}"] + [f"owed:{r['loan_id']}" for r in loans]
+    lent = await conn.fetch(
+        f"SELECT account FROM {SCHEMA}.ledger_accounts WHERE account LIKE 'investor:%'"
+        " AND split_part(account, '/', -1) = $1 ORDER BY account",
+        party_id,
+    )
+    if lent:
+        return "investor", [r["account"] for r in lent]
     return "unknown", []
 
 
@@ -230,3 +238,44 @@ def render_pdf(stmt: Statement) -> bytes:
             pdf.ln()
         pdf.cell(0, 5, f"Closing balance: {a.closing} CNY", new_x="LMARGIN", new_y="NEXT")
     return bytes(pdf.output())
+
+
+async def loan_investors(conn: Connection, loan_id: str) -> dict[str, Any] | None:
+    """A platform's raise and its investors: what each committed and when (the gateway's
+    record), and what the loan has repaid each (the book). None: no such request."""
+    request = await conn.fetchrow(
+        "SELECT request_id, pool_id, funder_id, amount, state, raise_deadline"
+        " FROM funding_gateway.funding_requests WHERE request_id = $1",
+        loan_id,
+    )
+    if request is None:
+        return None
+    rows = await conn.fetch(
+        "SELECT c.investor_id, c.amount, c.committed_at, coalesce(("
+        f"  SELECT sum(e.amount) FROM {SCHEMA}.ledger_entries e"
+        "   WHERE e.account = 'investor:' || c.request_id || '/' || c.investor_id"
+        "   AND e.amount > 0), 0) AS repaid"
+        " FROM funding_gateway.investor_commitments c WHERE c.request_id = $1"
+        " ORDER BY c.committed_at, c.investor_id",
+        loan_id,
+    )
+    return {
+        "loan_id": loan_id,
+        "pool_id": request["pool_id"],
+        "funder_id": request["funder_id"],
+        "amount": str(request["amount"]),
+        "state": request["state"],
+        "raise_deadline": request["raise_deadline"].isoformat()
+        if request["raise_deadline"]
+        else None,
+        "committed": str(sum((r["amount"] for r in rows), ZERO)),
+        "investors": [
+            {
+                "investor_id": r["investor_id"],
+                "committed": str(r["amount"]),
+                "committed_at": r["committed_at"].isoformat(),
+                "repaid": str(r["repaid"]),
+            }
+            for r in rows
+        ],
+    }

@@ -64,7 +64,7 @@ TOPIC_MODELS: dict[str, tuple[type[m.Message], ...]] = {
         m.LoanRepaid,
     ),
     t.CREDIT_SUGGESTIONS: (m.CreditSuggested,),
-    t.FUNDING_RESPONSES: (m.FunderResponse,),
+    t.FUNDING_RESPONSES: (m.FunderResponse, m.InvestorCommitted),
     t.FUNDING_RESULTS: (m.FundingResult,),
     t.SETTLEMENT_RESULTS: (
         m.SettlementReleased,

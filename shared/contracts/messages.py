@@ -212,6 +212,9 @@ class Reason(StrEnum):
     FUNDER_LIMIT_EXCEEDED = "funder_limit_exceeded"
     NOT_IN_PROGRAMME = "not_in_programme"
     INVALID_PROGRAMME = "invalid_programme"
+    RAISE_EXPIRED = "raise_expired"
+    RAISE_NOT_OPEN = "raise_not_open"
+    EXCEEDS_RAISE = "exceeds_raise"
     PROCESSING_ERROR = "processing_error"
 
 
@@ -927,6 +930,9 @@ class LoanRequested(Message):
     type: Literal["LoanRequested"] = "LoanRequested"
     request_id: Id = Field(description="= application_id.")
     funder_id: Id = Field(description="Which funder.")
+    funder_kind: Literal["bank", "platform"] = Field(
+        default="bank", description="A platform raises the money from its investors first."
+    )
     supplier_id: Id = Field(description="The borrower.")
     amount: PositiveAmount = Field(description="Principal asked for, CNY.")
     annual_interest_rate: Rate = Field(description="Agreed rate.")
@@ -953,6 +959,11 @@ class LoanOpened(Message):
     day_count: DayCount | None = Field(default=None, description="Its day count.")
     contract_hash: str | None = Field(
         default=None, description="SHA-256 of the loan contract both parties signed."
+    )
+    investors: list[InvestorShare] = Field(
+        default_factory=list,
+        description="A platform's loan: its investors and what each committed; every "
+        "repayment is divided among them by these shares.",
     )
 
 
@@ -1113,6 +1124,14 @@ class FundingRequest(Message):
     type: Literal["FundingRequest"] = "FundingRequest"
     request_id: Id = Field(description="Answer with this id.")
     funder_id: Id = Field(description="You.")
+    funder_kind: Literal["bank", "platform"] = Field(
+        default="bank",
+        description="platform: raise the amount from your investors (InvestorCommitted) "
+        "before `raise_deadline`, then disburse.",
+    )
+    raise_deadline: datetime | None = Field(
+        default=None, description="A platform's raise closes unfunded at this instant."
+    )
     supplier_id: Id = Field(description="The borrower.")
     amount: PositiveAmount = Field(description="Principal asked for, CNY.")
     annual_interest_rate: Rate = Field(description="Agreed rate.")
@@ -1142,6 +1161,24 @@ class FunderDecision(StrEnum):
     DISBURSED = "disbursed"
 
 
+class InvestorShare(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    investor_id: Id = Field(description="The investor (one of the platform's).")
+    amount: PositiveAmount = Field(description="What it committed, CNY.")
+
+
+class InvestorCommitted(Message):
+    """An investor platform reports one investor's commitment to a raise (its investor list
+    is the platform's; each commitment is signed by the platform)."""
+
+    type: Literal["InvestorCommitted"] = "InvestorCommitted"
+    request_id: Id = Field(description="The raise (the loan request).")
+    funder_id: Id = Field(description="The platform.")
+    investor_id: Id = Field(description="Who commits.")
+    amount: PositiveAmount = Field(description="How much, CNY.")
+    committed_at: datetime = Field(description="When the investor committed.")
+
+
 class FunderResponse(Message):
     """A funder answers a request: approved, rejected or disbursed (money paid out)."""
 
@@ -1169,6 +1206,12 @@ class FundingResult(Message):
     amount: Amount = Field(description="Amount, CNY.")
     value_date: BoundedDate | None = Field(default=None, description="Disbursement value date.")
     reason: str | None = Field(default=None, description="Why, if rejected.")
+    reason_code: Reason | None = Field(
+        default=None, description="poolfin's reason, when it refused (e.g. raise_expired)."
+    )
+    investors: list[InvestorShare] = Field(
+        default_factory=list, description="A platform's loan: who lent what (disbursed)."
+    )
     contract_hash: str | None = Field(
         default=None, description="SHA-256 of the loan contract the supplier and funder signed."
     )
@@ -1296,6 +1339,10 @@ class FunderRepaymentNotice(Message):
     funder_id: Id = Field(description="The funder paid.")
     repayments: list[LoanRepayment] = Field(description="Per loan.")
     total: PositiveAmount = Field(description="Principal + interest paid to this funder.")
+    investors: dict[str, Amount] = Field(
+        default_factory=dict,
+        description="A platform's part, divided among its investors (investor -> amount).",
+    )
 
 
 class SupplierFundsReleased(Message):

@@ -36,6 +36,7 @@ EXTERNAL: dict[str, tuple[frozenset[PartyRole], str]] = {
     "PayoutRequested": (SUPPLIER, "the pool's supplier"),
     "ContractSigned": (SUPPLIER, "the supplier the contract names"),
     "FunderResponse": (FUNDERS, "the funder the request went to"),
+    "InvestorCommitted": (FUNDERS, "the platform the raise's request went to"),
     "FacilitySet": (OPERATORS, "any operator"),
     "CreditSuggestionApproved": (OPERATORS, "any operator"),
     "DayClosed": (OPERATORS, "any operator"),

@@ -1,0 +1,18 @@
+-- Issue 11: investor platforms. A request to a platform opens a raise: the platform reports
+-- each investor's commitment; the raise closes when fully committed (`raised`, then the
+-- platform may disburse) or expires at its deadline (`expired`: the application is refused).
+ALTER TABLE funding_requests ADD COLUMN raise_deadline timestamptz;
+ALTER TABLE funding_requests DROP CONSTRAINT funding_requests_state_check;
+ALTER TABLE funding_requests ADD CONSTRAINT funding_requests_state_check
+    CHECK (state IN ('awaiting_supplier', 'sent', 'raising', 'raised', 'expired', 'approved',
+                     'rejected', 'disbursed'));
+CREATE INDEX funding_requests_raising ON funding_requests (raise_deadline) WHERE state = 'raising';
+
+CREATE TABLE investor_commitments (
+    request_id    text          NOT NULL REFERENCES funding_requests,
+    investor_id   text          NOT NULL,
+    amount        numeric(18,2) NOT NULL CHECK (amount > 0),
+    committed_at  timestamptz   NOT NULL,
+    event_id      text          NOT NULL,
+    PRIMARY KEY (request_id, investor_id)
+);

@@ -1,0 +1,173 @@
+"""Issue 11, investor platforms, on the real broker and PostgreSQL: a request to a platform
+opens a raise; three investors commit; the raise closes and the platform disburses; a
+repayment is divided among the investors to the fen and booked per investor, each with a
+statement; a raise not fully committed by its deadline is refused with its reason."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from poolfin import scenario as erp
+from poolfin.clients import Observer, Publisher, erp_event
+from poolfin.stack import Stack
+from poolfin.tokens import token_for
+from shared.contracts import topics
+from shared.contracts.messages import PartyRole
+from tests.conftest import WATCHED
+from tests.integration.scenario import (
+    Pool,
+    apply,
+    confirmation,
+    http_json,
+    payment,
+    sign_contract,
+    today,
+)
+from tests.integration.test_split_rules import poolfin
+
+pytestmark = pytest.mark.integration
+
+
+def committed(request: dict[str, Any], investor: str, amount: str) -> dict[str, Any]:
+    return erp_event(
+        "InvestorCommitted",
+        request["pool_id"],
+        source=request["funder_id"],
+        request_id=request["request_id"],
+        funder_id=request["funder_id"],
+        investor_id=investor,
+        amount=amount,
+        committed_at=datetime.now(UTC).isoformat(),
+    )
+
+
+async def platform_pool(publisher: Publisher, observer: Observer, platform: str) -> Pool:
+    run = uuid.uuid4().hex[:8]
+    pool = Pool(f"CE-P2P/S-{run}", f"S-{run}")
+    for t, event in (
+        erp.onboarding(pool.pool_id, "CE-P2P", pool.supplier_id, "Platform Supplier"),
+        erp.facility(pool.pool_id, line="1000000.00", funder=platform, funder_kind="platform"),
+        erp.slip(pool.pool_id, f"R-{run}", "1000000.00", today()),
+    ):
+        await publisher.send(t, event)
+        await observer.wait_for(topics.CREDIT_POSITIONS, correlation_id=event["event_id"])
+    pool.slips[f"R-{run}"] = "1000000.00"
+    return pool
+
+
+async def raise_for(
+    publisher: Publisher, observer: Observer, pool: Pool, platform: str, amount: str
+) -> dict[str, Any]:
+    """Apply, confirm, sign: the request reaches the platform as a raise."""
+    application = await apply(publisher, observer, pool, amount)
+    await publisher.send(topics.ERP_FINANCING_CONFIRMATIONS, confirmation(pool, application))
+    await sign_contract(publisher, observer, application)
+    [request] = await observer.wait_for(
+        topics.funder_requests_topic(platform), request_id=application
+    )
+    return request
+
+
+async def test_three_investors_fund_a_loan_and_are_repaid_to_the_fen(
+    stack: Stack, publisher: Publisher
+) -> None:
+    platform = f"p2p-{uuid.uuid4().hex[:6]}"
+    async with Observer(stack.bootstrap, [*WATCHED, topics.funder_requests_topic(platform)]) as obs:
+        pool = await platform_pool(publisher, obs, platform)
+        request = await raise_for(publisher, obs, pool, platform, "300000.00")
+        assert (request["funder_kind"], request["raise_deadline"] is not None) == ("platform", True)
+        loan = request["request_id"]
+        # A disbursal before the raise closed is refused: the money is not raised yet.
+        early = erp.disbursal(request, today())
+        await publisher.send(*early)
+        [letter] = await obs.wait_for(
+            topics.FUNDING_GATEWAY_REJECTED, event_id=early[1]["event_id"]
+        )
+        assert letter["reason"] == "application_not_pending" and "raising" in letter["detail"]
+        for investor, amount in (
+            ("inv-a", "100000.00"),
+            ("inv-b", "150000.00"),
+            ("inv-c", "50000.00"),
+        ):
+            await publisher.send(topics.FUNDING_RESPONSES, committed(request, investor, amount))
+        too_much = committed(request, "inv-d", "0.01")
+        await publisher.send(topics.FUNDING_RESPONSES, too_much)
+        [closed] = await obs.wait_for(topics.FUNDING_RESULTS, request_id=loan, decision="approved")
+        assert [i["investor_id"] for i in closed["investors"]] == ["inv-a", "inv-b", "inv-c"]
+        [letter] = await obs.wait_for(
+            topics.FUNDING_GATEWAY_REJECTED, event_id=too_much["event_id"]
+        )
+        assert letter["reason"] == "raise_not_open"  # raised: closed to new investors
+
+        await publisher.send(*erp.disbursal(request, today()))
+        [opened] = await obs.wait_for(topics.CREDIT_DECISIONS, type="LoanOpened", loan_id=loan)
+        assert {i["investor_id"]: i["amount"] for i in opened["investors"]} == {
+            "inv-a": "100000.00",
+            "inv-b": "150000.00",
+            "inv-c": "50000.00",
+        }
+
+        # 700,000.00 paid: the base falls to 240,000.00, so 60,000.00 of principal is due,
+        # divided 2:3:1 among the investors.
+        paid = payment(pool, "700000.00", list(pool.slips))
+        await publisher.send(topics.ERP_PAYMENTS, paid)
+        [notice] = await obs.wait_for(
+            topics.SETTLEMENT_FUNDER_REPAYMENTS, payment_id=paid["payment_id"]
+        )
+        assert notice["investors"] == {
+            "inv-a": "20000.00",
+            "inv-b": "30000.00",
+            "inv-c": "10000.00",
+        }
+        assert sum(Decimal(v) for v in notice["investors"].values()) == Decimal(notice["total"])
+
+    shown = await poolfin(stack, "loan", "investors", loan)
+    assert shown.returncode == 0, shown.stderr
+    listed = json.loads(shown.stdout)
+    assert [(i["investor_id"], i["committed"], i["repaid"]) for i in listed["investors"]] == [
+        ("inv-a", "100000.00", "20000.00"),
+        ("inv-b", "150000.00", "30000.00"),
+        ("inv-c", "50000.00", "10000.00"),
+    ]
+    status, over_http = await asyncio.to_thread(
+        http_json,
+        stack.http_url,
+        "GET",
+        f"/loans/{loan}/investors",
+        None,
+        token_for(stack.keyring, pool.supplier_id, PartyRole.SUPPLIER),
+    )
+    assert (status, over_http["investors"]) == (200, listed["investors"])
+    statement = json.loads((await poolfin(stack, "statement", "inv-b")).stdout)
+    assert statement["role"] == "investor"
+    [account] = [a for a in statement["accounts"] if a["account"] == f"investor:{loan}/inv-b"]
+    assert (account["balanced"], account["closing_balance"]) == (True, "-120000.00")
+
+
+async def test_a_raise_not_fully_committed_by_its_deadline_is_refused_with_its_reason(
+    stack: Stack, publisher: Publisher
+) -> None:
+    platform = f"p2p-{uuid.uuid4().hex[:6]}"
+    async with Observer(stack.bootstrap, [*WATCHED, topics.funder_requests_topic(platform)]) as obs:
+        pool = await platform_pool(publisher, obs, platform)
+        request = await raise_for(publisher, obs, pool, platform, "300000.00")
+        await publisher.send(topics.FUNDING_RESPONSES, committed(request, "inv-a", "120000.00"))
+        [result] = await obs.wait_for(
+            topics.FUNDING_RESULTS,
+            request_id=request["request_id"],
+            decision="rejected",
+            timeout=60,
+        )
+        assert result["reason_code"] == "raise_expired"
+        assert "with 120000.00 of 300000.00 committed" in result["reason"]
+        [refused] = await obs.wait_for(
+            topics.CREDIT_DECISIONS, application_id=request["request_id"], state="refused"
+        )
+        assert refused["reason"] == "raise_expired"
