@@ -25,6 +25,8 @@ from shared.money import money_text
 WAN = Decimal(10_000)
 CORE = "CE-DEMO"
 BANK = "bank-demo"
+PLATFORM = "p2p-demo"  # an investor platform (issue 11)
+INVESTORS = (("investor-li", 40), ("investor-wang", 25), ("investor-zhao", 15))  # 万
 
 # The paper's calendar (April–July), played shifted so that its last delivery (July 28) falls
 # on today's business day: no slip may be dated in the future.
@@ -74,6 +76,8 @@ class DemoResult:
     ledger_hash: str = ""
     # The same payment in a programme with split rules (issue 10): account → amount.
     rule_split: dict[str, Any] = field(default_factory=dict)
+    # A loan raised from an investor platform's investors, and its repayment divided among them.
+    platform_funder: dict[str, Any] = field(default_factory=dict)
 
     def problems(self) -> list[str]:
         found = []
@@ -92,6 +96,16 @@ class DemoResult:
                 found.append(f"rule split names fewer than three receivers: {parts}")
             if not str(self.rule_split["rule_version"]).startswith("rules:"):
                 found.append(f"rule split used {self.rule_split['rule_version']}, not the rules")
+        if self.platform_funder:
+            investors = self.platform_funder["investors"]
+            repaid = sum((Decimal(i["repaid"]) for i in investors), Decimal("0.00"))
+            if len(investors) < 3:
+                found.append(f"the platform loan has fewer than three investors: {investors}")
+            if repaid != Decimal(self.platform_funder["repaid_to_funder"]):
+                found.append(
+                    f"investors were repaid {repaid}, the platform "
+                    f"{self.platform_funder['repaid_to_funder']}"
+                )
         return found
 
     def as_json(self) -> dict[str, Any]:
@@ -104,6 +118,7 @@ class DemoResult:
             "water_level_after": money_text(self.water_level_after),
             "ledger_hash": self.ledger_hash,
             "rule_split": self.rule_split,
+            "platform_funder": self.platform_funder,
             "ok": not self.problems(),
             "problems": self.problems(),
         }
@@ -264,7 +279,10 @@ async def run_demo(bootstrap: str, keyring: Keyring, say: Any = print) -> DemoRe
         topics.CREDIT_REPAYMENT_INSTRUCTIONS,
         topics.SETTLEMENT_RESULTS,
         topics.FUNDING_CONTRACTS,
+        topics.FUNDING_RESULTS,
+        topics.SETTLEMENT_FUNDER_REPAYMENTS,
         topics.funder_requests_topic(BANK),
+        topics.funder_requests_topic(PLATFORM),
     ]
     result = DemoResult()
     async with (
@@ -279,6 +297,8 @@ async def run_demo(bootstrap: str, keyring: Keyring, say: Any = print) -> DemoRe
         await settlement(publisher, observer, run, result, say)
         say("The same payment in a programme with split rules (分账规则):")
         await rule_split(publisher, observer, run, result, say)
+        say("The same loan raised by an investor platform from its investors (P2P):")
+        await platform_funder(publisher, observer, run, result, say)
     return result
 
 
@@ -348,3 +368,67 @@ async def rule_split(
     say(f"  pool {pool_id}: 80万 borrowed, the buyer pays 10万; by {released.get('rule_version')}:")
     for account, amount in parts.items():
         say(f"    {account:<20} {amount:>12}")
+
+
+async def platform_funder(
+    publisher: Publisher, observer: Observer, run: str, result: DemoResult, say: Any = print
+) -> None:
+    """The seed paper's second kind of funder: a platform publishes the financing, raises it
+    from its investors, and only then disburses; each repayment is divided among them."""
+    core, supplier = f"{CORE}-P2P-{run}", f"SUP-D-{run}"
+    pool_id = f"{core}/{supplier}"
+    day = business_date()
+    _, onboarding = erp.onboarding(pool_id, core, supplier, f"Supplier {supplier}")
+    await publisher.send(topics.ERP_SUPPLIERS, onboarding)
+    await observer.wait_for(topics.CREDIT_POSITIONS, correlation_id=onboarding["event_id"])
+    for topic, event in (
+        erp.facility(pool_id, line=cny(100), rate="0.8", funder=PLATFORM, funder_kind="platform"),
+        erp.slip(pool_id, f"SS-{run}-D1", cny(100), day),
+    ):
+        await publisher.send(topic, event)
+        await observer.wait_for(topics.CREDIT_POSITIONS, correlation_id=event["event_id"])
+    application_id = f"APP-D-{run}"
+    await publisher.send(*erp.application(pool_id, application_id, cny(80), supplier))
+    await observer.wait_for(
+        topics.CREDIT_DECISIONS, application_id=application_id, state="awaiting_buyer"
+    )
+    await publisher.send(*erp.confirmation(pool_id, application_id))
+    issued = (await observer.wait_for(topics.FUNDING_CONTRACTS, request_id=application_id))[0]
+    await publisher.send(*erp.contract_signature(issued))
+    request = (
+        await observer.wait_for(topics.funder_requests_topic(PLATFORM), request_id=application_id)
+    )[0]
+    for investor, wan in INVESTORS:
+        await publisher.send(*erp.investor_commitment(request, investor, cny(wan)))
+    await observer.wait_for(topics.FUNDING_RESULTS, request_id=application_id, decision="approved")
+    await publisher.send(*erp.disbursal(request, day))
+    await observer.wait_for(topics.CREDIT_DECISIONS, type="LoanOpened", loan_id=application_id)
+    say(
+        f"  {PLATFORM} raised 80万 for {supplier} from "
+        + ", ".join(f"{investor} {wan}万" for investor, wan in INVESTORS)
+        + "; the raise closed and the platform disbursed"
+    )
+    payment_id = f"PAY-{run}-D"
+    await publisher.send(*erp.payment(pool_id, payment_id, cny(10), [f"SS-{run}-D1"], day))
+    notice = (await observer.wait_for(topics.SETTLEMENT_FUNDER_REPAYMENTS, payment_id=payment_id))[
+        0
+    ]
+    result.platform_funder = {
+        "funder_id": PLATFORM,
+        "loan_id": application_id,
+        "repaid_to_funder": notice["total"],
+        "investors": [
+            {
+                "investor_id": investor,
+                "committed": cny(wan),
+                "repaid": notice["investors"].get(investor, "0.00"),
+            }
+            for investor, wan in INVESTORS
+        ],
+    }
+    say(f"  the buyer pays 10万: {notice['total']} repays the platform's loan, divided:")
+    for investor in result.platform_funder["investors"]:
+        say(
+            f"    {investor['investor_id']:<16} committed {investor['committed']:>12}"
+            f"   repaid {investor['repaid']:>10}"
+        )

@@ -4,7 +4,7 @@ build their traffic from these."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from poolfin.clients import erp_event
@@ -164,6 +164,20 @@ def disbursal(request: dict[str, Any], value_date: date | str) -> Record:
         amount=request["amount"],
         value_date=str(value_date),
         contract_hash=request.get("contract_hash"),
+    )
+
+
+def investor_commitment(request: dict[str, Any], investor: str, amount: str) -> Record:
+    """An investor platform reports one investor's commitment to the raise `request` opened."""
+    return topics.FUNDING_RESPONSES, erp_event(
+        "InvestorCommitted",
+        request["pool_id"],
+        source=request["funder_id"],
+        request_id=request["request_id"],
+        funder_id=request["funder_id"],
+        investor_id=investor,
+        amount=amount,
+        committed_at=datetime.now(UTC).isoformat(),
     )
 
 

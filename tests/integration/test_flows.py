@@ -47,6 +47,15 @@ async def test_seed_paper_examples_reproduced_end_to_end(stack: Stack) -> None:
         "logistics:sf": "120.00",
         "supplier": "19080.00",
     }
+    # The same loan raised by a platform from three investors (40万, 25万, 15万): the 80,000.00
+    # it is repaid is divided 8:5:3 among them.
+    platform = result.platform_funder
+    assert platform["repaid_to_funder"] == "80000.00"
+    assert [(i["investor_id"], i["repaid"]) for i in platform["investors"]] == [
+        ("investor-li", "40000.00"),
+        ("investor-wang", "25000.00"),
+        ("investor-zhao", "15000.00"),
+    ]
     assert result.problems() == []
     report = await audit(stack.database_url)
     assert report["problems"] == []
