@@ -401,12 +401,25 @@ async def platform_funder(
     for investor, wan in INVESTORS:
         await publisher.send(*erp.investor_commitment(request, investor, cny(wan)))
     await observer.wait_for(topics.FUNDING_RESULTS, request_id=application_id, decision="approved")
+    # Each investor's share has its own contract, signed by the investor and the supplier.
+    for issued in await observer.wait_for(
+        topics.FUNDING_CONTRACTS,
+        request_id=application_id,
+        type="InvestorContractIssued",
+        count=len(INVESTORS),
+    ):
+        for signature in erp.investor_contract_signatures(issued):
+            await publisher.send(*signature)
+    await observer.wait_for(
+        topics.FUNDING_CONTRACTS, request_id=application_id, type="RaiseContracted"
+    )
     await publisher.send(*erp.disbursal(request, day))
     await observer.wait_for(topics.CREDIT_DECISIONS, type="LoanOpened", loan_id=application_id)
     say(
         f"  {PLATFORM} raised 80万 for {supplier} from "
         + ", ".join(f"{investor} {wan}万" for investor, wan in INVESTORS)
-        + "; the raise closed and the platform disbursed"
+        + "; the raise closed, each investor and the supplier signed its contract, and the "
+        "platform disbursed"
     )
     payment_id = f"PAY-{run}-D"
     await publisher.send(*erp.payment(pool_id, payment_id, cny(10), [f"SS-{run}-D1"], day))

@@ -263,6 +263,8 @@ class Signers:
         pool_id = str(event.get("pool_id", ""))
         if topic.startswith("admin.") or topic == topics.BANK_PAYOUT_RESULTS:
             return self.operator, PartyRole.OPERATOR  # (the bank's connector runs as one)
+        if kind == "InvestorContractSigned" and topic == topics.FUNDING_RESPONSES:
+            return str(event.get("investor_id")), PartyRole.INVESTOR  # relayed by its platform
         if topic == topics.FUNDING_RESPONSES:
             return str(event.get("funder_id")), PartyRole.FUNDER
         if topic.startswith("supplier."):

@@ -181,6 +181,31 @@ def investor_commitment(request: dict[str, Any], investor: str, amount: str) -> 
     )
 
 
+def investor_contract_signatures(issued: dict[str, Any]) -> list[Record]:
+    """The supplier's and the investor's signatures of one investor's contract
+    (InvestorContractIssued): the supplier's on its topic, the investor's through its
+    platform's. Each is signed by its signer's own key (the investor's: pass its role)."""
+    fields = {
+        "request_id": issued["request_id"],
+        "investor_id": issued["investor_id"],
+        "contract_hash": issued["contract_hash"],
+    }
+    return [
+        (
+            topics.SUPPLIER_CONTRACT_SIGNATURES,
+            erp_event(
+                "InvestorContractSigned", issued["pool_id"], source=issued["supplier_id"], **fields
+            ),
+        ),
+        (
+            topics.FUNDING_RESPONSES,
+            erp_event(
+                "InvestorContractSigned", issued["pool_id"], source=issued["investor_id"], **fields
+            ),
+        ),
+    ]
+
+
 def contract_signature(issued: dict[str, Any]) -> Record:
     """The supplier signs the loan contract the gateway issued (ContractIssued): signed by
     the supplier's key, this message is its signature over the contract's hash."""

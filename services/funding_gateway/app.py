@@ -31,7 +31,11 @@ def spec(settings: Settings) -> ServiceSpec:
         publishes={
             topics.funder_requests_topic("{funder_id}"): (m.FundingRequest,),
             topics.FUNDING_RESULTS: (m.FundingResult,),
-            topics.FUNDING_CONTRACTS: (m.ContractIssued,),
+            topics.FUNDING_CONTRACTS: (
+                m.ContractIssued,
+                m.InvestorContractIssued,
+                m.RaiseContracted,
+            ),
             topics.FUNDING_GATEWAY_REJECTED: (m.DeadLetter,),
         },
     )

@@ -112,3 +112,28 @@ def disbursal_value_date(
             Reason.INVALID_DATE, f"value date {when} is after today's business day {today}"
         )
     return when
+
+
+def render_investor_contract(
+    request: LoanRequested, investor_id: str, amount: Decimal, platform_contract_hash: str
+) -> str:
+    """One investor's contract for its share of a platform's loan: the same request and
+    investor always render the same bytes."""
+    lines = [
+        "poolfin investor loan contract, format 1",
+        f"request: {request.request_id}",
+        f"pool: {request.pool_id}",
+        f"borrower (supplier): {request.supplier_id}",
+        f"platform: {request.funder_id}",
+        f"lender (investor): {investor_id}",
+        f"principal lent by this investor: CNY {amount} of CNY {request.amount}",
+        f"annual interest rate: {request.annual_interest_rate} ({request.day_count.value})",
+        f"tenor: {request.tenor_days} days from the disbursal's value date",
+        f"the loan's contract: sha256 {platform_contract_hash}",
+        "repayment: every repayment of the loan is divided among its investors in proportion "
+        "to what each lent, to the fen, and paid to each.",
+        "signatures: the investor and the borrower each sign this document's SHA-256 "
+        "(InvestorContractSigned, by their registered keys). The loan is disbursed only once "
+        "every investor's contract carries both.",
+    ]
+    return "\n".join(lines) + "\n"

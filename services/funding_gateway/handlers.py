@@ -12,6 +12,7 @@ from services.funding_gateway.domain import (
     contract_hash,
     disbursal_value_date,
     render_contract,
+    render_investor_contract,
 )
 from shared.contracts import messages as m
 from shared.contracts import topics
@@ -128,6 +129,14 @@ async def on_funder_response(uow: Uow, response: m.FunderResponse) -> Rejected |
     amount = accept_response(request.state, response.decision, request.amount, response.amount)
     if isinstance(amount, Rejected):
         return amount
+    if response.decision == m.FunderDecision.DISBURSED and request.platform:
+        unsigned = sorted(i for i, c in request.contracts.items() if not c.signed)
+        if unsigned or not request.contracts:
+            return Rejected(
+                m.Reason.CONTRACT_NOT_SIGNED,
+                f"the contracts of {', '.join(unsigned) or 'its investors'} are not signed by "
+                "both the investor and the supplier yet",
+            )
     if response.decision != m.FunderDecision.REJECTED:
         # Approving or disbursing is signing the contract: the funder's signed answer carries
         # its hash.
@@ -172,6 +181,78 @@ async def on_funder_response(uow: Uow, response: m.FunderResponse) -> Rejected |
     return None
 
 
+def _issue_investor_contracts(uow: Uow, request: repo.Request, cause: m.Message) -> None:
+    """The raise closed: each investor's share gets its own contract, for the investor and
+    the supplier to sign."""
+    assert request.terms is not None and request.contract_hash is not None
+    terms = m.LoanRequested.model_validate(request.terms)
+    for investor_id, amount in request.commitments.items():
+        document = render_investor_contract(terms, investor_id, amount, request.contract_hash)
+        contract = repo.InvestorContract(investor_id, amount, document, contract_hash(document))
+        uow.state.issue_contract(request, contract)
+        uow.emit(
+            topics.FUNDING_CONTRACTS,
+            m.new_event(
+                m.InvestorContractIssued,
+                source=SOURCE,
+                pool_id=request.pool_id,
+                cause=cause,
+                request_id=request.request_id,
+                funder_id=request.funder_id,
+                supplier_id=request.supplier_id,
+                investor_id=investor_id,
+                amount=amount,
+                contract_hash=contract.contract_hash,
+                contract=document,
+            ),
+        )
+
+
+async def on_investor_contract_signed(
+    uow: Uow, signed: m.InvestorContractSigned
+) -> Rejected | None:
+    """The investor or the supplier signs one investor's contract (its signed message is its
+    signature over the hash). Each signs once."""
+    request = await uow.state.request(uow.conn, signed.request_id)
+    contract = request.contracts.get(signed.investor_id) if request is not None else None
+    if request is None or request.pool_id != signed.pool_id or contract is None:
+        return Rejected(
+            m.Reason.UNKNOWN_REQUEST,
+            f"no contract of investor {signed.investor_id} in raise {signed.request_id} of "
+            f"pool {signed.pool_id}",
+        )
+    by_supplier = uow.principal is not None and uow.principal.role == m.PartyRole.SUPPLIER.value
+    signer = request.supplier_id if by_supplier else signed.investor_id
+    what = "the supplier the contract names" if by_supplier else "the investor it names"
+    if refusal := not_the_party(uow.principal, signer, what, signed):
+        return refusal
+    if refusal := check_contract_hash(contract.contract_hash, signed.contract_hash, signer):
+        return refusal
+    column = "supplier_signature" if by_supplier else "investor_signature"
+    if getattr(contract, column) is not None:
+        return Rejected(
+            m.Reason.APPLICATION_NOT_PENDING,
+            f"{signer} has signed the contract of {signed.investor_id} already",
+        )
+    uow.state.sign_investor_contract(
+        request, signed.investor_id, column, uow.document or signed.model_dump(mode="json")
+    )
+    if all(c.signed for c in request.contracts.values()):
+        uow.emit(
+            topics.FUNDING_CONTRACTS,
+            m.new_event(
+                m.RaiseContracted,
+                source=SOURCE,
+                pool_id=request.pool_id,
+                cause=signed,
+                request_id=request.request_id,
+                funder_id=request.funder_id,
+                investors=_investors(request),
+            ),
+        )
+    return None
+
+
 def _investors(request: repo.Request) -> list[m.InvestorShare]:
     return [
         m.InvestorShare(investor_id=investor, amount=amount)
@@ -213,6 +294,7 @@ async def on_investor_committed(uow: Uow, event: m.InvestorCommitted) -> Rejecte
         )
     uow.state.commit_investor(request, event)
     if request.state == "raised":
+        _issue_investor_contracts(uow, request, event)
         uow.emit(
             topics.FUNDING_RESULTS,
             m.new_event(
@@ -243,6 +325,7 @@ def make_handler(raise_window_s: float = 3 * 86400) -> Handler:
             m.ContractSigned: on_contract_signed_,
             m.FunderResponse: on_funder_response,
             m.InvestorCommitted: on_investor_committed,
+            m.InvestorContractSigned: on_investor_contract_signed,
         }
     )
 

@@ -19,6 +19,22 @@ from shared.db import Connection, columns, first_time
 
 
 @dataclass(slots=True)
+class InvestorContract:
+    """One investor's contract for its share of a platform's loan, and its two signatures."""
+
+    investor_id: str
+    amount: Decimal
+    contract: str
+    contract_hash: str
+    supplier_signature: dict[str, Any] | None = None
+    investor_signature: dict[str, Any] | None = None
+
+    @property
+    def signed(self) -> bool:
+        return self.supplier_signature is not None and self.investor_signature is not None
+
+
+@dataclass(slots=True)
 class Request:
     request_id: str
     pool_id: str
@@ -35,6 +51,7 @@ class Request:
     funder_signature: dict[str, Any] | None = None  # the signed approval/disbursal, as received
     raise_deadline: datetime | None = None  # a platform's raise closes unfunded then
     commitments: dict[str, Decimal] = field(default_factory=dict)  # investor -> committed
+    contracts: dict[str, InvestorContract] = field(default_factory=dict)  # investor -> its
 
     @property
     def platform(self) -> bool:
@@ -70,6 +87,9 @@ class GatewayChanges:
     deadlines: dict[str, datetime] = field(default_factory=dict)  # request id -> raise deadline
     # (request id, investor id, amount, committed at, event id)
     commitments: list[tuple[str, str, Decimal, datetime, str]] = field(default_factory=list)
+    new_contracts: list[tuple[str, InvestorContract]] = field(default_factory=list)
+    # (request id, investor id, column, the signed message)
+    contract_signatures: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)
     # request id -> (column, the signed message as received)
     signatures: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
@@ -81,6 +101,8 @@ class GatewayChanges:
             or self.signatures
             or self.deadlines
             or self.commitments
+            or self.new_contracts
+            or self.contract_signatures
         )
 
 
@@ -113,6 +135,20 @@ class PostgresGatewayStore:
             next(r for r in found if r.request_id == c["request_id"]).commitments[
                 c["investor_id"]
             ] = c["amount"]
+        for c in await self.conn.fetch(
+            "SELECT request_id, investor_id, amount, contract, contract_hash,"
+            " supplier_signature, investor_signature FROM investor_contracts"
+            " WHERE request_id = ANY($1::text[]) ORDER BY request_id, investor_id",
+            [r.request_id for r in found if r.platform],
+        ):
+            fields = dict(c)
+            request_id = fields.pop("request_id")
+            for column in ("supplier_signature", "investor_signature"):
+                if isinstance(fields[column], str):
+                    fields[column] = json.loads(fields[column])
+            next(r for r in found if r.request_id == request_id).contracts[
+                fields["investor_id"]
+            ] = InvestorContract(**fields)
         return found
 
     async def write(self, changes: GatewayChanges) -> None:
@@ -168,6 +204,24 @@ class PostgresGatewayStore:
                 "UPDATE funding_requests SET raise_deadline = $2 WHERE request_id = $1",
                 sorted(changes.deadlines.items()),
             )
+        if changes.new_contracts:
+            await self.conn.executemany(
+                "INSERT INTO investor_contracts(request_id, investor_id, amount, contract,"
+                " contract_hash) VALUES ($1, $2, $3, $4, $5)",
+                [
+                    (r, c.investor_id, c.amount, c.contract, c.contract_hash)
+                    for r, c in changes.new_contracts
+                ],
+            )
+        for request_id, investor_id, column, document in changes.contract_signatures:
+            assert column in ("supplier_signature", "investor_signature")
+            await self.conn.execute(
+                f"UPDATE investor_contracts SET {column} = $3::jsonb"
+                " WHERE request_id = $1 AND investor_id = $2",
+                request_id,
+                investor_id,
+                json.dumps(document),
+            )
         if changes.commitments:
             await self.conn.executemany(
                 "INSERT INTO investor_commitments(request_id, investor_id, amount, committed_at,"
@@ -194,7 +248,11 @@ class InMemoryGatewayStore:
 
     async def requests(self, request_ids: Sequence[str]) -> list[Request]:
         return [
-            dataclasses.replace(r, commitments=dict(r.commitments))
+            dataclasses.replace(
+                r,
+                commitments=dict(r.commitments),
+                contracts={i: dataclasses.replace(c) for i, c in r.contracts.items()},
+            )
             for i in sorted(request_ids)
             if (r := self.request_rows.get(i)) is not None
         ]
@@ -214,6 +272,12 @@ class InMemoryGatewayStore:
             self.request_rows[request_id].raise_deadline = deadline
         for request_id, investor_id, amount, _, _ in changes.commitments:
             self.request_rows[request_id].commitments[investor_id] = amount
+        for request_id, contract in changes.new_contracts:
+            self.request_rows[request_id].contracts[contract.investor_id] = dataclasses.replace(
+                contract
+            )
+        for request_id, investor_id, column, document in changes.contract_signatures:
+            setattr(self.request_rows[request_id].contracts[investor_id], column, document)
         for request_id, state in changes.states.items():
             self.request_rows[request_id].state = state
 
@@ -239,7 +303,12 @@ class GatewayBatch:
                 e.request_id
                 for e in events
                 if isinstance(
-                    e, m.LoanRequested | m.FunderResponse | m.ContractSigned | m.InvestorCommitted
+                    e,
+                    m.LoanRequested
+                    | m.FunderResponse
+                    | m.ContractSigned
+                    | m.InvestorCommitted
+                    | m.InvestorContractSigned,
                 )
             ],
         )
@@ -311,6 +380,16 @@ class GatewayBatch:
         )
         if request.committed == request.amount:
             self._set_state(request, "raised")
+
+    def issue_contract(self, request: Request, contract: InvestorContract) -> None:
+        request.contracts[contract.investor_id] = contract
+        self.changes.new_contracts.append((request.request_id, contract))
+
+    def sign_investor_contract(
+        self, request: Request, investor_id: str, column: str, document: dict[str, Any]
+    ) -> None:
+        setattr(request.contracts[investor_id], column, document)
+        self.changes.contract_signatures.append((request.request_id, investor_id, column, document))
 
     def answer(self, request: Request, response: m.FunderResponse, value_date: date | None) -> None:
         self._set_state(request, response.decision.value)

@@ -560,6 +560,7 @@ class PartyRole(StrEnum):
     SUPPLIER = "supplier"
     FUNDER = "funder"
     INVESTOR_PLATFORM = "investor_platform"
+    INVESTOR = "investor"  # a platform's investor: signs its own loan contract (issue 11)
     OPERATOR = "operator"
     PLATFORM = "platform"  # poolfin's own signing keys (ledger anchors, contracts)
 
@@ -1177,6 +1178,43 @@ class InvestorCommitted(Message):
     investor_id: Id = Field(description="Who commits.")
     amount: PositiveAmount = Field(description="How much, CNY.")
     committed_at: datetime = Field(description="When the investor committed.")
+
+
+class InvestorContractIssued(Message):
+    """A closed raise: each investor's share of the loan gets its own contract, which the
+    investor and the supplier sign (InvestorContractSigned) before the platform disburses."""
+
+    type: Literal["InvestorContractIssued"] = "InvestorContractIssued"
+    request_id: Id = Field(description="The raise (the loan request).")
+    funder_id: Id = Field(description="The platform.")
+    supplier_id: Id = Field(description="The borrower, who signs.")
+    investor_id: Id = Field(description="The lender of this share, who signs.")
+    amount: PositiveAmount = Field(description="Its share of the principal, CNY.")
+    contract_hash: str = Field(description="SHA-256 of `contract`, hex: what is signed.")
+    contract: str = Field(description="The contract document (UTF-8 text).")
+
+
+class RaiseContracted(Message):
+    """Every investor's contract of a closed raise carries both signatures: the platform may
+    disburse now."""
+
+    type: Literal["RaiseContracted"] = "RaiseContracted"
+    request_id: Id = Field(description="The raise.")
+    funder_id: Id = Field(description="The platform, which disburses next.")
+    investors: list[InvestorShare] = Field(description="Its investors and their shares.")
+
+
+class InvestorContractSigned(Message):
+    """The investor (on funding.responses.v1, relayed by its platform) or the supplier (on
+    supplier.contract-signatures.v1) signs one investor's contract: this message, signed by
+    the signer's own key, is its signature over `contract_hash`."""
+
+    type: Literal["InvestorContractSigned"] = "InvestorContractSigned"
+    request_id: Id = Field(description="The raise.")
+    investor_id: Id = Field(description="Whose share's contract.")
+    contract_hash: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the contract document, hex."
+    )
 
 
 class FunderResponse(Message):

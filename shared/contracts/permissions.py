@@ -15,6 +15,7 @@ CORE = frozenset({PartyRole.CORE_ENTERPRISE})
 SUPPLIER = frozenset({PartyRole.SUPPLIER})
 FUNDERS = frozenset({PartyRole.FUNDER, PartyRole.INVESTOR_PLATFORM})
 OPERATORS = frozenset({PartyRole.OPERATOR})
+INVESTOR_OR_SUPPLIER = frozenset({PartyRole.INVESTOR, PartyRole.SUPPLIER})
 
 # Message type → (roles that may sign it, the relationship the consumer checks).
 EXTERNAL: dict[str, tuple[frozenset[PartyRole], str]] = {
@@ -37,6 +38,10 @@ EXTERNAL: dict[str, tuple[frozenset[PartyRole], str]] = {
     "ContractSigned": (SUPPLIER, "the supplier the contract names"),
     "FunderResponse": (FUNDERS, "the funder the request went to"),
     "InvestorCommitted": (FUNDERS, "the platform the raise's request went to"),
+    "InvestorContractSigned": (
+        INVESTOR_OR_SUPPLIER,
+        "the investor or the supplier the contract names",
+    ),
     "FacilitySet": (OPERATORS, "any operator"),
     "CreditSuggestionApproved": (OPERATORS, "any operator"),
     "DayClosed": (OPERATORS, "any operator"),
@@ -84,6 +89,8 @@ INTERNAL: dict[str, str] = {
     "FundingRequest": "funding-gateway",
     "FundingResult": "funding-gateway",
     "ContractIssued": "funding-gateway",
+    "InvestorContractIssued": "funding-gateway",
+    "RaiseContracted": "funding-gateway",
     "SettlementReleased": "settlement-splitter",
     "PrepaymentFrozen": "settlement-splitter",
     "FunderRepaymentNotice": "settlement-splitter",

@@ -106,6 +106,37 @@ async def test_three_investors_fund_a_loan_and_are_repaid_to_the_fen(
         )
         assert letter["reason"] == "raise_not_open"  # raised: closed to new investors
 
+        # Each investor's share has its own contract: no disbursal before both sign each one.
+        contracts = await obs.wait_for(
+            topics.FUNDING_CONTRACTS, request_id=loan, type="InvestorContractIssued", count=3
+        )
+        assert sorted((c["investor_id"], c["amount"]) for c in contracts) == [
+            ("inv-a", "100000.00"),
+            ("inv-b", "150000.00"),
+            ("inv-c", "50000.00"),
+        ]
+        assert all("lender (investor): " + c["investor_id"] in c["contract"] for c in contracts)
+        unsigned = erp.disbursal(request, today())
+        await publisher.send(*unsigned)
+        [letter] = await obs.wait_for(
+            topics.FUNDING_GATEWAY_REJECTED, event_id=unsigned[1]["event_id"]
+        )
+        assert letter["reason"] == "contract_not_signed"
+        for issued in contracts:
+            for signature in erp.investor_contract_signatures(issued):
+                await publisher.send(*signature)
+        forged = erp.investor_contract_signatures(contracts[0])[1]  # inv-a's, signed by inv-b
+        await publisher.send(*forged, signer=("inv-b", PartyRole.INVESTOR))
+        [letter] = await obs.wait_for(
+            topics.FUNDING_GATEWAY_REJECTED, event_id=forged[1]["event_id"]
+        )
+        assert letter["reason"] == "not_permitted"
+
+        # The signatures reach the gateway on two topics; once all six are in, it says so.
+        [ready] = await obs.wait_for(
+            topics.FUNDING_CONTRACTS, type="RaiseContracted", request_id=loan
+        )
+        assert len(ready["investors"]) == 3
         await publisher.send(*erp.disbursal(request, today()))
         [opened] = await obs.wait_for(topics.CREDIT_DECISIONS, type="LoanOpened", loan_id=loan)
         assert {i["investor_id"]: i["amount"] for i in opened["investors"]} == {

@@ -16,3 +16,16 @@ CREATE TABLE investor_commitments (
     event_id      text          NOT NULL,
     PRIMARY KEY (request_id, investor_id)
 );
+
+-- Each investor's share has its own contract, signed by the investor and the supplier; the
+-- platform disburses only once every contract of the raise carries both signatures.
+CREATE TABLE investor_contracts (
+    request_id          text          NOT NULL REFERENCES funding_requests,
+    investor_id         text          NOT NULL,
+    amount              numeric(18,2) NOT NULL CHECK (amount > 0),
+    contract            text          NOT NULL,
+    contract_hash       text          NOT NULL,
+    supplier_signature  jsonb,
+    investor_signature  jsonb,
+    PRIMARY KEY (request_id, investor_id)
+);
