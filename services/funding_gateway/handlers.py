@@ -221,7 +221,12 @@ async def on_investor_contract_signed(
             f"no contract of investor {signed.investor_id} in raise {signed.request_id} of "
             f"pool {signed.pool_id}",
         )
-    by_supplier = uow.principal is not None and uow.principal.role == m.PartyRole.SUPPLIER.value
+    # Who signs: the proven signer's role (on a trusted path without one, the source it names).
+    by_supplier = (
+        uow.principal.role == m.PartyRole.SUPPLIER.value
+        if uow.principal is not None
+        else signed.source == request.supplier_id
+    )
     signer = request.supplier_id if by_supplier else signed.investor_id
     what = "the supplier the contract names" if by_supplier else "the investor it names"
     if refusal := not_the_party(uow.principal, signer, what, signed):

@@ -238,3 +238,72 @@ def test_a_value_date_lies_between_the_request_and_today() -> None:
     for refused in (disbursal_value_date(MON, TUE, WED), disbursal_value_date(WED, MON, TUE)):
         assert isinstance(refused, Rejected)
         assert refused.reason is m.Reason.INVALID_DATE
+
+
+# ---------------------------------------------------------------- investor platforms (issue 11)
+
+
+def raised_by(investor: str, amount: str, request_id: str = "A-1") -> m.Message:
+    return m.new_event(
+        m.InvestorCommitted,
+        source="bank-a",
+        pool_id=POOL,
+        request_id=request_id,
+        funder_id="bank-a",
+        investor_id=investor,
+        amount=Decimal(amount),
+        committed_at=datetime.now(UTC),
+    )
+
+
+async def test_a_platforms_raise_closes_when_fully_committed_and_issues_each_contract() -> None:
+    store = InMemoryGatewayStore()
+    platform = requested().model_copy(update={"funder_kind": "platform"})
+    [(_, request)] = await sent(store, platform)
+    assert request["funder_kind"] == "platform" and request["raise_deadline"] is not None
+    assert store.request_rows["A-1"].state == "raising"
+    emitted, reasons = await batch(
+        store,
+        raised_by("inv-1", "500.00"),
+        raised_by("inv-1", "1.00"),  # once per raise
+        raised_by("inv-2", "300.01"),  # more than is left
+        raised_by("inv-2", "300.00"),
+        raised_by("inv-3", "1.00"),  # closed
+        answered("disbursed", "800.00"),  # contracts not signed yet
+    )
+    assert reasons == [
+        None,
+        "invalid_message",
+        "exceeds_raise",
+        None,
+        "raise_not_open",
+        "contract_not_signed",
+    ]
+    assert store.request_rows["A-1"].state == "raised"
+    contracts = [body for topic, body in emitted if body["type"] == "InvestorContractIssued"]
+    assert [(c["investor_id"], c["amount"]) for c in contracts] == [
+        ("inv-1", "500.00"),
+        ("inv-2", "300.00"),
+    ]
+    [closed] = [body for _, body in emitted if body["type"] == "FundingResult"]
+    assert (closed["decision"], len(closed["investors"])) == ("approved", 2)
+    # Each contract signed by the supplier and by the investor, then the platform disburses.
+    signatures = [
+        m.new_event(
+            m.InvestorContractSigned,
+            source=signer,
+            pool_id=POOL,
+            request_id="A-1",
+            investor_id=c["investor_id"],
+            contract_hash=c["contract_hash"],
+        )
+        for c in contracts
+        for signer in ("S-1", c["investor_id"])
+    ]
+    emitted, reasons = await batch(store, *signatures, answered("disbursed", "800.00"))
+    assert reasons == [None] * 5
+    [result] = [body for _, body in emitted if body["type"] == "FundingResult"]
+    assert [(i["investor_id"], i["amount"]) for i in result["investors"]] == [
+        ("inv-1", "500.00"),
+        ("inv-2", "300.00"),
+    ]
