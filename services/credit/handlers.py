@@ -702,9 +702,9 @@ async def on_buyer_confirmation(uow: Uow, event: m.BuyerConfirmedFinancing) -> R
             or (routed.annual_interest_rate * DEFAULT_PENALTY_MARKUP).quantize(Decimal("1E-8")),
         )
         uow.state.route(pool, routed.funder_id, amount)
-        funder_kind = routed.kind
+        funder_kind, partial_raise = routed.kind, routed.partial_raise
     else:
-        funder_kind = facility.funder_kind
+        funder_kind, partial_raise = facility.funder_kind, False
     uow.state.move_application(pool, application, A.REQUESTED.value, None, terms)
     _decide(uow, event, event.application_id, A.REQUESTED, amount, available, None)
     uow.emit(
@@ -717,6 +717,7 @@ async def on_buyer_confirmation(uow: Uow, event: m.BuyerConfirmedFinancing) -> R
             request_id=event.application_id,
             funder_id=terms.funder_id,
             funder_kind=funder_kind,
+            partial_raise=partial_raise,
             supplier_id=pool.supplier_id,
             amount=amount,
             annual_interest_rate=terms.annual_interest_rate,
@@ -815,11 +816,14 @@ async def on_funding_result(uow: Uow, event: m.FundingResult) -> Rejected | None
         _settle_hold(uow, event, pool, f"request {event.request_id} rejected by the funder")
         emit_position(uow, event, pool)
         return None
-    if event.amount != amount:
+    # A platform's raise that closed at its deadline short (its agreement allows it) lends
+    # what was raised: a smaller loan; the rest of the application is simply not lent.
+    if event.amount != amount and not (event.partial and ZERO < event.amount < amount):
         return Rejected(
             m.Reason.AMOUNT_MISMATCH,
             f"funder disbursed {event.amount}, the request was for {amount}",
         )
+    amount = event.amount
     terms = _terms_of(application, pool)
     assert terms is not None
     if terms.funder_id != event.funder_id:

@@ -35,6 +35,7 @@ class Agreement:
     discount_rate_cap: Decimal
     tenor_days: int
     suppliers: frozenset[str] | None
+    partial_raise: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,7 @@ class Programme:
                     f.discount_rate_cap,
                     f.tenor_days,
                     frozenset(f.suppliers) if f.suppliers is not None else None,
+                    f.partial_raise,
                 )
                 for f in event.funders
             ),

@@ -126,7 +126,7 @@ async def on_funder_response(uow: Uow, response: m.FunderResponse) -> Rejected |
             f"request {response.request_id} waits for the supplier to sign its contract; "
             "it was not sent to a funder yet",
         )
-    amount = accept_response(request.state, response.decision, request.amount, response.amount)
+    amount = accept_response(request.state, response.decision, request.lent, response.amount)
     if isinstance(amount, Rejected):
         return amount
     if response.decision == m.FunderDecision.DISBURSED and request.platform:
@@ -176,6 +176,7 @@ async def on_funder_response(uow: Uow, response: m.FunderResponse) -> Rejected |
             investors=_investors(request)
             if response.decision == m.FunderDecision.DISBURSED
             else [],
+            partial=request.raised_amount is not None,
         ),
     )
     return None
@@ -184,28 +185,40 @@ async def on_funder_response(uow: Uow, response: m.FunderResponse) -> Rejected |
 def _issue_investor_contracts(uow: Uow, request: repo.Request, cause: m.Message) -> None:
     """The raise closed: each investor's share gets its own contract, for the investor and
     the supplier to sign."""
+    for contract, issued in investor_contracts(request, cause):
+        uow.state.issue_contract(request, contract)
+        uow.emit(topics.FUNDING_CONTRACTS, issued)
+
+
+def investor_contracts(
+    request: repo.Request, cause: m.Message | None = None
+) -> list[tuple[repo.InvestorContract, m.InvestorContractIssued]]:
+    """Each investor's contract of a closed raise, and the message that issues it."""
     assert request.terms is not None and request.contract_hash is not None
     terms = m.LoanRequested.model_validate(request.terms)
+    found = []
     for investor_id, amount in request.commitments.items():
         document = render_investor_contract(terms, investor_id, amount, request.contract_hash)
         contract = repo.InvestorContract(investor_id, amount, document, contract_hash(document))
-        uow.state.issue_contract(request, contract)
-        uow.emit(
-            topics.FUNDING_CONTRACTS,
-            m.new_event(
-                m.InvestorContractIssued,
-                source=SOURCE,
-                pool_id=request.pool_id,
-                cause=cause,
-                request_id=request.request_id,
-                funder_id=request.funder_id,
-                supplier_id=request.supplier_id,
-                investor_id=investor_id,
-                amount=amount,
-                contract_hash=contract.contract_hash,
-                contract=document,
-            ),
+        found.append(
+            (
+                contract,
+                m.new_event(
+                    m.InvestorContractIssued,
+                    source=SOURCE,
+                    pool_id=request.pool_id,
+                    cause=cause,
+                    request_id=request.request_id,
+                    funder_id=request.funder_id,
+                    supplier_id=request.supplier_id,
+                    investor_id=investor_id,
+                    amount=amount,
+                    contract_hash=contract.contract_hash,
+                    contract=document,
+                ),
+            )
         )
+    return found
 
 
 async def on_investor_contract_signed(

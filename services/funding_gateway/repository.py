@@ -50,6 +50,7 @@ class Request:
     supplier_signature: dict[str, Any] | None = None  # the signed ContractSigned, as received
     funder_signature: dict[str, Any] | None = None  # the signed approval/disbursal, as received
     raise_deadline: datetime | None = None  # a platform's raise closes unfunded then
+    raised_amount: Decimal | None = None  # closed short at its deadline: what was raised
     commitments: dict[str, Decimal] = field(default_factory=dict)  # investor -> committed
     contracts: dict[str, InvestorContract] = field(default_factory=dict)  # investor -> its
 
@@ -60,6 +61,11 @@ class Request:
     @property
     def committed(self) -> Decimal:
         return sum(self.commitments.values(), Decimal("0.00"))
+
+    @property
+    def lent(self) -> Decimal:
+        """What the funder lends: the amount asked, or what a short raise raised."""
+        return self.raised_amount if self.raised_amount is not None else self.amount
 
     @property
     def requested_day(self) -> date | None:
@@ -122,7 +128,8 @@ class PostgresGatewayStore:
         rows = await self.conn.fetch(
             "SELECT request_id, pool_id, funder_id, supplier_id, amount, state, requested_on,"
             " sent_at, contract, contract_hash, terms, supplier_signature, funder_signature,"
-            " raise_deadline FROM funding_requests WHERE request_id = ANY($1::text[])"
+            " raise_deadline, raised_amount FROM funding_requests"
+            " WHERE request_id = ANY($1::text[])"
             " ORDER BY request_id FOR UPDATE",
             list(request_ids),
         )

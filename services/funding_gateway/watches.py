@@ -18,8 +18,12 @@ from collections.abc import Callable
 import asyncpg
 import structlog
 
+from services.funding_gateway.repository import PostgresGatewayStore, Request
+from shared.contracts import messages as m
 from shared.contracts import topics
 from shared.contracts.messages import PartyRole
+from shared.db import Connection
+from shared.outbox import Outbox
 from shared.settings import Settings
 from shared.trust import TrustFile
 
@@ -63,52 +67,101 @@ async def funder_topics(pool: asyncpg.Pool, settings: Settings, wake: Callable[[
 
 
 async def expire_raises(pool: asyncpg.Pool, settings: Settings, wake: Callable[[], None]) -> None:
-    """A platform's raise not fully committed by its deadline expires: the request is
-    `expired` and credit is told (FundingResult rejected, raise_expired), with what was
-    committed, so the application is refused with its reason."""
-    from shared.contracts import messages as m
-    from shared.outbox import Outbox
-
+    """A platform's raise not fully committed by its deadline closes: short, at what was
+    committed, when its agreement allows a partial raise (each investor's contract is issued
+    as for a full one); otherwise it expires and credit is told (FundingResult rejected,
+    raise_expired), with what was committed, so the application is refused with its reason."""
     while True:
         try:
             async with pool.acquire() as conn, conn.transaction():
-                rows = await conn.fetch(
-                    "UPDATE funding_requests r SET state = 'expired', updated_at = now()"
-                    " WHERE r.request_id IN (SELECT request_id FROM funding_requests"
-                    "  WHERE state = 'raising' AND raise_deadline <= now()"
-                    "  ORDER BY raise_deadline LIMIT 500 FOR UPDATE SKIP LOCKED)"
-                    " RETURNING r.request_id, r.pool_id, r.funder_id, r.amount, r.raise_deadline,"
-                    " (SELECT coalesce(sum(c.amount), 0) FROM investor_commitments c"
-                    "  WHERE c.request_id = r.request_id) AS committed"
-                )
+                due = [
+                    r["request_id"]
+                    for r in await conn.fetch(
+                        "SELECT request_id FROM funding_requests WHERE state = 'raising'"
+                        " AND raise_deadline <= now() ORDER BY raise_deadline LIMIT 200"
+                        " FOR UPDATE SKIP LOCKED"
+                    )
+                ]
                 outbox = Outbox()
-                for r in rows:
-                    outbox.emit(
-                        topics.FUNDING_RESULTS,
-                        m.new_event(
-                            m.FundingResult,
-                            source="funding-gateway",
-                            pool_id=r["pool_id"],
-                            request_id=r["request_id"],
-                            funder_id=r["funder_id"],
-                            decision=m.FunderDecision.REJECTED,
-                            amount=r["amount"],
-                            reason=f"the raise expired at {r['raise_deadline'].isoformat()} with"
-                            f" {r['committed']} of {r['amount']} committed",
-                            reason_code=m.Reason.RAISE_EXPIRED,
-                        ),
-                    )
-                    log.warning(
-                        "raise expired", request_id=r["request_id"], committed=str(r["committed"])
-                    )
+                for request in await PostgresGatewayStore(conn).requests(due) if due else []:
+                    if request.terms and request.terms.get("partial_raise") and request.committed:
+                        await _close_short(conn, outbox, request)
+                    else:
+                        await _expire(conn, outbox, request)
                 await outbox.write(conn, "funding_gateway")
-            if rows:
+            if due:
                 wake()
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("expiring raises failed; trying again")
+            log.exception("closing raises past their deadline failed; trying again")
         await asyncio.sleep(settings.raise_check_every_s)
+
+
+async def _expire(conn: Connection, outbox: Outbox, request: Request) -> None:
+    await conn.execute(
+        "UPDATE funding_requests SET state = 'expired', updated_at = now() WHERE request_id = $1",
+        request.request_id,
+    )
+    deadline = request.raise_deadline.isoformat() if request.raise_deadline else "its deadline"
+    outbox.emit(
+        topics.FUNDING_RESULTS,
+        m.new_event(
+            m.FundingResult,
+            source="funding-gateway",
+            pool_id=request.pool_id,
+            request_id=request.request_id,
+            funder_id=request.funder_id,
+            decision=m.FunderDecision.REJECTED,
+            amount=request.amount,
+            reason=f"the raise expired at {deadline} with {request.committed} of"
+            f" {request.amount} committed",
+            reason_code=m.Reason.RAISE_EXPIRED,
+        ),
+    )
+    log.warning("raise expired", request_id=request.request_id, committed=str(request.committed))
+
+
+async def _close_short(conn: Connection, outbox: Outbox, request: Request) -> None:
+    from services.funding_gateway.handlers import investor_contracts
+
+    request.raised_amount = request.committed
+    await conn.execute(
+        "UPDATE funding_requests SET state = 'raised', raised_amount = $2, updated_at = now()"
+        " WHERE request_id = $1",
+        request.request_id,
+        request.raised_amount,
+    )
+    for contract, issued in investor_contracts(request):
+        await conn.execute(
+            "INSERT INTO investor_contracts(request_id, investor_id, amount, contract,"
+            " contract_hash) VALUES ($1, $2, $3, $4, $5)",
+            request.request_id,
+            contract.investor_id,
+            contract.amount,
+            contract.contract,
+            contract.contract_hash,
+        )
+        outbox.emit(topics.FUNDING_CONTRACTS, issued)
+    outbox.emit(
+        topics.FUNDING_RESULTS,
+        m.new_event(
+            m.FundingResult,
+            source="funding-gateway",
+            pool_id=request.pool_id,
+            request_id=request.request_id,
+            funder_id=request.funder_id,
+            decision=m.FunderDecision.APPROVED,
+            amount=request.raised_amount,
+            contract_hash=request.contract_hash,
+            investors=[
+                m.InvestorShare(investor_id=i, amount=a) for i, a in request.commitments.items()
+            ],
+            partial=True,
+            reason=f"raised {request.raised_amount} of {request.amount} by its deadline",
+        ),
+    )
+    log.info("raise closed short", request_id=request.request_id, raised=str(request.committed))
 
 
 async def background(pool: asyncpg.Pool, settings: Settings, wake: Callable[[], None]) -> None:

@@ -740,6 +740,11 @@ class ProgrammeFunder(BaseModel):
     suppliers: list[Id] | None = Field(
         default=None, max_length=10000, description="Only these suppliers; default: all."
     )
+    partial_raise: bool = Field(
+        default=False,
+        description="A platform's raise not fully committed by its deadline funds what was "
+        "committed (a smaller loan) instead of being refused.",
+    )
 
 
 class ProgrammeSet(Message):
@@ -933,6 +938,9 @@ class LoanRequested(Message):
     funder_id: Id = Field(description="Which funder.")
     funder_kind: Literal["bank", "platform"] = Field(
         default="bank", description="A platform raises the money from its investors first."
+    )
+    partial_raise: bool = Field(
+        default=False, description="A platform's raise may fund what was committed by its deadline."
     )
     supplier_id: Id = Field(description="The borrower.")
     amount: PositiveAmount = Field(description="Principal asked for, CNY.")
@@ -1249,6 +1257,11 @@ class FundingResult(Message):
     )
     investors: list[InvestorShare] = Field(
         default_factory=list, description="A platform's loan: who lent what (disbursed)."
+    )
+    partial: bool = Field(
+        default=False,
+        description="A platform's raise closed at its deadline with less than was asked: "
+        "`amount` is what was raised, and the loan is that much.",
     )
     contract_hash: str | None = Field(
         default=None, description="SHA-256 of the loan contract the supplier and funder signed."

@@ -10,6 +10,7 @@ import json
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -202,3 +203,48 @@ async def test_a_raise_not_fully_committed_by_its_deadline_is_refused_with_its_r
             topics.CREDIT_DECISIONS, application_id=request["request_id"], state="refused"
         )
         assert refused["reason"] == "raise_expired"
+
+
+async def test_a_short_raise_funds_what_was_committed_when_the_programme_allows(
+    stack: Stack, publisher: Publisher, tmp_path: Path
+) -> None:
+    from tests.integration.test_programmes import open_pool, set_programme
+
+    core = f"CE-P2P-{uuid.uuid4().hex[:6]}"
+    platform = f"p2p-{uuid.uuid4().hex[:6]}"
+    await set_programme(
+        stack,
+        tmp_path,
+        core,
+        [
+            {
+                "funder_id": platform,
+                "kind": "platform",
+                "limit": "5000000.00",
+                "annual_interest_rate": "0.06",
+                "partial_raise": True,
+            }
+        ],
+    )
+    async with Observer(stack.bootstrap, [*WATCHED, topics.funder_requests_topic(platform)]) as obs:
+        pool = await open_pool(publisher, obs, core, "1000000.00")
+        request = await raise_for(publisher, obs, pool, platform, "300000.00")
+        loan = request["request_id"]
+        await publisher.send(topics.FUNDING_RESPONSES, committed(request, "inv-a", "120000.00"))
+        [short] = await obs.wait_for(
+            topics.FUNDING_RESULTS, request_id=loan, decision="approved", timeout=60
+        )
+        assert (short["partial"], short["amount"]) == (True, "120000.00")
+        [issued] = await obs.wait_for(
+            topics.FUNDING_CONTRACTS, request_id=loan, type="InvestorContractIssued"
+        )
+        for signature in erp.investor_contract_signatures(issued):
+            await publisher.send(*signature)
+        await obs.wait_for(topics.FUNDING_CONTRACTS, request_id=loan, type="RaiseContracted")
+        topic, disbursal = erp.disbursal(request, today())
+        await publisher.send(topic, {**disbursal, "amount": "120000.00"})
+        [opened] = await obs.wait_for(topics.CREDIT_DECISIONS, type="LoanOpened", loan_id=loan)
+        assert opened["principal"] == "120000.00"
+        assert [(i["investor_id"], i["amount"]) for i in opened["investors"]] == [
+            ("inv-a", "120000.00")
+        ]

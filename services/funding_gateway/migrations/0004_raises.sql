@@ -2,6 +2,8 @@
 -- each investor's commitment; the raise closes when fully committed (`raised`, then the
 -- platform may disburse) or expires at its deadline (`expired`: the application is refused).
 ALTER TABLE funding_requests ADD COLUMN raise_deadline timestamptz;
+-- A raise that closed at its deadline short, when its agreement allows: what was raised.
+ALTER TABLE funding_requests ADD COLUMN raised_amount numeric(18,2) CHECK (raised_amount > 0);
 ALTER TABLE funding_requests DROP CONSTRAINT funding_requests_state_check;
 ALTER TABLE funding_requests ADD CONSTRAINT funding_requests_state_check
     CHECK (state IN ('awaiting_supplier', 'sent', 'raising', 'raised', 'expired', 'approved',
