@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.settlement_splitter.handlers import make_handler, overdue_holds
+from services.settlement_splitter.book import overdue_holds
+from services.settlement_splitter.handlers import make_handler
 from services.settlement_splitter.repository import LedgerBatch
 from shared.contracts import messages as m
 from shared.contracts import topics

@@ -290,7 +290,7 @@ async def test_a_voided_hold_and_credits_reservation_undone_and_an_alert_when_fr
     splitter's watch raises an alert; an operator voids it (the money goes back to the
     buyer). credit, back, decides the payment and reserves its repayment; the splitter
     refuses the instruction, and credit undoes the reservation: the loan is as it was."""
-    from services.settlement_splitter.handlers import overdue_holds
+    from services.settlement_splitter.book import overdue_holds
     from shared.db import create_pool
     from shared.settings import Settings
 
