@@ -241,6 +241,7 @@ async def test_migration_3_takes_the_balances_of_an_existing_ledger(
             f"{schema}/0005_pool_parties.sql",
             f"{schema}/0006_split_rules.sql",
             f"{schema}/0007_book.sql",
+            f"{schema}/0008_investors.sql",
         ]
         async with pool.acquire() as conn:
             found = await PostgresLedgerStore(conn).accounts(["P-1", "P-2"])
