@@ -17,7 +17,6 @@ import typer
 
 from shared.contracts import messages as m
 from shared.contracts import topics
-from shared.contracts.codec import encode
 from shared.settings import Settings
 
 holds_app = typer.Typer(
@@ -128,25 +127,12 @@ def reconcile_command(
 
 
 def _resolve(action: m.HoldAction, payment: str, pool: str, note: str, operator: str) -> None:
-    from poolfin.cli import _keyring, _unreachable_is_an_error
-    from poolfin.clients import Publisher
+    from poolfin.cli import _publish_operator
 
-    settings = Settings()
     message = m.new_event(
         m.HoldResolved, source=operator, pool_id=pool, payment_id=payment, action=action, note=note
     )
-
-    async def send() -> None:
-        async with Publisher(settings.kafka_bootstrap, _keyring(settings)) as publisher:
-            await publisher.send(
-                topics.ADMIN_HOLDS,
-                json.loads(encode(message)),
-                key=pool,
-                signer=(operator, m.PartyRole.OPERATOR),
-            )
-
-    with _unreachable_is_an_error("Kafka", settings.kafka_bootstrap, "POOLFIN_KAFKA_BOOTSTRAP"):
-        asyncio.run(send())
+    _publish_operator(topics.ADMIN_HOLDS, [message], Settings(), operator)
     typer.echo(f"{action.value} of {payment} in {pool} published (event {message.event_id})")
 
 

@@ -321,17 +321,25 @@ def facility_set(
     typer.echo(f"facility for {pool} published (event {event['event_id']})")
 
 
-def _publish_operator(topic: str, messages: list[Any], settings: Settings) -> None:
-    """Publish operator messages (models), keyed by pool, waiting for the broker's ack."""
+def _publish_operator(
+    topic: str, messages: list[Any], settings: Settings, operator: str | None = None
+) -> None:
+    """Publish operator messages (models), keyed by pool, signed by `operator` (default: the
+    local stack's first operator), waiting for the broker's ack; one line, exit 1, when the
+    broker is not there."""
     from poolfin.clients import Publisher
     from shared.contracts.codec import encode
+    from shared.contracts.messages import PartyRole
 
     keyring = _keyring(settings)
+    signer = (operator, PartyRole.OPERATOR) if operator is not None else None
 
     async def send() -> None:
         async with Publisher(settings.kafka_bootstrap, keyring) as publisher:
             for message in messages:
-                await publisher.send(topic, json.loads(encode(message)), key=message.pool_id)
+                await publisher.send(
+                    topic, json.loads(encode(message)), key=message.pool_id, signer=signer
+                )
 
     with _unreachable_is_an_error("Kafka", settings.kafka_bootstrap, "POOLFIN_KAFKA_BOOTSTRAP"):
         asyncio.run(send())

@@ -171,6 +171,28 @@ async def water_levels(
     return levels
 
 
+async def _requested(
+    publisher: Publisher,
+    observer: Observer,
+    pool_id: str,
+    supplier: str,
+    application_id: str,
+    funder: str,
+) -> dict[str, Any]:
+    """The supplier applies for 80万, the buyer confirms, the supplier signs the loan contract
+    the gateway renders; returns the request as it reaches the funder's own topic."""
+    await publisher.send(*erp.application(pool_id, application_id, cny(80), supplier))
+    await observer.wait_for(
+        topics.CREDIT_DECISIONS, application_id=application_id, state="awaiting_buyer"
+    )
+    await publisher.send(*erp.confirmation(pool_id, application_id))
+    issued = (await observer.wait_for(topics.FUNDING_CONTRACTS, request_id=application_id))[0]
+    await publisher.send(*erp.contract_signature(issued))
+    return (
+        await observer.wait_for(topics.funder_requests_topic(funder), request_id=application_id)
+    )[0]
+
+
 async def settlement(
     publisher: Publisher, observer: Observer, run: str, result: DemoResult, say: Any = print
 ) -> None:
@@ -230,18 +252,9 @@ async def settlement(
     )
 
     application_id = f"APP-{run}"
-    await publisher.send(*erp.application(pool_id, application_id, cny(80), supplier))
-    await observer.wait_for(
-        topics.CREDIT_DECISIONS, application_id=application_id, state="awaiting_buyer"
-    )
-    await publisher.send(*erp.confirmation(pool_id, application_id))
     # The gateway renders the loan contract; the supplier signs it, then the bank is asked
     # and its disbursal carries the contract's hash under its own signature.
-    issued = (await observer.wait_for(topics.FUNDING_CONTRACTS, request_id=application_id))[0]
-    await publisher.send(*erp.contract_signature(issued))
-    request = (
-        await observer.wait_for(topics.funder_requests_topic(BANK), request_id=application_id)
-    )[0]
+    request = await _requested(publisher, observer, pool_id, supplier, application_id, BANK)
     await publisher.send(*erp.disbursal(request, value_date))
     await observer.wait_for(topics.CREDIT_DECISIONS, type="LoanOpened", loan_id=application_id)
     say(
@@ -337,16 +350,7 @@ async def rule_split(
         await publisher.send(topic, event)
         await observer.wait_for(topics.CREDIT_POSITIONS, correlation_id=event["event_id"])
     application_id = f"APP-C-{run}"
-    await publisher.send(*erp.application(pool_id, application_id, cny(80), supplier))
-    await observer.wait_for(
-        topics.CREDIT_DECISIONS, application_id=application_id, state="awaiting_buyer"
-    )
-    await publisher.send(*erp.confirmation(pool_id, application_id))
-    issued = (await observer.wait_for(topics.FUNDING_CONTRACTS, request_id=application_id))[0]
-    await publisher.send(*erp.contract_signature(issued))
-    request = (
-        await observer.wait_for(topics.funder_requests_topic(BANK), request_id=application_id)
-    )[0]
+    request = await _requested(publisher, observer, pool_id, supplier, application_id, BANK)
     await publisher.send(*erp.disbursal(request, day))
     await observer.wait_for(topics.CREDIT_DECISIONS, type="LoanOpened", loan_id=application_id)
     payment_id = f"PAY-{run}-C"
@@ -388,16 +392,7 @@ async def platform_funder(
         await publisher.send(topic, event)
         await observer.wait_for(topics.CREDIT_POSITIONS, correlation_id=event["event_id"])
     application_id = f"APP-D-{run}"
-    await publisher.send(*erp.application(pool_id, application_id, cny(80), supplier))
-    await observer.wait_for(
-        topics.CREDIT_DECISIONS, application_id=application_id, state="awaiting_buyer"
-    )
-    await publisher.send(*erp.confirmation(pool_id, application_id))
-    issued = (await observer.wait_for(topics.FUNDING_CONTRACTS, request_id=application_id))[0]
-    await publisher.send(*erp.contract_signature(issued))
-    request = (
-        await observer.wait_for(topics.funder_requests_topic(PLATFORM), request_id=application_id)
-    )[0]
+    request = await _requested(publisher, observer, pool_id, supplier, application_id, PLATFORM)
     for investor, wan in INVESTORS:
         await publisher.send(*erp.investor_commitment(request, investor, cny(wan)))
     await observer.wait_for(topics.FUNDING_RESULTS, request_id=application_id, decision="approved")

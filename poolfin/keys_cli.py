@@ -17,7 +17,6 @@ import typer
 
 from shared.contracts import messages as m
 from shared.contracts import topics
-from shared.contracts.codec import encode
 from shared.settings import Settings
 
 keys_app = typer.Typer(
@@ -27,22 +26,9 @@ keys_app = typer.Typer(
 
 
 def _publish(message: m.Message, operator: str, settings: Settings) -> None:
-    from poolfin.cli import _keyring, _unreachable_is_an_error
-    from poolfin.clients import Publisher
+    from poolfin.cli import _publish_operator
 
-    keyring = _keyring(settings)
-
-    async def send() -> None:
-        async with Publisher(settings.kafka_bootstrap, keyring) as publisher:
-            await publisher.send(
-                topics.ADMIN_PARTIES,
-                json.loads(encode(message)),
-                key=m.REGISTRY_KEY,
-                signer=(operator, m.PartyRole.OPERATOR),
-            )
-
-    with _unreachable_is_an_error("Kafka", settings.kafka_bootstrap, "POOLFIN_KAFKA_BOOTSTRAP"):
-        asyncio.run(send())
+    _publish_operator(topics.ADMIN_PARTIES, [message], settings, operator)
 
 
 def _when(text: str | None) -> datetime | None:

@@ -14,7 +14,6 @@ from pydantic import ValidationError
 
 from shared.contracts import messages as m
 from shared.contracts import topics
-from shared.contracts.codec import encode
 from shared.settings import Settings
 
 programme_app = typer.Typer(
@@ -34,10 +33,8 @@ def set_programme(
 ) -> None:
     """Validate a programme and publish it; credit routes the core enterprise's next
     applications by it."""
-    from poolfin.cli import _keyring, _unreachable_is_an_error
-    from poolfin.clients import Publisher
+    from poolfin.cli import _publish_operator
 
-    settings = Settings()
     try:
         body = json.loads(programme_file.read_text())
         message = m.new_event(
@@ -46,18 +43,7 @@ def set_programme(
     except (OSError, ValueError, ValidationError, TypeError) as exc:
         typer.echo(f"error: {programme_file} is not a programme: {exc}", err=True)
         raise typer.Exit(2) from exc
-
-    async def send() -> None:
-        async with Publisher(settings.kafka_bootstrap, _keyring(settings)) as publisher:
-            await publisher.send(
-                topics.ADMIN_PROGRAMMES,
-                json.loads(encode(message)),
-                key=core,
-                signer=(operator, m.PartyRole.OPERATOR),
-            )
-
-    with _unreachable_is_an_error("Kafka", settings.kafka_bootstrap, "POOLFIN_KAFKA_BOOTSTRAP"):
-        asyncio.run(send())
+    _publish_operator(topics.ADMIN_PROGRAMMES, [message], Settings(), operator)
     typer.echo(f"programme of {core} published (event {message.event_id})")
 
 

@@ -13,7 +13,6 @@ from pydantic import ValidationError
 
 from shared.contracts import messages as m
 from shared.contracts import topics
-from shared.contracts.codec import encode
 from shared.contracts.split_rules import RuleSet
 from shared.settings import Settings
 
@@ -42,8 +41,7 @@ def set_rules(
     note: Annotated[str | None, typer.Option(help="why")] = None,
 ) -> None:
     """Validate a rule set and publish it; the splitter makes it the scope's next version."""
-    from poolfin.cli import _keyring, _unreachable_is_an_error
-    from poolfin.clients import Publisher
+    from poolfin.cli import _publish_operator
     from services.settlement_splitter.rules import refusal
 
     settings = Settings()
@@ -65,19 +63,7 @@ def set_rules(
         rules=rules,
         note=note,
     )
-    keyring = _keyring(settings)
-
-    async def send() -> None:
-        async with Publisher(settings.kafka_bootstrap, keyring) as publisher:
-            await publisher.send(
-                topics.ADMIN_SPLIT_RULES,
-                json.loads(encode(message)),
-                key=key,
-                signer=(operator, m.PartyRole.OPERATOR),
-            )
-
-    with _unreachable_is_an_error("Kafka", settings.kafka_bootstrap, "POOLFIN_KAFKA_BOOTSTRAP"):
-        asyncio.run(send())
+    _publish_operator(topics.ADMIN_SPLIT_RULES, [message], settings, operator)
     typer.echo(f"split rules for {scope.value} {key} published (event {message.event_id})")
 
 

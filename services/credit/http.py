@@ -342,74 +342,68 @@ def make_app(
         found["state"] = "repaid" if found["state"] == "confirmed" else "decided"
         return _json(found)
 
-    async def prepay(request: Request) -> Response:
+    async def submit(
+        request: Request,
+        topic: str,
+        kind: str,
+        id_field: str,
+        prefix: str,
+        allowed: tuple[str, ...],
+        collection: str,
+    ) -> Response:
+        """A supplier's request from its HTTP body, checked as its consumer checks the topic,
+        for a pool credit knows, published for its consumer: 202 with where it stands."""
         pool_id = request.path_params["pool_id"]
-        if bad := _bad_id("pool", pool_id):
-            return bad
         fields = await _json_body(request)
         if isinstance(fields, Response):
             return fields
         checked = _supplier_message(
-            topics.SUPPLIER_PREPAYMENTS,
-            "PrepaymentRequested",
+            topic,
+            kind,
             pool_id,
-            "prepayment_id",
-            f"PRE-{uuid.uuid4().hex[:16]}",
-            {
-                k: fields[k]
-                for k in ("prepayment_id", "amount", "loan_id", "currency")
-                if k in fields
-            },
+            id_field,
+            f"{prefix}-{uuid.uuid4().hex[:16]}",
+            {k: fields[k] for k in allowed if k in fields},
             source=request.state.caller.party_id,
         )
         if isinstance(checked, Response):
             return checked
-        raw, prepaid = checked
-        assert isinstance(prepaid, m.PrepaymentRequested)
-        prepayment_id = prepaid.prepayment_id
+        raw, message = checked
+        submitted_id = getattr(message, id_field)
         async with pool.acquire() as conn:
             if not await conn.fetchval("SELECT true FROM pools WHERE pool_id = $1", pool_id):
                 return _error(404, m.Reason.UNKNOWN_POOL.value, f"pool {pool_id} is not known")
-        status_url = f"/pools/{pool_id}/prepayments/{prepayment_id}"
-        if failed := await _publish(topics.SUPPLIER_PREPAYMENTS, raw, pool_id, status_url):
+        status_url = f"/pools/{pool_id}/{collection}/{submitted_id}"
+        if failed := await _publish(topic, raw, pool_id, status_url):
             return failed
         return JSONResponse(
-            {"prepayment_id": prepayment_id, "status": "submitted", "status_url": status_url},
+            {id_field: submitted_id, "status": "submitted", "status_url": status_url},
             status_code=202,
             headers={"Location": status_url},
+        )
+
+    async def prepay(request: Request) -> Response:
+        return await submit(
+            request,
+            topics.SUPPLIER_PREPAYMENTS,
+            "PrepaymentRequested",
+            "prepayment_id",
+            "PRE",
+            ("prepayment_id", "amount", "loan_id", "currency"),
+            "prepayments",
         )
 
     async def payout(request: Request) -> Response:
         """The supplier has part of its free balance paid to its bank account (issue 10):
         published on supplier.payouts.v1 for the splitter, which instructs the bank."""
-        pool_id = request.path_params["pool_id"]
-        fields = await _json_body(request)
-        if isinstance(fields, Response):
-            return fields
-        checked = _supplier_message(
+        return await submit(
+            request,
             topics.SUPPLIER_PAYOUTS,
             "PayoutRequested",
-            pool_id,
             "payout_id",
-            f"PO-{uuid.uuid4().hex[:16]}",
-            {
-                k: fields[k]
-                for k in ("payout_id", "amount", "bank_account", "currency")
-                if k in fields
-            },
-            source=request.state.caller.party_id,
-        )
-        if isinstance(checked, Response):
-            return checked
-        raw, asked = checked
-        assert isinstance(asked, m.PayoutRequested)
-        status_url = f"/pools/{pool_id}/payouts/{asked.payout_id}"
-        if failed := await _publish(topics.SUPPLIER_PAYOUTS, raw, pool_id, status_url):
-            return failed
-        return JSONResponse(
-            {"payout_id": asked.payout_id, "status": "submitted", "status_url": status_url},
-            status_code=202,
-            headers={"Location": status_url},
+            "PO",
+            ("payout_id", "amount", "bank_account", "currency"),
+            "payouts",
         )
 
     async def payout_status(request: Request) -> Response:

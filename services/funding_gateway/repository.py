@@ -134,10 +134,13 @@ class PostgresGatewayStore:
             list(request_ids),
         )
         found = [Request(**dict(r)) for r in rows]
+        platforms = [r.request_id for r in found if r.platform]
+        if not platforms:  # a bank's requests: no raise to read
+            return found
         for c in await self.conn.fetch(
             "SELECT request_id, investor_id, amount FROM investor_commitments"
             " WHERE request_id = ANY($1::text[]) ORDER BY request_id, committed_at, investor_id",
-            [r.request_id for r in found if r.platform],
+            platforms,
         ):
             next(r for r in found if r.request_id == c["request_id"]).commitments[
                 c["investor_id"]
@@ -146,7 +149,7 @@ class PostgresGatewayStore:
             "SELECT request_id, investor_id, amount, contract, contract_hash,"
             " supplier_signature, investor_signature FROM investor_contracts"
             " WHERE request_id = ANY($1::text[]) ORDER BY request_id, investor_id",
-            [r.request_id for r in found if r.platform],
+            platforms,
         ):
             fields = dict(c)
             request_id = fields.pop("request_id")

@@ -24,6 +24,7 @@ from shared.contracts import topics
 from shared.contracts.messages import PartyRole
 from shared.db import Connection
 from shared.outbox import Outbox
+from shared.periodic import every, in_transaction
 from shared.settings import Settings
 from shared.trust import TrustFile
 
@@ -48,22 +49,19 @@ async def funder_topics(pool: asyncpg.Pool, settings: Settings, wake: Callable[[
 
     trust_file = TrustFile(settings.trust_file) if settings.trust_file else None
     made: set[str] = set()
-    while True:
-        try:
-            new = sorted(await registered_funders(pool, trust_file) - made)
-            if new:
-                await ensure_topics(
-                    settings.kafka_bootstrap,
-                    [topics.funder_requests_topic(f) for f in new],
-                    settings.topic_partitions,
-                )
-                made.update(new)
-                log.info("funder request topics ready", funders=new)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("creating funders' request topics failed; trying again")
-        await asyncio.sleep(settings.funder_topics_every_s)
+
+    async def make() -> None:
+        new = sorted(await registered_funders(pool, trust_file) - made)
+        if new:
+            await ensure_topics(
+                settings.kafka_bootstrap,
+                [topics.funder_requests_topic(f) for f in new],
+                settings.topic_partitions,
+            )
+            made.update(new)
+            log.info("funder request topics ready", funders=new)
+
+    await every(settings.funder_topics_every_s, "creating funders' request topics", make)
 
 
 async def expire_raises(pool: asyncpg.Pool, settings: Settings, wake: Callable[[], None]) -> None:
@@ -71,31 +69,27 @@ async def expire_raises(pool: asyncpg.Pool, settings: Settings, wake: Callable[[
     committed, when its agreement allows a partial raise (each investor's contract is issued
     as for a full one); otherwise it expires and credit is told (FundingResult rejected,
     raise_expired), with what was committed, so the application is refused with its reason."""
-    while True:
-        try:
-            async with pool.acquire() as conn, conn.transaction():
-                due = [
-                    r["request_id"]
-                    for r in await conn.fetch(
-                        "SELECT request_id FROM funding_requests WHERE state = 'raising'"
-                        " AND raise_deadline <= now() ORDER BY raise_deadline LIMIT 200"
-                        " FOR UPDATE SKIP LOCKED"
-                    )
-                ]
-                outbox = Outbox()
-                for request in await PostgresGatewayStore(conn).requests(due) if due else []:
-                    if request.terms and request.terms.get("partial_raise") and request.committed:
-                        await _close_short(conn, outbox, request)
-                    else:
-                        await _expire(conn, outbox, request)
-                await outbox.write(conn, "funding_gateway")
-            if due:
-                wake()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("closing raises past their deadline failed; trying again")
-        await asyncio.sleep(settings.raise_check_every_s)
+
+    async def close(conn: Connection, outbox: Outbox) -> None:
+        due = [
+            r["request_id"]
+            for r in await conn.fetch(
+                "SELECT request_id FROM funding_requests WHERE state = 'raising'"
+                " AND raise_deadline <= now() ORDER BY raise_deadline LIMIT 200"
+                " FOR UPDATE SKIP LOCKED"
+            )
+        ]
+        for request in await PostgresGatewayStore(conn).requests(due) if due else []:
+            if request.terms and request.terms.get("partial_raise") and request.committed:
+                await _close_short(conn, outbox, request)
+            else:
+                await _expire(conn, outbox, request)
+
+    await every(
+        settings.raise_check_every_s,
+        "closing raises past their deadline",
+        lambda: in_transaction(pool, "funding_gateway", wake, close),
+    )
 
 
 async def _expire(conn: Connection, outbox: Outbox, request: Request) -> None:

@@ -5,7 +5,6 @@ payments, pro rata across everyone the split paid."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 
@@ -36,8 +35,10 @@ from services.settlement_splitter.handlers import (
 from shared.contracts import messages as m
 from shared.contracts import topics
 from shared.contracts.codec import Rejected
+from shared.db import Connection
 from shared.money import ZERO, largest_remainder_split
 from shared.outbox import Outbox
+from shared.periodic import every, in_transaction
 from shared.settings import Settings
 from shared.trust import not_the_party
 
@@ -49,6 +50,8 @@ async def on_payout_requested(uow: Uow, event: m.PayoutRequested) -> Rejected | 
     controlled account's bank; the bank's answer (PayoutResult) completes or returns it."""
     ledger = ledger_of(uow)
     supplier = await ledger.supplier(uow.conn, event.pool_id)
+    if supplier is None:
+        return Rejected(m.Reason.UNKNOWN_POOL, f"pool {event.pool_id} was never opened")
     if refusal := not_the_party(uow.principal, supplier, "the pool's supplier", event):
         return refusal
     if await ledger.payout(uow.conn, event.payout_id) is not None:
@@ -56,8 +59,6 @@ async def on_payout_requested(uow: Uow, event: m.PayoutRequested) -> Rejected | 
     account = await ledger.account(uow.conn, event.pool_id)
     if short := insufficient(free_account(event.pool_id), event.amount, account.free):
         return short
-    if supplier is None:
-        return Rejected(m.Reason.UNKNOWN_POOL, f"pool {event.pool_id} was never opened")
     ledger.post(
         account,
         payment_id=event.payout_id,
@@ -183,45 +184,41 @@ async def overdue_holds(pool: asyncpg.Pool, settings: Settings, wake: Callable[[
     """The splitter's background watch: each payment frozen longer than
     `hold_alert_after_s` with no instruction raises one FrozenPaymentOverdue (through the
     outbox, so it is published once even if the splitter dies right after)."""
-    while True:
-        try:
-            async with pool.acquire() as conn, conn.transaction():
-                rows = await conn.fetch(
-                    "UPDATE settlements SET alerted_at = now() WHERE payment_id IN ("
-                    " SELECT payment_id FROM settlements WHERE state = 'frozen'"
-                    " AND alerted_at IS NULL"
-                    " AND frozen_at < now() - make_interval(secs => $1)"
-                    " ORDER BY frozen_at LIMIT 500 FOR UPDATE SKIP LOCKED)"
-                    " RETURNING payment_id, pool_id, amount, frozen_at",
-                    settings.hold_alert_after_s,
-                )
-                outbox = Outbox()
-                for r in rows:
-                    outbox.emit(
-                        topics.SETTLEMENT_ALERTS,
-                        m.new_event(
-                            m.FrozenPaymentOverdue,
-                            source=SOURCE,
-                            pool_id=r["pool_id"],
-                            payment_id=r["payment_id"],
-                            amount=r["amount"],
-                            frozen_since=r["frozen_at"],
-                        ),
-                    )
-                    log.warning(
-                        "payment frozen with no instruction",
-                        payment_id=r["payment_id"],
-                        pool_id=r["pool_id"],
-                        frozen_since=r["frozen_at"].isoformat(),
-                    )
-                await outbox.write(conn, "settlement")
-            if rows:
-                wake()
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - a watch never dies: it logs and tries again
-            log.exception("looking for overdue frozen payments failed; trying again")
-        await asyncio.sleep(settings.hold_alert_every_s)
+
+    async def alert(conn: Connection, outbox: Outbox) -> None:
+        rows = await conn.fetch(
+            "UPDATE settlements SET alerted_at = now() WHERE payment_id IN ("
+            " SELECT payment_id FROM settlements WHERE state = 'frozen'"
+            " AND alerted_at IS NULL"
+            " AND frozen_at < now() - make_interval(secs => $1)"
+            " ORDER BY frozen_at LIMIT 500 FOR UPDATE SKIP LOCKED)"
+            " RETURNING payment_id, pool_id, amount, frozen_at",
+            settings.hold_alert_after_s,
+        )
+        for r in rows:
+            outbox.emit(
+                topics.SETTLEMENT_ALERTS,
+                m.new_event(
+                    m.FrozenPaymentOverdue,
+                    source=SOURCE,
+                    pool_id=r["pool_id"],
+                    payment_id=r["payment_id"],
+                    amount=r["amount"],
+                    frozen_since=r["frozen_at"],
+                ),
+            )
+            log.warning(
+                "payment frozen with no instruction",
+                payment_id=r["payment_id"],
+                pool_id=r["pool_id"],
+                frozen_since=r["frozen_at"].isoformat(),
+            )
+
+    await every(
+        settings.hold_alert_every_s,
+        "looking for overdue frozen payments",
+        lambda: in_transaction(pool, "settlement", wake, alert),
+    )
 
 
 # ---------------------------------------------------------------- reversals (issue 10)
@@ -236,6 +233,8 @@ async def on_payment_reversed(uow: Uow, event: m.PaymentReversed) -> Rejected | 
     back its pro-rata part (never more than it got); the funders' part restores their loans."""
     ledger = ledger_of(uow)
     core = await ledger.core_enterprise(uow.conn, event.pool_id)
+    if core is None:
+        return Rejected(m.Reason.UNKNOWN_POOL, f"pool {event.pool_id} was never opened")
     if refusal := not_the_party(uow.principal, core, "the pool's core enterprise", event):
         return refusal
     account = await ledger.account(uow.conn, event.pool_id)
@@ -260,7 +259,7 @@ async def on_payment_reversed(uow: Uow, event: m.PaymentReversed) -> Rejected | 
     plan = reverse(event.amount, received, before, available)
     if isinstance(plan, Rejected):
         return plan
-    assert existing.instruction is not None and core is not None
+    assert existing.instruction is not None
     instruction = m.RepaymentInstruction.model_validate(existing.instruction)
     investors_of = {}
     for r in instruction.repayments:

@@ -670,6 +670,7 @@ def _announce(
             ledger_hash=digest,
         ),
     )
+    by_investor = _with_investors(ledger_of(uow), [], repayments)[1]  # a platform's lenders
     for funder_id, total in sorted(split.to_funders.items()):
         if total > 0:
             uow.emit(
@@ -683,7 +684,7 @@ def _announce(
                     funder_id=funder_id,
                     total=total,
                     repayments=[r for r in repayments if r.funder_id == funder_id],
-                    investors=_with_investors(ledger_of(uow), [], repayments)[1].get(funder_id, {}),
+                    investors=by_investor.get(funder_id, {}),
                 ),
             )
     uow.emit(

@@ -558,7 +558,6 @@ class InMemoryLedgerStore:
     rule_rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     volumes: dict[str, Decimal] = field(default_factory=dict)
     account_balances: dict[str, Decimal] = field(default_factory=dict)
-    balance_after: list[Decimal] = field(default_factory=list)  # beside `entries`
     payout_rows: dict[str, Payout] = field(default_factory=dict)
 
     async def split_of(self, payment_id: str) -> tuple[list[tuple[str, Decimal]], str | None]:
@@ -640,7 +639,6 @@ class InMemoryLedgerStore:
                 kind.max_balance is not None and balances[account] > kind.max_balance
             ):  # the table's CHECK
                 raise ValueError(f"account {account} would be overdrawn: {balances[account]}")
-        self.balance_after.extend(changes.balances_after(self.account_balances))
         self.account_balances = balances
         for payout in changes.payouts:
             self.payout_rows[payout.payout_id] = dataclasses.replace(payout)
@@ -696,6 +694,20 @@ class InMemoryLedgerStore:
         ]
 
 
+# The messages whose handlers post to their pool's chain (or check its balances).
+POSTING = (
+    m.ReceivablesSettled,
+    m.RepaymentInstruction,
+    m.HoldSettled,
+    m.PrepaymentRequested,
+    m.LoanOpened,
+    m.PayoutRequested,
+    m.PayoutResult,
+    m.HoldResolved,
+    m.PaymentReversed,
+)
+
+
 @dataclass
 class LedgerBatch:
     """What one batch transaction reads and writes in the splitter's schema.
@@ -725,22 +737,39 @@ class LedgerBatch:
         return PostgresLedgerStore(conn)
 
     async def prepare(self, conn: Connection | None, events: Sequence[m.Message]) -> None:
-        """Lock every account and load every settlement the batch names, in two statements."""
-        named: list[tuple[str, str]] = []
+        """Lock every account and load every settlement, loan and payout the batch names, a
+        statement each."""
+        pools: list[str] = []
+        payments: list[str] = []
         loans: list[str] = []
+        payouts: list[str] = []
         for e in events:
-            if isinstance(e, m.ReceivablesSettled | m.RepaymentInstruction):
-                named.append((e.pool_id, e.payment_id))
+            if isinstance(
+                e,
+                m.ReceivablesSettled | m.RepaymentInstruction | m.HoldResolved | m.PaymentReversed,
+            ):
+                payments.append(e.payment_id)
             elif isinstance(e, m.HoldSettled):
-                named.append((e.pool_id, e.settlement_id))
+                payments.append(e.settlement_id)
             elif isinstance(e, m.PrepaymentRequested):
-                named.append((e.pool_id, e.prepayment_id))
+                payments.append(e.prepayment_id)
+            elif isinstance(e, m.PayoutRequested | m.PayoutResult):
+                payouts.append(e.payout_id)
             if isinstance(e, m.RepaymentInstruction | m.HoldSettled):
                 loans.extend(r.loan_id for r in e.repayments)
             elif isinstance(e, m.LoanOpened):
                 loans.append(e.loan_id)
-        await self._load(conn, (pool for pool, _ in named), (payment for _, payment in named))
+            if isinstance(e, POSTING):
+                pools.append(e.pool_id)
+        await self._load(conn, pools, payments)
         await self._load_loans(conn, loans)
+        await self._load_payouts(conn, payouts)
+
+    async def _load_payouts(self, conn: Connection | None, payout_ids: Iterable[str]) -> None:
+        wanted = sorted(set(payout_ids) - set(self.payouts))
+        if wanted:
+            self.payouts.update(dict.fromkeys(wanted))
+            self.payouts.update(await self._store(conn).payouts(wanted))
 
     async def _load_loans(self, conn: Connection | None, loan_ids: Iterable[str]) -> None:
         wanted = sorted(set(loan_ids) - set(self.loans))
@@ -795,8 +824,7 @@ class LedgerBatch:
         return await self._store(conn).core_enterprise(pool_id)
 
     async def payout(self, conn: Connection | None, payout_id: str) -> Payout | None:
-        if payout_id not in self.payouts:
-            self.payouts[payout_id] = (await self._store(conn).payouts([payout_id])).get(payout_id)
+        await self._load_payouts(conn, [payout_id])
         return self.payouts[payout_id]
 
     def save_payout(self, payout: Payout) -> None:

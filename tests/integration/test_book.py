@@ -133,6 +133,42 @@ async def test_disbursement_to_payout_then_a_reversal_a_statement_and_a_reconcil
         assert await balance(conn, f"free:{pool.pool_id}") == Decimal("4080.00")
         await book_is_balanced(conn)
 
+        # Only the pool's own buyer reverses its payment, only its supplier has it paid out:
+        # anyone else's signed message is dead-lettered and moves nothing.
+        impostors = [
+            (
+                topics.ERP_PAYMENT_REVERSALS,
+                erp_event(
+                    "PaymentReversed",
+                    pool.pool_id,
+                    reversal_id=f"REV-{uuid.uuid4().hex[:8]}",
+                    payment_id=paid["payment_id"],
+                    amount="1.00",
+                    reason="chargeback",
+                ),
+                ("CE-OTHER", PartyRole.CORE_ENTERPRISE),
+            ),
+            (
+                topics.SUPPLIER_PAYOUTS,
+                erp_event(
+                    "PayoutRequested",
+                    pool.pool_id,
+                    payout_id=f"PO-{uuid.uuid4().hex[:8]}",
+                    amount="1.00",
+                    bank_account="6222 0000",
+                ),
+                ("S-OTHER", PartyRole.SUPPLIER),
+            ),
+        ]
+        for topic, event, signer in impostors:
+            await publisher.send(topic, event, signer=signer)
+            [letter] = await observer.wait_for(
+                topics.SETTLEMENT_REJECTED, event_id=event["event_id"]
+            )
+            assert letter["reason"] == "not_permitted"
+        assert await balance(conn, f"free:{pool.pool_id}") == Decimal("4080.00")
+        assert await balance(conn, f"buyer:{core}") == Decimal("-100000.00")
+
         # The buyer's bank returns half the payment: everyone the split paid gives back half,
         # the supplier what it still has (4,080.00) and owes the rest (5,460.00).
         reversal = erp_event(
@@ -249,6 +285,28 @@ async def test_disbursement_to_payout_then_a_reversal_a_statement_and_a_reconcil
         statement_file.write_bytes(camt053("CN-CTRL-1", book))
         clean = await poolfin(stack, "reconcile", str(statement_file), "--pool", pool.pool_id)
         assert clean.returncode == 0 and json.loads(clean.stdout)["clean"] is True
+        not_camt = tmp_path / "not-camt.xml"
+        not_camt.write_text("<Document><Other/></Document>")
+        refused = await poolfin(stack, "reconcile", str(not_camt), "--pool", pool.pool_id)
+        assert refused.returncode == 2 and "camt.053" in refused.stderr
+
+        # A statement of a party the ledger does not know, or of a period that ends before it
+        # starts, is an error that says so (CLI and HTTP).
+        unknown = await poolfin(stack, "statement", "NOBODY")
+        assert unknown.returncode == 1 and "knows no party NOBODY" in unknown.stderr
+        backwards = await poolfin(
+            stack, "statement", pool.supplier_id, "--from", "2026-12-02", "--to", "2026-12-01"
+        )
+        assert backwards.returncode == 2 and "before --from" in backwards.stderr
+        operator = token_for(stack.keyring, "op-1", PartyRole.OPERATOR)
+        status, body = await asyncio.to_thread(
+            http_json, stack.http_url, "GET", "/statements/NOBODY", None, operator
+        )
+        assert (status, body["error"]) == (404, "unknown_party")
+        status, body = await asyncio.to_thread(
+            http_json, stack.http_url, "GET", f"{path}?from=yesterday", None, mine
+        )
+        assert status == 422 and "not an ISO 8601" in body["detail"]
 
         # Over HTTP, the supplier asks for a payout it has no money for: accepted for the
         # splitter, which dead-letters it with its reason; a malformed one is a 422 at once.
@@ -266,8 +324,10 @@ async def test_disbursement_to_payout_then_a_reversal_a_statement_and_a_reconcil
             mine,
         )
         assert status == 202, asked
-        [letter] = await observer.wait_for(topics.SETTLEMENT_REJECTED, pool_id=pool.pool_id)
-        assert letter["reason"] == "insufficient_funds"
+        [letter] = await observer.wait_for(
+            topics.SETTLEMENT_REJECTED, pool_id=pool.pool_id, reason="insufficient_funds"
+        )
+        assert asked["payout_id"] in letter["raw_text"]
         status, where = await asyncio.to_thread(
             http_json, stack.http_url, "GET", asked["status_url"], None, mine
         )

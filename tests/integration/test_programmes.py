@@ -78,6 +78,10 @@ async def test_routed_to_the_cheapest_with_room_and_repaid_pro_rata_by_two_banks
         {"funder_id": cheap, "limit": "1000000.00", "annual_interest_rate": "0.04"},
         {"funder_id": dear, "limit": "5000000.00", "annual_interest_rate": "0.05"},
     ]
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"funders": [], "routing": "cheapest"}))  # no funder at all
+    refused = await poolfin(stack, "programme", "set", str(broken), "--core", core)
+    assert refused.returncode == 2 and "is not a programme" in refused.stderr
     await set_programme(stack, tmp_path, core, funders, intercreditor="pro_rata")
     watched = [*WATCHED, topics.funder_requests_topic(cheap), topics.funder_requests_topic(dear)]
     async with Observer(stack.bootstrap, watched) as observer:

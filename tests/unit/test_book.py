@@ -350,3 +350,19 @@ def test_camt_053_and_054_are_read_and_hostile_xml_is_refused() -> None:
     for hostile in (bomb, b"<not-xml", b"<Document><Other/></Document>"):
         with pytest.raises(NotCamt):
             parse_camt(hostile)
+
+
+async def test_a_payout_for_a_pool_never_opened_is_refused_and_moves_nothing() -> None:
+    store = InMemoryLedgerStore()
+    emitted, reasons = await batch(
+        store,
+        m.new_event(
+            m.PayoutRequested,
+            source="S-9",
+            pool_id="CE-9/S-9",
+            payout_id="PO-9",
+            amount=Decimal("1.00"),
+            bank_account="6222",
+        ),
+    )
+    assert (reasons, emitted, store.transactions) == (["unknown_pool"], [], [])

@@ -307,3 +307,24 @@ async def test_a_platforms_raise_closes_when_fully_committed_and_issues_each_con
         ("inv-1", "500.00"),
         ("inv-2", "300.00"),
     ]
+
+
+async def test_a_raise_refuses_another_platforms_commitment_and_a_wrong_contract_hash() -> None:
+    store = InMemoryGatewayStore()
+    await sent(store, requested().model_copy(update={"funder_kind": "platform"}))
+    stranger = raised_by("inv-1", "800.00").model_copy(update={"funder_id": "bank-z"})
+    emitted, reasons = await batch(store, stranger, raised_by("inv-1", "800.00"))
+    assert reasons == ["unknown_request", None]
+    [contract] = [body for _, body in emitted if body["type"] == "InvestorContractIssued"]
+    forged = m.new_event(
+        m.InvestorContractSigned,
+        source="S-1",
+        pool_id=POOL,
+        request_id="A-1",
+        investor_id="inv-1",
+        contract_hash="0" * 64,  # not the hash of the contract issued
+    )
+    _, reasons = await batch(store, forged)
+    assert reasons == ["contract_mismatch"]
+    assert store.request_rows["A-1"].contracts["inv-1"].supplier_signature is None
+    assert contract["contract_hash"] == store.request_rows["A-1"].contracts["inv-1"].contract_hash

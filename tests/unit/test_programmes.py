@@ -4,6 +4,7 @@ and repayments shared across funders by the intercreditor rule, to the fen."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -184,3 +185,39 @@ def test_pro_rata_never_pays_more_than_the_cash_or_the_principal_due(
         loan = next(ln for ln in book if ln.loan_id == r.loan_id)
         assert r.principal <= loan.outstanding
         assert abs(r.principal - principal * loan.outstanding / outstanding) < D("0.01")
+
+
+async def test_a_programme_off_its_core_enterprise_or_naming_a_funder_twice_is_refused() -> None:
+    from shared.contracts import topics
+    from shared.contracts.codec import Rejected, decode
+
+    book = Book()
+    await book.open()
+    stray = programme().model_copy(update={"pool_id": "CE-1/S-1", "event_id": "stray"})
+    assert await book.refused(stray) == ["invalid_programme"]
+    assert book.store.programme_rows == {}  # nothing kept
+    twice = programme().model_dump(mode="json")
+    twice["funders"] = [twice["funders"][0], twice["funders"][0]]
+    try:
+        decode(topics.ADMIN_PROGRAMMES, json.dumps(twice).encode())
+    except Rejected as refusal:
+        assert refusal.reason is m.Reason.INVALID_MESSAGE
+        assert "each funder appears once" in refusal.detail
+    else:
+        raise AssertionError("a programme naming a funder twice was accepted")
+
+
+async def test_a_refusal_credit_holds_no_reservation_for_changes_nothing() -> None:
+    book = Book()
+    await book.open()
+    await book.run(book.slip("1000000.00", due_in=None))
+    before = (await book.pool()).loans, (await book.pool()).held
+    stray = book.event(
+        m.InstructionRefused,
+        payment_id="P-never",
+        instruction_event_id="e-never",
+        reason=m.Reason.LOAN_NOT_HELD,
+        detail="no such loan",
+    )
+    assert await book.refused(stray) == [None]
+    assert ((await book.pool()).loans, (await book.pool()).held) == before
