@@ -7,6 +7,7 @@ no statement per message."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -689,24 +690,48 @@ async def on_buyer_confirmation(uow: Uow, event: m.BuyerConfirmedFinancing) -> R
         facility.penalty,
         uow.state.business_day(),  # the calendar's day: the funder's value date is checked on it
     )
-    if pool.programme is not None:
-        routed = await _route(uow, event, pool, application, amount, available)
-        if routed is None:
-            return None
-        terms = dataclasses.replace(
+    if pool.programme is None:
+        _request(uow, event, pool, application, terms, facility.funder_kind, False, available)
+        emit_position(uow, event, pool)
+        return None
+    parts = await _route(uow, event, pool, application, amount, available)
+    if parts is None:
+        return None
+    if len(parts) > 1:  # each part an application of its own, the whole one `split`
+        uow.state.move_application(pool, application, A.SPLIT.value)
+        _decide(uow, event, application.application_id, A.SPLIT, amount, available, None)
+    for agreement, part in parts:
+        if part.application_id != application.application_id:
+            uow.state.add_application(pool, part)
+        uow.state.route(pool, agreement.funder_id, part.amount)
+        routed = dataclasses.replace(
             terms,
-            funder_id=routed.funder_id,
-            annual_interest_rate=routed.annual_interest_rate,
-            tenor_days=routed.tenor_days,
+            funder_id=agreement.funder_id,
+            annual_interest_rate=agreement.annual_interest_rate,
+            tenor_days=agreement.tenor_days,
             penalty_rate=facility.penalty_rate
-            or (routed.annual_interest_rate * DEFAULT_PENALTY_MARKUP).quantize(Decimal("1E-8")),
+            or (agreement.annual_interest_rate * DEFAULT_PENALTY_MARKUP).quantize(Decimal("1E-8")),
         )
-        uow.state.route(pool, routed.funder_id, amount)
-        funder_kind, partial_raise = routed.kind, routed.partial_raise
-    else:
-        funder_kind, partial_raise = facility.funder_kind, False
+        _request(uow, event, pool, part, routed, agreement.kind, agreement.partial_raise, available)
+    emit_position(uow, event, pool)
+    return None
+
+
+def _request(
+    uow: Uow,
+    event: m.BuyerConfirmedFinancing,
+    pool: repo.PoolState,
+    application: repo.Application,
+    terms: Terms,
+    funder_kind: str,
+    partial_raise: bool,
+    available: Decimal,
+) -> None:
+    """The confirmed application (or a part of it) leaves for its funder, with its terms."""
+    assert pool.supplier_id is not None
+    amount = application.amount
     uow.state.move_application(pool, application, A.REQUESTED.value, None, terms)
-    _decide(uow, event, event.application_id, A.REQUESTED, amount, available, None)
+    _decide(uow, event, application.application_id, A.REQUESTED, amount, available, None)
     uow.emit(
         topics.CREDIT_LOAN_REQUESTS,
         m.new_event(
@@ -714,7 +739,7 @@ async def on_buyer_confirmation(uow: Uow, event: m.BuyerConfirmedFinancing) -> R
             source=SOURCE,
             pool_id=event.pool_id,
             cause=event,
-            request_id=event.application_id,
+            request_id=application.application_id,
             funder_id=terms.funder_id,
             funder_kind=funder_kind,
             partial_raise=partial_raise,
@@ -727,8 +752,6 @@ async def on_buyer_confirmation(uow: Uow, event: m.BuyerConfirmedFinancing) -> R
             water_level=pool.water_level,
         ),
     )
-    emit_position(uow, event, pool)
-    return None
 
 
 async def _route(
@@ -738,10 +761,12 @@ async def _route(
     application: repo.Application,
     amount: Decimal,
     available: Decimal,
-) -> Agreement | None:
-    """Route the confirmed application to a funder of the programme (services/credit/
+) -> list[tuple[Agreement, repo.Application]] | None:
+    """Route the confirmed application to the programme's funders (services/credit/
     programmes.py), under the programme's lock, counting every request in flight; publish
-    the decision with every candidate. None: refused (and published as such)."""
+    the decision with every candidate. The application itself when routed whole, or a new
+    application per part (`<id>/1`, `<id>/2`…, in the order of the parts) when split; None:
+    refused (and published as such)."""
     programme = pool.programme
     assert programme is not None and pool.supplier_id is not None and pool.facility is not None
     exposure, in_pool = await uow.state.exposure(uow.conn, pool)
@@ -754,6 +779,29 @@ async def _route(
         exposure=exposure,
         supplier_exposure=in_pool,
     )
+    parts: list[tuple[Agreement, repo.Application]] = []
+    if len(found.parts) == 1:
+        parts = [(found.parts[0][0], application)]
+    else:
+        taken = 0
+        for agreement, share in found.parts:
+            part_id = await _part_id(uow, application.application_id, taken)
+            taken = int(part_id.rsplit("/", 1)[1])
+            parts.append(
+                (
+                    agreement,
+                    repo.Application(
+                        part_id,
+                        pool.pool_id,
+                        share,
+                        A.AWAITING_BUYER.value,
+                        None,
+                        agreement.funder_id,
+                        named_funder=None,
+                        split_of=application.application_id,
+                    ),
+                )
+            )
     uow.emit(
         topics.CREDIT_DECISIONS,
         m.new_event(
@@ -766,15 +814,31 @@ async def _route(
             rule=m.Routing.NAMED if application.named_funder else programme.routing,
             funder_id=found.chosen.funder_id if found.chosen else None,
             candidates=found.candidates,
+            parts=[
+                m.RoutePart(request_id=a.application_id, funder_id=f.funder_id, amount=a.amount)
+                for f, a in parts
+            ],
         ),
     )
-    if found.chosen is None:
+    if not parts:
         reason = found.reason or m.Reason.FUNDER_LIMIT_EXCEEDED
         uow.state.move_application(pool, application, A.REFUSED.value, reason.value)
         _decide(uow, event, application.application_id, A.REFUSED, amount, available, reason)
         emit_position(uow, event, pool)
         return None
-    return found.chosen
+    return parts
+
+
+async def _part_id(uow: Uow, application_id: str, after: int) -> str:
+    """The next free id `<application id>/<n>` for a part of a split application (an id is
+    at most 128 characters: a longer application's parts are named by its digest)."""
+    stem = application_id
+    if len(stem) > 120:
+        stem = hashlib.sha256(application_id.encode()).hexdigest()[:40]
+    n = after + 1
+    while await uow.state.holder(uow.conn, f"{stem}/{n}") is not None:
+        n += 1
+    return f"{stem}/{n}"
 
 
 def _terms_of(application: repo.Application, pool: repo.PoolState) -> Terms | None:

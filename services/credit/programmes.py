@@ -11,8 +11,14 @@ are checked against everything in flight, under the programme's lock):
 2. `cheapest`: the eligible funder with the lowest rate (ties: the funder id). An application
    may name a funder (`funder_id`): then that one, if eligible.
    `named`: only the funder the application names.
-3. None eligible: refused `funder_limit_exceeded` (or `not_in_programme` when it names a
-   funder outside the programme), with every candidate's room and reason published.
+   `split`: one application filled from several funders, the cheapest first, each up to its
+   room (a funder whose room is less than the amount is still eligible for a part). The
+   supplier pays the least interest the programme allows. Each part is its own request,
+   contract and loan with its funder; a single part is exactly `cheapest`. An application that
+   names a funder goes to that funder alone.
+3. None eligible (for `split`: the rooms together fall short of the amount): refused
+   `funder_limit_exceeded` (or `not_in_programme` when it names a funder outside the
+   programme), with every candidate's room and reason published.
 """
 
 from __future__ import annotations
@@ -73,9 +79,14 @@ class Programme:
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    chosen: Agreement | None
+    parts: list[tuple[Agreement, Decimal]]  # the funders chosen and what each lends
     candidates: list[m.RouteCandidate]
     reason: m.Reason | None  # why none was chosen
+
+    @property
+    def chosen(self) -> Agreement | None:
+        """The one funder of an application routed whole."""
+        return self.parts[0][0] if len(self.parts) == 1 else None
 
 
 def route(
@@ -88,11 +99,14 @@ def route(
     exposure: Mapping[str, Decimal],
     supplier_exposure: Mapping[str, Decimal],
 ) -> Route:
-    """The funder an application goes to, and how every candidate stood."""
+    """The funders an application goes to, with what each lends, and how every candidate
+    stood."""
     if named is not None and programme.agreement(named) is None:
-        return Route(None, [], m.Reason.NOT_IN_PROGRAMME)
+        return Route([], [], m.Reason.NOT_IN_PROGRAMME)
+    splitting = programme.routing is m.Routing.SPLIT and named is None
     candidates = []
-    chosen = None
+    parts: list[tuple[Agreement, Decimal]] = []
+    left = amount
     for f in sorted(programme.funders, key=lambda f: (f.annual_interest_rate, f.funder_id)):
         room = f.limit - exposure.get(f.funder_id, ZERO)
         if f.supplier_limit is not None:
@@ -103,17 +117,25 @@ def route(
             why = f"does not fund supplier {supplier_id}"
         elif discount_rate > f.discount_rate_cap:
             why = f"the pool's discount rate {discount_rate} is above its cap {f.discount_rate_cap}"
-        elif room < amount:
+        elif splitting and room <= ZERO:
+            why = "no room under its limits"
+        elif not splitting and room < amount:
             why = f"room {room} under its limits is less than {amount}"
         elif named is not None and f.funder_id != named:
             why = f"the application names {named}"
         elif programme.routing is m.Routing.NAMED and named is None:
             why = "the programme routes only to a funder the application names"
         eligible = why is None
-        if eligible and chosen is None:
-            chosen = f
-        elif eligible and chosen is not None:
-            why = f"{chosen.funder_id} is cheaper"
+        if eligible and left > ZERO:
+            share = min(room, left) if splitting else amount
+            parts.append((f, share))
+            left -= share
+        elif eligible:
+            why = (
+                "cheaper funders cover the amount"
+                if splitting
+                else f"{parts[0][0].funder_id} is cheaper"
+            )
         candidates.append(
             m.RouteCandidate(
                 funder_id=f.funder_id,
@@ -123,4 +145,6 @@ def route(
                 reason=why,
             )
         )
-    return Route(chosen, candidates, None if chosen else m.Reason.FUNDER_LIMIT_EXCEEDED)
+    if not parts or left > ZERO:
+        return Route([], candidates, m.Reason.FUNDER_LIMIT_EXCEEDED)
+    return Route(parts, candidates, None)

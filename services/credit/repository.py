@@ -195,6 +195,7 @@ class Application:
     funder_id: str | None
     terms: Terms | None = None
     named_funder: str | None = None  # the funder the application asked for (issue 11)
+    split_of: str | None = None  # the application this one is a part of (split routing)
 
 
 @dataclass(slots=True)
@@ -562,8 +563,9 @@ class PostgresCreditStore:
         if changes.new_applications:
             await conn.execute(
                 "INSERT INTO applications(application_id, pool_id, amount, state, reason,"
-                " funder_id, named_funder) SELECT * FROM unnest($1::text[], $2::text[],"
-                " $3::numeric[], $4::text[], $5::text[], $6::text[], $7::text[])",
+                " funder_id, named_funder, split_of) SELECT * FROM unnest($1::text[],"
+                " $2::text[], $3::numeric[], $4::text[], $5::text[], $6::text[], $7::text[],"
+                " $8::text[])",
                 *columns(
                     changes.new_applications,
                     "application_id",
@@ -573,6 +575,7 @@ class PostgresCreditStore:
                     "reason",
                     "funder_id",
                     "named_funder",
+                    "split_of",
                 ),
             )
         if changes.moved_applications:
@@ -1328,9 +1331,12 @@ class CreditBatch:
         changes = self.changes
         changes.pools = [self.pools[p] for p in sorted(self._pools_changed)]
         changes.new_applications = [self.applications[a] for a in sorted(self._new_applications)]
+        # A new application that already has its terms (a part of a split one) is inserted,
+        # then given them as a moved one is.
         changes.moved_applications = [
             self.applications[a]
-            for a in sorted(self._applications_changed - self._new_applications)
+            for a in sorted(self._applications_changed)
+            if a not in self._new_applications or self.applications[a].terms is not None
         ]
         if changes:
             await self._store(conn).write(changes)
@@ -1467,4 +1473,5 @@ def _application_of(r: Any) -> Application:
         r["funder_id"],
         terms,
         r["named_funder"],
+        r["split_of"],
     )

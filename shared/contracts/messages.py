@@ -711,6 +711,7 @@ class FinancingApplied(Message):
 class Routing(StrEnum):
     CHEAPEST = "cheapest"  # the cheapest eligible funder with room under its limits
     NAMED = "named"  # only the funder the application names (refused without one)
+    SPLIT = "split"  # filled from the cheapest funders in turn, each up to its room
 
 
 class Intercreditor(StrEnum):
@@ -778,6 +779,15 @@ class RouteCandidate(BaseModel):
     reason: str | None = Field(default=None, description="Why not, when not.")
 
 
+class RoutePart(BaseModel):
+    """One funder's part of a routed application: its own request, contract and loan."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    request_id: Id = Field(description="The request (and loan) id of this part.")
+    funder_id: Id
+    amount: PositiveAmount
+
+
 class ApplicationRouted(Message):
     """credit routed an application to a funder of the programme (or found none): the rule,
     the funder, and every candidate with its room and why it was or was not chosen."""
@@ -786,8 +796,14 @@ class ApplicationRouted(Message):
     application_id: Id = Field(description="The application.")
     amount: PositiveAmount = Field(description="Amount asked for, CNY.")
     rule: Routing = Field(description="The programme's routing rule applied.")
-    funder_id: Id | None = Field(default=None, description="The funder chosen; none: refused.")
+    funder_id: Id | None = Field(
+        default=None, description="The funder chosen; none: refused, or split among `parts`."
+    )
     candidates: list[RouteCandidate] = Field(description="Every funder considered.")
+    parts: list[RoutePart] = Field(
+        default_factory=list,
+        description="What each chosen funder lends, each its own request (one part when whole).",
+    )
 
 
 # ---------------------------------------------------------------- intake → canonical pool events
@@ -911,6 +927,7 @@ class ApplicationState(StrEnum):
     REQUESTED = "requested"
     FUNDED = "funded"
     REFUSED = "refused"
+    SPLIT = "split"  # routed to several funders: each part is an application of its own
 
 
 class Standing(StrEnum):

@@ -121,6 +121,51 @@ async def test_routed_to_the_cheapest_with_room_and_repaid_pro_rata_by_two_banks
         assert principal == {cheap: Decimal("360000.00"), dear: Decimal("180000.00")}
 
 
+async def test_one_application_split_across_two_banks_by_the_split_rule(
+    stack: Stack, publisher: Publisher, tmp_path: Path
+) -> None:
+    core = f"CE-SPLIT-{uuid.uuid4().hex[:6]}"
+    cheap, dear = f"bank-c-{core[-6:]}", f"bank-d-{core[-6:]}"
+    funders = [
+        {"funder_id": cheap, "limit": "700000.00", "annual_interest_rate": "0.04"},
+        {"funder_id": dear, "limit": "5000000.00", "annual_interest_rate": "0.05"},
+    ]
+    await set_programme(stack, tmp_path, core, funders, routing="split")
+    watched = [*WATCHED, topics.funder_requests_topic(cheap), topics.funder_requests_topic(dear)]
+    async with Observer(stack.bootstrap, watched) as observer:
+        pool = await open_pool(publisher, observer, core, "3000000.00")
+        whole = await apply(publisher, observer, pool, "1000000.00")
+        await publisher.send(topics.ERP_FINANCING_CONFIRMATIONS, confirmation(pool, whole))
+        [routed] = await observer.wait_for(
+            topics.CREDIT_DECISIONS, type="ApplicationRouted", application_id=whole
+        )
+        parts = [(p["request_id"], p["funder_id"], p["amount"]) for p in routed["parts"]]
+        assert (routed["rule"], routed["funder_id"]) == ("split", None)
+        assert parts == [(f"{whole}/1", cheap, "700000.00"), (f"{whole}/2", dear, "300000.00")]
+        await observer.wait_for(
+            topics.CREDIT_DECISIONS, type="FinancingDecision", application_id=whole, state="split"
+        )
+        for request_id, funder, _ in parts:
+            await confirm_and_disburse(publisher, observer, pool, request_id, funder)
+        [opened_cheap] = await observer.wait_for(
+            topics.CREDIT_DECISIONS, type="LoanOpened", loan_id=f"{whole}/1"
+        )
+        [opened_dear] = await observer.wait_for(
+            topics.CREDIT_DECISIONS, type="LoanOpened", loan_id=f"{whole}/2"
+        )
+        assert (opened_cheap["funder_id"], opened_cheap["principal"]) == (cheap, "700000.00")
+        assert opened_dear["funder_id"] == dear
+        assert Decimal(opened_dear["annual_interest_rate"]) == Decimal("0.05")
+        # Both loans are the pool's: nothing in flight, 1,400,000.00 left of 2,400,000.00.
+        [position] = await observer.wait_for(
+            topics.CREDIT_POSITIONS,
+            pool_id=pool.pool_id,
+            loan_balance="1000000.00",
+            in_flight="0.00",
+        )
+        assert position["available"] == "1400000.00"
+
+
 async def test_a_funders_limit_holds_when_two_pools_apply_at_once(
     stack: Stack, publisher: Publisher, db: asyncpg.Connection, tmp_path: Path
 ) -> None:

@@ -93,6 +93,118 @@ def test_the_cheapest_funder_with_room_is_chosen_and_every_candidate_says_why() 
     assert stranger.reason is m.Reason.NOT_IN_PROGRAMME
 
 
+def test_split_fills_the_cheapest_funders_first_each_up_to_its_room() -> None:
+    p = Programme.of(
+        programme(
+            routing="split",
+            funders=[
+                {"funder_id": "bank-a", "limit": "1000000.00", "annual_interest_rate": "0.04"},
+                {"funder_id": "bank-b", "limit": "5000000.00", "annual_interest_rate": "0.05"},
+                {"funder_id": "bank-c", "limit": "5000000.00", "annual_interest_rate": "0.06"},
+            ],
+        )
+    )
+    kwargs: dict[str, Any] = {"supplier_id": "S-1", "discount_rate": D("0.8"), "named": None}
+    used = {"bank-a": D("400000.00")}
+    found = route(p, D("2000000.00"), exposure=used, supplier_exposure={}, **kwargs)
+    assert [(f.funder_id, share) for f, share in found.parts] == [
+        ("bank-a", D("600000.00")),
+        ("bank-b", D("1400000.00")),
+    ]
+    assert found.chosen is None and found.reason is None
+    why = {c.funder_id: c.reason for c in found.candidates}
+    assert why == {"bank-a": None, "bank-b": None, "bank-c": "cheaper funders cover the amount"}
+    whole = route(p, D("600000.00"), exposure=used, supplier_exposure={}, **kwargs)
+    assert whole.chosen is not None and whole.chosen.funder_id == "bank-a"  # as `cheapest`
+    short = route(p, D("10600000.01"), exposure=used, supplier_exposure={}, **kwargs)
+    assert (short.parts, short.reason) == ([], m.Reason.FUNDER_LIMIT_EXCEEDED)
+    named = route(
+        p, D("2000000.00"), exposure=used, supplier_exposure={}, **{**kwargs, "named": "bank-c"}
+    )
+    assert [(f.funder_id, share) for f, share in named.parts] == [("bank-c", D("2000000.00"))]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    funders=st.lists(
+        st.tuples(
+            st.integers(0, 10**9), st.integers(1, 10**9), st.sampled_from(["0.03", "0.04", "0.05"])
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    amount=st.integers(1, 3 * 10**9),
+)
+def test_split_parts_sum_to_the_amount_each_within_its_room_cheapest_first(
+    funders: list[tuple[int, int, str]], amount: int
+) -> None:
+    """Each funder has `room` left of its limit (`room + used`, fen); whatever the rooms,
+    the parts sum to the amount exactly, none exceeds its funder's room, and the cheaper
+    funders are filled first (or the application is refused when the rooms fall short)."""
+    agreements = [
+        {"funder_id": f"bank-{i}", "limit": str(D(room + used) / 100), "annual_interest_rate": rate}
+        for i, (room, used, rate) in enumerate(funders)
+    ]
+    p = Programme.of(programme(routing="split", funders=agreements))
+    rooms = {f"bank-{i}": D(room) / 100 for i, (room, _, _) in enumerate(funders)}
+    exposure = {f"bank-{i}": D(used) / 100 for i, (_, used, _) in enumerate(funders)}
+    asked = D(amount) / 100
+    found = route(
+        p,
+        asked,
+        supplier_id="S-1",
+        discount_rate=D("0.8"),
+        named=None,
+        exposure=exposure,
+        supplier_exposure={},
+    )
+    if sum(rooms.values(), ZERO) < asked:
+        assert found.parts == [] and found.reason is m.Reason.FUNDER_LIMIT_EXCEEDED
+        return
+    assert sum((share for _, share in found.parts), ZERO) == asked
+    assert all(ZERO < share <= rooms[f.funder_id] for f, share in found.parts)
+    for f, share in found.parts[:-1]:  # all but the last part are filled to the room
+        assert share == rooms[f.funder_id]
+    rates = [f.annual_interest_rate for f, _ in found.parts]
+    assert rates == sorted(rates)
+    left_out = set(rooms) - {f.funder_id for f, _ in found.parts}
+    cheaper_left = [
+        i for i in left_out if rooms[i] > ZERO and D(funders[int(i[5:])][2]) < rates[-1]
+    ]
+    assert cheaper_left == []
+
+
+async def test_a_split_application_becomes_one_request_and_loan_per_funder() -> None:
+    book = Book()
+    await book.open(line="10000000.00", rate="0.8")
+    await book.run(programme("pro_rata", routing="split"))
+    await book.run(book.slip("3000000.00", due_in=None))
+    await book.run(book.applied("A-1", "1500000.00"), book.confirmed("A-1"))
+    routed = book.last("ApplicationRouted")
+    assert (routed["rule"], routed["funder_id"]) == ("split", None)
+    assert [(p["request_id"], p["funder_id"], p["amount"]) for p in routed["parts"]] == [
+        ("A-1/1", "bank-a", "1000000.00"),
+        ("A-1/2", "bank-b", "500000.00"),
+    ]
+    decisions = {d["application_id"]: d["state"] for d in book.all("FinancingDecision")}
+    assert decisions == {"A-1": "split", "A-1/1": "requested", "A-1/2": "requested"}
+    requests = {r["request_id"]: r for r in book.all("LoanRequested")}
+    assert {i: (r["funder_id"], r["amount"]) for i, r in requests.items()} == {
+        "A-1/1": ("bank-a", "1000000.00"),
+        "A-1/2": ("bank-b", "500000.00"),
+    }
+    assert D(requests["A-1/2"]["annual_interest_rate"]) == D("0.05")  # each funder's own terms
+    # Nothing is reserved twice: 2,400,000.00 of base, 1,500,000.00 in flight.
+    assert D(book.last("PoolPosition")["available"]) == D("900000.00")
+    await book.run(book.funded("A-1/1", "1000000.00"))
+    await book.run(book.funded("A-1/2", "500000.00").model_copy(update={"funder_id": "bank-b"}))
+    opened = {o["loan_id"]: o["funder_id"] for o in book.all("LoanOpened")}
+    assert opened == {"A-1/1": "bank-a", "A-1/2": "bank-b"}
+    assert D(book.last("PoolPosition")["available"]) == D("900000.00")
+    # The parts' ids are taken: a new application may not reuse one.
+    assert await book.refused(book.applied("A-1/2", "1.00")) == ["duplicate_application"]
+
+
 async def test_two_banks_in_one_pool_are_repaid_pro_rata_by_outstanding() -> None:
     book = Book()
     await book.open(line="10000000.00", rate="0.8")
