@@ -22,6 +22,7 @@ from poolfin.book_cli import (
     statement_command,
 )
 from poolfin.contract_cli import contract_app
+from poolfin.deadletters_cli import dead_letters_app
 from poolfin.keys_cli import keys_app
 from poolfin.keys_cli import token as keys_token
 from poolfin.programme_cli import iso20022_app, programme_app
@@ -60,9 +61,50 @@ app.command("reconcile")(reconcile_command)
 ledger_app.command("balance")(balance_command)
 loan_app.command("investors")(loan_investors_command)
 app.add_typer(split_rules_app, name="split-rules")
+app.add_typer(dead_letters_app, name="dead-letters")
 app.command("token", help="A bearer token for credit's HTTP front (same as `keys token`).")(
     keys_token
 )
+
+
+@app.callback()
+def _find_the_stack(
+    bootstrap: Annotated[
+        str | None,
+        typer.Option(
+            "--bootstrap",
+            help="Kafka bootstrap servers (default: POOLFIN_KAFKA_BOOTSTRAP, else the stack "
+            "`poolfin up` runs, from <data_dir>/stack.json).",
+        ),
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="PostgreSQL DSN (default: POOLFIN_DATABASE_URL, else the running stack's).",
+        ),
+    ] = None,
+) -> None:
+    """Every command talks to the stack `poolfin up` runs, found from its stack.json, unless
+    the environment or --bootstrap/--database-url say otherwise (they win)."""
+    import os
+
+    from poolfin.stack import running_stack
+
+    if bootstrap:
+        os.environ["POOLFIN_KAFKA_BOOTSTRAP"] = bootstrap
+    if database_url:
+        os.environ["POOLFIN_DATABASE_URL"] = database_url
+    state = running_stack(Settings().data_dir)
+    if state is None:
+        return
+    for variable, key in (
+        ("POOLFIN_KAFKA_BOOTSTRAP", "kafka_bootstrap"),
+        ("POOLFIN_DATABASE_URL", "database_url"),
+        ("POOLFIN_KEYS_DIR", "keys_dir"),
+    ):
+        if not os.environ.get(variable) and state.get(key):
+            os.environ[variable] = str(state[key])
 
 
 def _keyring(settings: Settings) -> Any:
@@ -188,25 +230,79 @@ def _close_days_after_midnight(stack: Stack, closed_through: Any) -> Any:
 
 
 @app.command()
-def up() -> None:
-    """Start the embedded broker, PostgreSQL and the four services; stay up until Ctrl-C."""
-    from poolfin.stack import Stack, new_work_dir, state_file
+def up(
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            "--fresh", help="Wipe the database kept from earlier runs and start from nothing."
+        ),
+    ] = False,
+) -> None:
+    """Start the embedded broker, PostgreSQL and the four services, and serve the operators'
+    dashboard; stay up until Ctrl-C. The database is kept in <data_dir>/pgdata between runs
+    (--fresh wipes it); the embedded broker keeps its topics in memory only."""
+    import shutil
+
+    from poolfin.dashboard import Sampler, dashboard_app, serve_in_thread
+    from poolfin.stack import Stack, new_work_dir, running_stack, state_file
 
     settings = Settings()
+    if running_stack(settings.data_dir) is not None:
+        typer.echo(
+            f"error: a stack is already up (see {state_file(settings.data_dir)}); "
+            "stop it first (Ctrl-C where it runs)",
+            err=True,
+        )
+        raise typer.Exit(1)
+    pg_dir = Path(settings.data_dir).resolve() / "pgdata"
+    if fresh and pg_dir.exists():
+        shutil.rmtree(pg_dir)
+        typer.echo(f"--fresh: wiped the database in {pg_dir}")
+    kept = (pg_dir / "pg").exists()
     work_dir = new_work_dir(settings.data_dir)
     typer.echo("starting embedded Kafka (Tansu), PostgreSQL and the four services …")
-    stack = _start(Stack(work_dir, keys_dir=Path(settings.data_dir) / "keys"))
+    stack = Stack(work_dir, keys_dir=Path(settings.data_dir) / "keys", pg_dir=pg_dir)
+    if settings.http_port:
+        stack.http_port = settings.http_port
+    stack = _start(stack)
+    stop_dashboard = None
     try:
+        sampler = Sampler(
+            settings.model_copy(
+                update={
+                    "kafka_bootstrap": stack.bootstrap,
+                    "database_url": stack.database_url,
+                }
+            ),
+            lambda: {name: stack.ops_url(name) for name in list(stack.ops_ports)},
+        )
+        stop_dashboard = serve_in_thread(
+            dashboard_app(sampler), settings.http_host, settings.dashboard_port
+        )
+        stack.dashboard_url = f"http://{settings.http_host}:{settings.dashboard_port}"
         state = stack.describe()
         state_file(settings.data_dir).write_text(json.dumps(state, indent=2))
         typer.echo(f"kafka bootstrap : {stack.bootstrap}")
-        typer.echo(f"database url    : {stack.database_url}")
+        typer.echo(
+            f"database url    : {stack.database_url}  ("
+            + ("kept from the last run" if kept else "new")
+            + f", in {pg_dir})"
+        )
         typer.echo(
             f"credit http     : {stack.http_url}  (GET /pools/<pool_id>, "
             "POST /pools/<pool_id>/applications)"
         )
-        for name, pid in dict(state["services"]).items():  # type: ignore[call-overload]
-            typer.echo(f"service         : {name} (pid {pid}, log {work_dir / (name + '.log')})")
+        typer.echo(f"dashboard       : {stack.dashboard_url}")
+        for name, service in dict(state["services"]).items():  # type: ignore[call-overload]
+            typer.echo(
+                f"service         : {name} (pid {service['pid']}, metrics "
+                f"{service['metrics_url']}, health {service['health_url']}, log {service['log']})"
+            )
+        typer.echo(
+            "survives a restart: the database (pools, loans, the ledger, dead letters) and the"
+            " keys. Lost: the embedded broker's topics and consumer offsets (memory only);"
+            " outbox rows not yet sent are sent again at the next start. --fresh wipes all."
+        )
         typer.echo(
             f"keys            : {stack.keyring.directory} (trust file, service secrets, the"
             " keys local tools sign with; `poolfin keys list`)"
@@ -231,8 +327,10 @@ def up() -> None:
     finally:
         typer.echo("stopping …")
         state_file(settings.data_dir).unlink(missing_ok=True)
+        if stop_dashboard is not None:
+            stop_dashboard()
         stack.stop()
-        typer.echo("stopped.")
+        typer.echo(f"stopped. The database is kept in {pg_dir}; `poolfin up --fresh` wipes it.")
 
 
 @app.command()
@@ -512,12 +610,25 @@ def credit_suggestions(
 
 
 @app.command()
-def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """Per service: consumer lag, outbox backlog and dead letters (latest reason)."""
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    partitions: Annotated[
+        bool, typer.Option("--partitions", help="Every partition, not only those that lag.")
+    ] = False,
+) -> None:
+    """Per service: liveness (each instance's /health; exit 1 when one is down), consumer lag
+    per partition, outbox backlog and dead letters (latest reason and when)."""
+    from poolfin.stack import running_stack
     from poolfin.status import render
     from poolfin.status import status as gather
 
     settings = Settings()
+    state = running_stack(settings.data_dir) or {}
+    health_urls = {
+        name: str(service["health_url"])
+        for name, service in dict(state.get("services", {})).items()  # type: ignore[call-overload]
+        if isinstance(service, dict) and service.get("health_url")
+    }
 
     async def database_answers() -> None:
         import asyncpg
@@ -529,8 +640,10 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
     with _unreachable_is_an_error("PostgreSQL", settings.database_url, "POOLFIN_DATABASE_URL"):
         asyncio.run(database_answers())
     with _unreachable_is_an_error("Kafka", settings.kafka_bootstrap, "POOLFIN_KAFKA_BOOTSTRAP"):
-        rows = asyncio.run(gather(settings))
-    typer.echo(json.dumps(rows, indent=2) if as_json else render(rows))
+        rows = asyncio.run(gather(settings, health_urls))
+    typer.echo(json.dumps(rows, indent=2) if as_json else render(rows, partitions))
+    if any(row["live"] == "down" for row in rows):
+        raise typer.Exit(1)
 
 
 @ledger_app.command("verify")

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from poolfin.keys import Keyring, Signers
 from shared.contracts.messages import PartyRole
 from shared.contracts.topics import is_external
+from shared.inbox import peek_envelope
 from shared.runtime import ensure_topics
 from shared.trust import MAC_HEADER
 
@@ -36,7 +37,8 @@ def erp_event(type_: str, pool_id: str, source: str = "erp-demo", **fields: Any)
 
 class Publisher:
     """Publishes as the parties it acts for: with a keyring, every JSON message to an external
-    topic is signed by the party `Signers` names (or `signer=`); raw bytes go as they are."""
+    topic is signed by the party `Signers` names (or `signer=`); raw bytes go as they are.
+    Every record is keyed by its message's pool_id unless `key=` says otherwise."""
 
     def __init__(self, bootstrap: str, keyring: Keyring | None = None) -> None:
         self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2)
@@ -74,16 +76,23 @@ class Publisher:
         signer: tuple[str, PartyRole] | None = None,
         sign: bool = True,
         as_service: str | None = None,
+        partition: int | None = None,
     ) -> float:
         """Publish raw bytes (or a dict as JSON, signed when `sign`); returns the monotonic
         time it was sent. Headers as text, or as raw (name, bytes or None) pairs the way any
-        client may send."""
+        client may send. `partition` overrides the partitioner (the key stays the pool's)."""
         if isinstance(event, dict) and sign:
             event = self.signed(topic, event, signer)
         value = event if isinstance(event, bytes) else json.dumps(event).encode()
-        pool_id = (
-            key if key is not None else (event.get("pool_id") if isinstance(event, dict) else None)
-        )
+        # Keyed by the message's pool_id (consumers dead-letter any other key as key_mismatch);
+        # raw bytes that are a JSON object naming a pool are keyed by it too.
+        pool_id: str | None
+        if key is not None:
+            pool_id = key
+        elif isinstance(event, dict):
+            pool_id = event.get("pool_id")
+        else:
+            pool_id = peek_envelope(event)[0]
         raw_headers = (
             [(name, text.encode()) for name, text in headers.items()]
             if isinstance(headers, dict)
@@ -96,7 +105,9 @@ class Publisher:
                 (MAC_HEADER, self.keyring.seal(as_service, topic, record_key, value))
             )
         sent_at = time.monotonic()
-        await self._producer.send(topic, value, key=record_key, headers=raw_headers or None)
+        await self._producer.send(
+            topic, value, key=record_key, headers=raw_headers or None, partition=partition
+        )
         return sent_at
 
     async def flush(self) -> None:

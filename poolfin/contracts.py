@@ -5,6 +5,7 @@ which each topic's operations say who sends it and who receives it."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote
 
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
@@ -34,9 +35,36 @@ def document(broker: KafkaBroker, spec: ServiceSpec) -> None:
     declare_publishers(broker, spec)
 
 
+# Where a message's correlation id is: the envelope field `correlation_id` in the payload (as
+# the JSON Schemas say), not a Kafka header (FastStream's default).
+CORRELATION_ID = {
+    "description": "The envelope's correlation_id: ties together every event of one business flow.",
+    "location": "$message.payload#/correlation_id",
+}
+
+
+def _carries_correlation_id(components: dict[str, Any], schema: dict[str, Any]) -> bool:
+    """Does every message this payload schema admits have the envelope's correlation_id?"""
+    if "$ref" in schema:
+        schema = components["schemas"][unquote(schema["$ref"].rsplit("/", 1)[-1])]
+    variants = schema.get("oneOf") or schema.get("anyOf")
+    if variants:
+        return all(_carries_correlation_id(components, v) for v in variants)
+    return "correlation_id" in schema.get("properties", {})
+
+
 def _asyncapi(broker: KafkaBroker, title: str, description: str) -> str:
     spec = AsyncAPI(broker, title=title, version="1", description=description)
-    return dump(spec.to_specification().to_jsonable())
+    document: dict[str, Any] = spec.to_specification().to_jsonable()
+    components = document.get("components", {})
+    for message in components.get("messages", {}).values():
+        if "correlationId" not in message:
+            continue
+        if _carries_correlation_id(components, message.get("payload", {})):
+            message["correlationId"] = dict(CORRELATION_ID)
+        else:  # a dead letter has none
+            del message["correlationId"]
+    return dump(document)
 
 
 def publishers_file() -> str:

@@ -40,6 +40,13 @@ class Stack:
     # default: `keys` in the work directory.
     keys_dir: Path | None = None
     _keyring: Keyring | None = None
+    # Each service instance's /metrics and /health (shared/ops.py), on a free local port.
+    ops_ports: dict[str, int] = field(default_factory=dict)
+    # The operators' dashboard, when `poolfin up` (or a test) serves it.
+    dashboard_url: str | None = None
+    # Where the embedded PostgreSQL keeps its data between runs (`poolfin up`); None: a
+    # temporary directory, deleted at stop (tests).
+    pg_dir: Path | None = None
 
     @property
     def keyring(self) -> Keyring:
@@ -58,7 +65,11 @@ class Stack:
                 self.kafka.start()
                 self.bootstrap = self.kafka.bootstrap
             if not self.database_url:
-                self.postgres = EmbeddedPostgres()
+                if self.pg_dir is not None:
+                    self.pg_dir.mkdir(parents=True, exist_ok=True)
+                self.postgres = EmbeddedPostgres(
+                    self.pg_dir / "pg" if self.pg_dir else None, keep=self.pg_dir is not None
+                )
                 self.postgres.start()
                 self.database_url = self.postgres.create_database("poolfin")
             asyncio.run(ensure_topics(self.bootstrap, ALL_STATIC_TOPICS, self.partitions))
@@ -96,7 +107,12 @@ class Stack:
         env.pop("POOLFIN_HTTP_PORT", None)
         if name == "credit":  # the first credit instance only
             env["POOLFIN_HTTP_PORT"] = str(self.http_port)
+        env["POOLFIN_OPS_PORT"] = str(self.ops_ports.setdefault(name, free_port()))
         return env
+
+    def ops_url(self, name: str) -> str:
+        """Where a service instance serves /metrics and /health."""
+        return f"http://127.0.0.1:{self.ops_ports[name]}"
 
     def _ready_file(self, name: str) -> Path:
         return self.work_dir / f"{name}.ready"
@@ -135,7 +151,9 @@ class Stack:
         process.wait()
 
     def stop_service(self, name: str) -> None:
+        """A deliberate stop: the instance is no longer expected (a killed one still is)."""
         process = self.processes.pop(name)
+        self.ops_ports.pop(name, None)
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(20)
@@ -180,12 +198,23 @@ class Stack:
         return said
 
     def describe(self) -> dict[str, object]:
+        """What stack.json records: where everything is, for every `poolfin` command."""
         return {
             "kafka_bootstrap": self.bootstrap,
             "database_url": self.database_url,
             "http": self.http_url,
+            "dashboard_url": self.dashboard_url,
             "keys_dir": str(self.keyring.directory),
-            "services": {n: p.pid for n, p in self.processes.items()},
+            "work_dir": str(self.work_dir),
+            "services": {
+                n: {
+                    "pid": p.pid,
+                    "metrics_url": f"{self.ops_url(n)}/metrics",
+                    "health_url": f"{self.ops_url(n)}/health",
+                    "log": str(self.work_dir / f"{n}.log"),
+                }
+                for n, p in self.processes.items()
+            },
             "topics": list(ALL_STATIC_TOPICS),
         }
 
@@ -212,10 +241,14 @@ def running_stack(data_dir: str) -> dict[str, object] | None:
     path = state_file(data_dir)
     if not path.exists():
         return None
-    state = json.loads(path.read_text())
-    for pid in dict(state.get("services", {})).values():
+    try:
+        state = json.loads(path.read_text())
+        pids = [int(s["pid"]) for s in dict(state.get("services", {})).values()]
+    except (ValueError, TypeError, KeyError):
+        return None  # not a stack.json this version wrote
+    for pid in pids:
         try:
-            os.kill(int(pid), 0)
+            os.kill(pid, 0)
         except OSError:
             return None
     return dict(state)

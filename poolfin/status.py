@@ -1,100 +1,90 @@
-"""`poolfin status`: what an operator checks first. For each service: how far its consumer
-group lags behind its input topics, how many messages wait in its outbox, and how many inputs
-it has dead-lettered (with the latest reason)."""
+"""`poolfin status`: what an operator checks first. For each service: whether each instance
+is live (its /health, with a short timeout: a frozen one is down, "no answer"), how far its
+consumer group lags behind its input topics, partition by partition, how many messages wait
+in its outbox, and how many inputs it has dead-lettered (with the latest reason and when)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from poolfin.registry import SERVICES
+from shared.lag import group_lag, partitions_of, probe_consumer
+from shared.runtime import subscribed_topics
 from shared.settings import Settings
-
-
-async def _lag(
-    admin: AIOKafkaAdminClient,
-    consumer: AIOKafkaConsumer,
-    group: str,
-    partitions: list[TopicPartition],
-) -> tuple[int, int]:
-    """(messages not yet consumed, partitions) of `group` over `partitions`."""
-    if not partitions:
-        return 0, 0
-    committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
-    positions = {}
-    for tp in partitions:
-        done = committed.get(tp)
-        positions[tp] = done.offset if done is not None and done.offset >= 0 else 0
-    ends = await _end_offsets(consumer, positions)
-    return sum(max(0, ends[tp] - positions[tp]) for tp in partitions), len(partitions)
-
-
-async def _end_offsets(
-    consumer: AIOKafkaConsumer, positions: dict[TopicPartition, int]
-) -> dict[TopicPartition, int]:
-    """The end of each partition: the larger of what ListOffsets says and the high watermark
-    of a fetch from the group's position. Tansu answers ListOffsets with the count of record
-    batches rather than the next offset, so ListOffsets alone under-reports its lag."""
-    listed = await consumer.end_offsets(list(positions))
-    consumer.assign(list(positions))
-    for tp, offset in positions.items():
-        consumer.seek(tp, offset)
-    for _ in range(10):  # a fetch or two tells every partition's high watermark
-        await consumer.getmany(timeout_ms=200, max_records=1)
-        if all(consumer.highwater(tp) is not None for tp in positions):
-            break
-    return {tp: max(listed[tp], consumer.highwater(tp) or 0) for tp in positions}
 
 
 async def _backlog(conn: asyncpg.Connection, schema: str) -> dict[str, Any]:
     row = await conn.fetchrow(
         f"SELECT (SELECT count(*) FROM {schema}.outbox) AS outbox,"  # schema names are ours
         f" (SELECT count(*) FROM {schema}.dead_letters) AS dead_letters,"
-        f" (SELECT reason FROM {schema}.dead_letters ORDER BY id DESC LIMIT 1) AS last_reason"
+        f" (SELECT reason FROM {schema}.dead_letters ORDER BY id DESC LIMIT 1) AS last_reason,"
+        f" (SELECT max(rejected_at) FROM {schema}.dead_letters) AS last_dead_letter_at"
     )
     assert row is not None
-    return dict(row)
+    found = dict(row)
+    at = found["last_dead_letter_at"]
+    found["last_dead_letter_at"] = at.isoformat(timespec="seconds") if at else None
+    return found
 
 
-async def status(settings: Settings) -> list[dict[str, Any]]:
+async def status(
+    settings: Settings, health_urls: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """One row per service. `health_urls`: instance name → its /health URL (from the running
+    stack's stack.json); without them liveness is "unknown"."""
+    from poolfin.dashboard import probe_health
+
     specs = [make(settings) for make in SERVICES.values()]
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=1024,
-        fetch_max_wait_ms=50,
+    urls = dict(health_urls or {})
+    answers = await asyncio.gather(
+        *(asyncio.to_thread(probe_health, url.removesuffix("/health")) for url in urls.values())
     )
+    health = dict(zip(urls, answers, strict=True))
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = probe_consumer(settings.kafka_bootstrap)
     await admin.start()
     try:
         await consumer.start()
         await consumer.topics()  # metadata of every topic, read before any assign() narrows it
-        partitions = {
-            spec.name: [
-                TopicPartition(topic, p)
-                for topic in spec.topics
-                for p in sorted(consumer.partitions_for_topic(topic) or ())
-            ]
-            for spec in specs
-        }
         conn = await asyncpg.connect(settings.database_url)
         try:
             rows = []
+            partitions = {  # all of them before any assign() narrows the metadata
+                spec.name: partitions_of(consumer, subscribed_topics(spec)) for spec in specs
+            }
             for spec in specs:
                 group = f"{settings.group_prefix}.{spec.name}"
-                lag, count = await _lag(admin, consumer, group, partitions[spec.name])
-                backlog = await _backlog(conn, spec.schema)
+                lags = await group_lag(admin, consumer, group, partitions[spec.name])
+                instances = {
+                    name: answer
+                    for name, answer in health.items()
+                    if name.partition("#")[0] == spec.name
+                }
+                live = (
+                    "unknown"
+                    if not instances
+                    else "up"
+                    if all(a["status"] == "up" for a in instances.values())
+                    else "down"
+                )
                 rows.append(
                     {
                         "service": spec.name,
                         "group": group,
-                        "partitions": count,
-                        "lag": lag,
-                        **backlog,
+                        "live": live,
+                        "reasons": [
+                            f"{name}: {why}"
+                            for name, answer in instances.items()
+                            for why in answer["reasons"]
+                        ],
+                        "lag": sum(p.lag for p in lags),
+                        "partitions": [p.as_json() for p in lags],
+                        **await _backlog(conn, spec.schema),
                     }
                 )
             return rows
@@ -105,12 +95,22 @@ async def status(settings: Settings) -> list[dict[str, Any]]:
         await admin.close()
 
 
-def render(rows: list[dict[str, Any]]) -> str:
-    header = f"{'service':<20} {'group':<29} {'lag':>7} {'outbox':>7} {'dead letters':>13}  latest"
+def render(rows: list[dict[str, Any]], all_partitions: bool = False) -> str:
+    header = f"{'service':<20} {'live':<8} {'lag':>7} {'outbox':>7} {'dead letters':>13}  latest"
     lines = [header, "-" * len(header)]
     for row in rows:
-        lines.append(
-            f"{row['service']:<20} {row['group']:<29} {row['lag']:>7} "
-            f"{row['outbox']:>7} {row['dead_letters']:>13}  {row['last_reason'] or '-'}"
+        latest = (
+            f"{row['last_reason']} at {row['last_dead_letter_at']}" if row["last_reason"] else "-"
         )
+        lines.append(
+            f"{row['service']:<20} {row['group']:<29} {row['live']:<8} {row['lag']:>7} "
+            f"{row['outbox']:>7} {row['dead_letters']:>13}  {latest}"
+        )
+        lines += [f"    down: {why}" for why in row["reasons"]]
+        for p in row["partitions"]:
+            if all_partitions or p["lag"]:
+                lines.append(
+                    f"    {p['topic']}[{p['partition']}]  committed {p['committed']}"
+                    f"  end {p['end']}  lag {p['lag']}"
+                )
     return "\n".join(lines)

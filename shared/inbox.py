@@ -31,10 +31,14 @@ from shared.contracts.codec import Rejected, decode_document, parse_json, payloa
 from shared.contracts.messages import DeadLetter, Message, Reason
 from shared.contracts.topics import is_external
 from shared.db import Connection
+from shared.ops import ServiceMetrics
 from shared.outbox import Outbox
 from shared.trust import REGISTRY_TYPES, Principal, Trust, apply_key_change
 
 log = structlog.get_logger(__name__)
+
+# What each outcome of a record is called in the service's metrics (poolfin_messages_total).
+METRIC_OUTCOMES = {"effects": "effect", "duplicates": "duplicate", "dead_letters": "dead_letter"}
 
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -148,6 +152,7 @@ def dispatch(handlers: Mapping[type[Any], Callable[..., Awaitable[Rejected | Non
             return Rejected(Reason.UNKNOWN_TYPE, f"{message.type} is not handled here")
         return await handler(uow, message)
 
+    handle.handles = frozenset(handlers)  # type: ignore[attr-defined]  # for the contract test
     return handle
 
 
@@ -164,8 +169,10 @@ class BatchConsumer:
         after_commit: Callable[[], None] | None = None,
         new_state: Callable[[], Any] = lambda: None,
         trust: Trust | None = None,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self.service = service
+        self.metrics = metrics
         self.trust = trust
         self.schema = schema
         self._pool = pool
@@ -218,6 +225,8 @@ class BatchConsumer:
                         [Item(record, message, reason, item.document)], skip_handler=True
                     )
         self.stats["batches"] += 1
+        if self.metrics is not None:
+            self.metrics.batch(time.perf_counter() - started)
         # One summary line per message (above) and one per batch: what an operator watches.
         log.info(
             "batch committed",
@@ -233,8 +242,15 @@ class BatchConsumer:
             self._after_commit()
 
     def _decode(self, record: Inbound) -> Item:
+        from shared.contracts.codec import key_mismatch
+
         try:
             document, message = decode_document(record.topic, record.value)
+            # The key is the partition key: a record not keyed by its pool_id could overtake
+            # (or be overtaken by) that pool's other events. Refused as undecoded (no message),
+            # so its event id stays free for the sender to publish again, keyed right.
+            if refusal := key_mismatch(record.key, message):
+                return Item(record, None, refusal)
             return Item(record, message, None, document)
         except Rejected as refusal:
             return Item(record, None, refusal)
@@ -376,7 +392,12 @@ class BatchConsumer:
                                         conn, message, verdict, self.trust
                                     )
                                 else:
+                                    clock = time.perf_counter()
                                     refusal = await self._handle(uow, message)
+                                    if self.metrics is not None:
+                                        self.metrics.handled(
+                                            message.type, time.perf_counter() - clock
+                                        )
                             except Rejected as domain_refusal:
                                 refusal = domain_refusal
                             finally:
@@ -414,8 +435,14 @@ class BatchConsumer:
                     new_rows,
                 )
             await uow.outbox.write(conn, self.schema)
+        if self.metrics is not None:
+            self.metrics.emitted(uow.outbox.sent)
         for outcome, fields in outcomes:  # committed: now it is true
             self.stats[outcome] += 1
+            if self.metrics is not None and outcome in METRIC_OUTCOMES:
+                self.metrics.outcome(
+                    fields["topic"], METRIC_OUTCOMES[outcome], fields.get("reason")
+                )
             if outcome == "dead_letters":
                 log.warning("dead-lettered", **fields)
             elif outcome == "dead_letter_rereads":
@@ -431,6 +458,15 @@ class BatchConsumer:
             else:
                 log.info("processed" if outcome == "effects" else "duplicate skipped", **fields)
 
+    async def dead_letter(
+        self, conn: Connection, outbox: Outbox, record: Inbound, refusal: Rejected
+    ) -> str:
+        """Dead-letter a record outside a batch, exactly as a refusal in one is (its row and its
+        DeadLetter, in the caller's transaction): e.g. a message the service held back, which
+        its background watch gives up on (intake's parked payments)."""
+        uow = UnitOfWork(conn=conn, outbox=outbox, schema=self.schema, state=None)
+        return await self._dead_letter(uow, record, None, refusal)
+
     async def _dead_letter(
         self, uow: UnitOfWork[Any], record: Inbound, message: Message | None, refusal: Rejected
     ) -> str:
@@ -438,15 +474,23 @@ class BatchConsumer:
         dead-lettered before, i.e. it is read again after a crash. A record at an offset that an
         older dead letter holds (the broker or topic was reset) is another record: it gets its
         own dead letter, and the reuse is logged as the error it is."""
+        import json
+
         pool_id, event_id = (
             (message.pool_id, message.event_id) if message else peek_envelope(record.value)
         )
+        # Key and headers as sent, for `poolfin dead-letters replay`: [[name, base64 | null]].
+        headers = [
+            [name, base64.b64encode(value).decode() if value is not None else None]
+            for name, value in record.headers
+        ]
         row = await uow.conn.fetchrow(
             "WITH reused AS (SELECT count(*) AS n FROM dead_letters WHERE source_topic = $1"
             "  AND source_partition = $2 AND source_offset = $3 AND record_id <> $9),"
             " inserted AS (INSERT INTO dead_letters(source_topic, source_partition,"
-            "  source_offset, event_id, pool_id, reason, detail, raw_payload, record_id)"
-            "  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            "  source_offset, event_id, pool_id, reason, detail, raw_payload, record_id,"
+            "  source_key, source_headers)"
+            "  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb)"
             "  ON CONFLICT (record_id) DO NOTHING RETURNING id)"
             " SELECT (SELECT id FROM inserted) AS id, (SELECT n FROM reused) AS reused",
             record.topic,
@@ -458,6 +502,8 @@ class BatchConsumer:
             refusal.detail,
             record.value,
             record.record_id,
+            record.key,
+            json.dumps(headers),
         )
         assert row is not None
         if row["id"] is None:

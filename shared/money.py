@@ -127,12 +127,21 @@ PositiveTotal = Annotated[
 ]
 
 
+def rate_text(value: Decimal) -> str:
+    """A rate's canonical text: fixed-point, no trailing zeros, no exponent ("0.0435", "0.8",
+    "1"), the same for every way of writing one value. A rate read back from a numeric(10,8)
+    column (0.04350000) is written as the party wrote it (0.0435)."""
+    text = format(value.normalize(), "f")
+    return "0" if text in ("0", "-0") else text
+
+
 # A rate (discount rate, annual interest rate) as a decimal string, e.g. "0.8" or "0.0435".
+# Written canonically (rate_text); the value a model holds is the Decimal as given.
 Rate = Annotated[
     Decimal,
     BeforeValidator(reject_float),
     Field(ge=0, max_digits=12, decimal_places=8),
-    PlainSerializer(_as_text, return_type=str, when_used="json"),
+    PlainSerializer(rate_text, return_type=str, when_used="json"),
     WithJsonSchema(
         {
             "type": "string",

@@ -33,10 +33,12 @@ class Outbox:
 
     def __init__(self) -> None:
         self.rows: list[tuple[str, bytes | None, bytes]] = []
+        self.sent: list[BaseModel] = []  # the messages themselves, for the service's metrics
 
     def emit(self, topic: str, message: BaseModel, key: str | None = None) -> None:
         pool_id = key if key is not None else getattr(message, "pool_id", None)
         self.rows.append((topic, pool_id.encode() if pool_id else None, encode(message)))
+        self.sent.append(message)
 
     async def write(self, conn: Connection, schema: str) -> None:
         if self.rows:

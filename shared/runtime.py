@@ -25,6 +25,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.message import StreamMessage
 from pydantic import BaseModel
 from starlette.types import ASGIApp
@@ -38,6 +39,7 @@ from shared.inbox import (
     Inbound,
     backoff,
 )
+from shared.ops import Collect, Health, ServiceMetrics, ops_app, watch
 from shared.outbox import KnownTopics, OutboxRelay
 from shared.settings import Settings
 from shared.trust import ServiceKeys, Trust, TrustFile
@@ -70,6 +72,8 @@ class ServiceSpec:
     background: (
         Callable[[asyncpg.Pool, Settings, Callable[[], None]], Coroutine[Any, Any, None]] | None
     ) = None
+    # What the service adds to its /metrics at each health check (the splitter: its pipeline).
+    collect: Collect | None = None
 
 
 class _ServiceHttpServer(uvicorn.Server):
@@ -138,9 +142,22 @@ def subscribed_topics(spec: ServiceSpec) -> tuple[str, ...]:
 
 
 def build_broker(
-    spec: ServiceSpec, settings: Settings, consumer: BatchConsumer | None
+    spec: ServiceSpec,
+    settings: Settings,
+    consumer: BatchConsumer | None,
+    metrics: ServiceMetrics | None = None,
 ) -> KafkaBroker:
-    broker = KafkaBroker(settings.kafka_bootstrap, logger=None, client_id=f"poolfin-{spec.name}")
+    middlewares = (
+        (KafkaPrometheusMiddleware(registry=metrics.registry, app_name=spec.name),)
+        if metrics is not None
+        else ()
+    )
+    broker = KafkaBroker(
+        settings.kafka_bootstrap,
+        logger=None,
+        client_id=f"poolfin-{spec.name}",
+        middlewares=middlewares,
+    )
 
     declare_publishers(broker, spec)
 
@@ -187,6 +204,23 @@ def build_broker(
             raise
 
     return broker
+
+
+async def _serve(
+    app: ASGIApp, host: str, port: int, service: str, what: str
+) -> tuple[_ServiceHttpServer, asyncio.Task[None]]:
+    """Serve `app` inside the service's loop; raise why it could not start (e.g. port taken)."""
+    server = _ServiceHttpServer(
+        uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off")
+    )
+    task = asyncio.create_task(server.serve(), name=f"{service}-{what}")
+    while not server.started:
+        if task.done():
+            await task
+            raise RuntimeError(f"{what} of {service} stopped at start")
+        await asyncio.sleep(0.02)
+    log.info(f"{what} listening", service=service, url=f"http://{host}:{port}")
+    return server, task
 
 
 async def ensure_topics(bootstrap: str, topics: Sequence[str], partitions: int) -> None:
@@ -276,7 +310,15 @@ async def run_service(
         ),
         seal=trust.seal,
     )
+    metrics = ServiceMetrics(spec.name)
+    health = Health(
+        spec.name,
+        interval_s=settings.health_interval_s,
+        stall_s=settings.consumer_stall_s,
+        relay_stall_s=settings.relay_stall_s,
+    )
     consumer = BatchConsumer(
+        metrics=metrics,
         service=spec.name,
         schema=spec.schema,
         pool=pool,
@@ -287,7 +329,7 @@ async def run_service(
         new_state=spec.new_state,
         trust=trust,
     )
-    broker = build_broker(spec, settings, consumer)
+    broker = build_broker(spec, settings, consumer, metrics)
     relay_task = asyncio.create_task(relay.run(), name=f"{spec.name}-relay")
     background: asyncio.Task[None] | None = (
         asyncio.create_task(spec.background(pool, settings, relay.wake), name=f"{spec.name}-bg")
@@ -296,29 +338,36 @@ async def run_service(
     )
     http: _ServiceHttpServer | None = None
     http_task: asyncio.Task[None] | None = None
+    ops: _ServiceHttpServer | None = None
+    ops_task: asyncio.Task[None] | None = None
+    checks: asyncio.Task[None] | None = None
     try:
         await broker.start()
-        if spec.http is not None and settings.http_port is not None:
-            http = _ServiceHttpServer(
-                uvicorn.Config(
-                    spec.http(pool, producer, settings, trust),
-                    host=settings.http_host,
-                    port=settings.http_port,
-                    log_config=None,
-                    access_log=False,
-                    lifespan="off",
-                )
+        checks = asyncio.create_task(
+            watch(
+                health=health,
+                metrics=metrics,
+                pool=pool,
+                producer=producer,
+                bootstrap=settings.kafka_bootstrap,
+                group=f"{settings.group_prefix}.{spec.name}",
+                topics=subscribed_topics(spec),
+                collect=spec.collect,
+                heartbeat=Path(settings.ready_file) if settings.ready_file else None,
+            ),
+            name=f"{spec.name}-health",
+        )
+        if settings.ops_port is not None:
+            ops, ops_task = await _serve(
+                ops_app(health, metrics), settings.ops_host, settings.ops_port, spec.name, "ops"
             )
-            http_task = asyncio.create_task(http.serve(), name=f"{spec.name}-http")
-            while not http.started:
-                if http_task.done():
-                    await http_task  # raises why it could not start (e.g. port taken)
-                    raise RuntimeError(f"HTTP front of {spec.name} stopped at start")
-                await asyncio.sleep(0.02)
-            log.info(
-                "http front listening",
-                service=spec.name,
-                url=f"http://{settings.http_host}:{settings.http_port}",
+        if spec.http is not None and settings.http_port is not None:
+            http, http_task = await _serve(
+                spec.http(pool, producer, settings, trust),
+                settings.http_host,
+                settings.http_port,
+                spec.name,
+                "http front",
             )
         log.info(
             "service started",
@@ -333,10 +382,15 @@ async def run_service(
         await (stop.wait() if stop is not None else asyncio.Event().wait())
     finally:
         log.info("service stopping", service=spec.name, **consumer.stats)
-        if http is not None and http_task is not None:
-            http.should_exit = True
-            with contextlib.suppress(Exception):
-                await http_task
+        for server, task in ((http, http_task), (ops, ops_task)):
+            if server is not None and task is not None:
+                server.should_exit = True
+                with contextlib.suppress(Exception):
+                    await task
+        if checks is not None:
+            checks.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await checks
         await broker.stop()
         if background is not None:
             background.cancel()

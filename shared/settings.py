@@ -71,6 +71,18 @@ class Settings(BaseSettings):
         description="How often the funding gateway creates the request topics of newly "
         "registered funders.",
     )
+    unseen_slip_wait_s: float = Field(
+        default=30,
+        ge=0,
+        description="How long intake keeps a buyer's payment naming a settlement slip it has "
+        "not seen yet (parked) waiting for that slip; not there by then, the payment is "
+        "dead-lettered unknown_receivable. 0: dead-lettered at once.",
+    )
+    unseen_slip_check_every_s: float = Field(
+        default=2,
+        gt=0,
+        description="How often intake dead-letters parked payments past their wait.",
+    )
     kafka_idempotence: bool = Field(
         default=False, description="Idempotent producer (Apache Kafka only)."
     )
@@ -79,7 +91,9 @@ class Settings(BaseSettings):
         default=None, description="JSON logs; default: JSON unless on a TTY."
     )
     ready_file: str | None = Field(
-        default=None, description="Touched once the service consumes (used by `poolfin up`)."
+        default=None,
+        description="Written once the service consumes, then touched after every passing "
+        "health check: its age tells a supervisor the service is alive (used by `poolfin up`).",
     )
     http_port: int | None = Field(
         default=None,
@@ -87,6 +101,31 @@ class Settings(BaseSettings):
         le=65535,
         description="Port of a service's HTTP front (credit: pool "
         "positions and applications); unset means no HTTP.",
+    )
+    ops_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Port of a service's /metrics and /health (shared/ops.py); unset: none. "
+        "`poolfin up` gives each service a free one and records it in stack.json.",
+    )
+    dashboard_port: int = Field(
+        default=8700, ge=1, le=65535, description="Port of the dashboard `poolfin up` serves."
+    )
+    ops_host: str = Field(default="127.0.0.1", description="Address /metrics and /health bind.")
+    health_interval_s: float = Field(
+        default=2.0, gt=0, description="How often a service runs its health checks."
+    )
+    consumer_stall_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Health goes red when records wait and the group's committed offsets have "
+        "not moved for this long.",
+    )
+    relay_stall_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Health goes red when the oldest unsent outbox row is older than this.",
     )
     http_publish_timeout_ms: int = Field(
         default=5000,

@@ -25,6 +25,10 @@ TEST_ENV = {
     # watch one expire.
     "POOLFIN_RAISE_WINDOW_S": "15",
     "POOLFIN_RAISE_CHECK_EVERY_S": "1",
+    # A payment ahead of its slip waits seconds for it here (production: 30 s), so that a test
+    # can watch one give up (tests/integration/test_unseen_slip.py).
+    "POOLFIN_UNSEEN_SLIP_WAIT_S": "5",
+    "POOLFIN_UNSEEN_SLIP_CHECK_EVERY_S": "0.5",
 }
 WATCHED = [t for t in topics.ALL_STATIC_TOPICS if not t.startswith("erp.")]
 WATCHED.append(topics.funder_requests_topic(TEST_FUNDER))

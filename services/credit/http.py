@@ -59,6 +59,7 @@ from shared.contracts import topics
 from shared.contracts.codec import Rejected, decode
 from shared.db import Connection
 from shared.money import json_default
+from shared.ops import broker_reachable, database_reachable
 from shared.settings import Settings
 from shared.trust import Trust
 
@@ -187,29 +188,6 @@ def _bad_id(what: str, value: str) -> Response | None:
     )
 
 
-async def _broker_reachable(producer: AIOKafkaProducer, timeout: float) -> str | None:
-    """None when the broker answers a metadata request in time, else why not."""
-    try:
-        await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout)
-    except TimeoutError:
-        return f"no answer from Kafka within {timeout:g} s"
-    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable", told as such
-        return f"Kafka: {type(exc).__name__}: {exc}"
-    return None
-
-
-async def _database_reachable(pool: asyncpg.Pool, timeout: float) -> str | None:
-    try:
-        async with asyncio.timeout(timeout):
-            async with pool.acquire() as conn:
-                await conn.fetchval("SELECT 1")
-    except TimeoutError:
-        return f"no answer from PostgreSQL within {timeout:g} s"
-    except Exception as exc:  # noqa: BLE001 - whatever the driver raises: "not reachable"
-        return f"PostgreSQL: {type(exc).__name__}: {exc}"
-    return None
-
-
 async def _json_body(request: Request) -> dict[str, Any] | Response:
     """The request's JSON object, or the 4xx that says what is wrong with it."""
     body = await request.body()
@@ -268,7 +246,7 @@ def make_app(
     async def health(_: Request) -> Response:
         """200 only when both PostgreSQL and Kafka answer; 503 with what is wrong otherwise."""
         database, kafka = await asyncio.gather(
-            _database_reachable(pool, publish_timeout), _broker_reachable(producer, publish_timeout)
+            database_reachable(pool, publish_timeout), broker_reachable(producer, publish_timeout)
         )
         checks = {"database": database or "ok", "kafka": kafka or "ok"}
         if database or kafka:

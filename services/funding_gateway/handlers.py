@@ -31,7 +31,10 @@ async def on_loan_requested(uow: Uow, request: m.LoanRequested) -> Rejected | No
     only once the supplier has signed (on_contract_signed)."""
     if await uow.state.request(uow.conn, request.request_id) is not None:
         return Rejected(m.Reason.INVALID_MESSAGE, f"request {request.request_id} was already sent")
-    contract = render_contract(request)
+    # Rendered from the terms as they are stored (the request's JSON), which is what `poolfin
+    # contract verify` renders again: the same bytes whatever text its rate arrived in (a
+    # rate is written canonically, "0.0435", and may have arrived as "0.04350000").
+    contract = render_contract(m.LoanRequested.model_validate_json(request.model_dump_json()))
     digest = contract_hash(contract)
     uow.state.open(request, contract, digest)
     uow.emit(

@@ -104,6 +104,23 @@ def allocate_payment(
     return allocations
 
 
+def unseen_slips(
+    pool_id: str, receivable_ids: Sequence[str], known: Mapping[str, Receivable]
+) -> list[str] | Rejected:
+    """The slips a payment names that are not known yet (it may wait for them), or its refusal
+    for a problem no slip still to come can cure: a slip named twice, a known one of another
+    pool or closed. Amounts are checked once every slip is known (`allocate_payment`)."""
+    if len(set(receivable_ids)) != len(receivable_ids):
+        return Rejected(Reason.INVALID_MESSAGE, "a receivable is named twice in the payment")
+    unseen = []
+    for receivable_id in receivable_ids:
+        if receivable_id not in known:
+            unseen.append(receivable_id)
+        elif isinstance(refusal := _of_pool(pool_id, receivable_id, known), Rejected):
+            return refusal
+    return unseen
+
+
 def after_payment(receivable: Receivable, allocation: Allocation, payment_id: str) -> Receivable:
     if allocation.open_after > 0:
         return dataclasses.replace(receivable, open_amount=allocation.open_after)

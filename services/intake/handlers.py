@@ -1,22 +1,27 @@
 """intake: authenticate, validate, dedupe, check against the registry, publish canonical pool
 events. Anything wrong ends on intake.rejected.v1 with its reason (DESIGN step 2).
 
+A payment naming a slip not seen yet waits for it a bounded time (parked,
+POOLFIN_UNSEEN_SLIP_WAIT_S): booking the slip takes it in the same transaction, as had the slip
+come first; past the wait, the parking watch (parking.py) dead-letters it.
+
 Handlers decide in memory on the batch's `IntakeBatch` (prepared set-based, flushed once)."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
 from services.intake import documents
 from services.intake import repository as repo
-from services.intake.domain import adjust, allocate_payment
+from services.intake.domain import adjust, allocate_payment, unseen_slips
 from shared.calendar import business_date
 from shared.contracts import messages as m
 from shared.contracts import topics
-from shared.contracts.codec import Rejected, not_the_pools_buyer
+from shared.contracts.codec import Rejected, decode_document, not_the_pools_buyer
 from shared.inbox import Inbound, UnitOfWork, dispatch
 from shared.money import MAX_TOTAL
 from shared.trust import not_the_party
@@ -28,7 +33,9 @@ Uow = UnitOfWork[repo.IntakeBatch]
 
 
 async def archive_batch(uow: Uow, records: Sequence[Inbound]) -> None:
-    """Every raw ERP record is archived, whatever becomes of it (invariant 6)."""
+    """Every raw ERP record is archived, whatever becomes of it (invariant 6). The batch keeps
+    them too: a payment that waits for its slip is parked with its own record."""
+    uow.state.inbound = records
     if again := await repo.archive(uow.conn, records):
         log.warning("records read again were archived before; kept once", records=again)
 
@@ -125,6 +132,7 @@ async def on_settlement_slip(uow: Uow, slip: m.SettlementSlipIssued) -> Rejected
             documents=trade,
         ),
     )
+    await _take_parked(uow, pool, slip.receivable_id)
     return None
 
 
@@ -169,10 +177,42 @@ async def on_payment(uow: Uow, payment: m.PaymentReceived) -> Rejected | None:
     pool = await _known_pool(uow, payment)
     if isinstance(pool, Rejected):
         return pool
+    if refusal := await _already_received(uow, payment):
+        return refusal
+    if waiting := await uow.state.parked_payment(uow.conn, payment.payment_id):
+        return Rejected(
+            m.Reason.DUPLICATE_PAYMENT,
+            f"payment {payment.payment_id} was already received; it waits for "
+            f"{_slips(waiting.missing)}",
+        )
+    if uow.state.unseen_slip_wait_s > 0:
+        known = await uow.state.receivables_of(
+            uow.conn, pool.core_enterprise_id, payment.receivable_ids
+        )
+        unseen = unseen_slips(payment.pool_id, payment.receivable_ids, known)
+        if isinstance(unseen, Rejected):
+            return unseen
+        if unseen:  # the ERP may publish a payment a moment before its slip: it waits for it
+            _park(uow, pool, payment, unseen)
+            return None
+    return await _take_payment(uow, pool, payment)
+
+
+async def _already_received(uow: Uow, payment: m.PaymentReceived) -> Rejected | None:
     if await uow.state.payment_known(uow.conn, payment.payment_id):
         return Rejected(
             m.Reason.DUPLICATE_PAYMENT, f"payment {payment.payment_id} was already received"
         )
+    return None
+
+
+async def _take_payment(
+    uow: Uow, pool: repo.Pool, payment: m.PaymentReceived, arrived: datetime | None = None
+) -> Rejected | None:
+    """The payment takes effect on the slips it names, or its refusal. `arrived`: when the
+    money came, for a payment that waited for its slips (else now)."""
+    if refusal := await _already_received(uow, payment):
+        return refusal
     known = await uow.state.receivables_of(
         uow.conn, pool.core_enterprise_id, payment.receivable_ids
     )
@@ -203,10 +243,71 @@ async def on_payment(uow: Uow, payment: m.PaymentReceived) -> Rejected | None:
                 for a in allocations
             ],
             # The money's value date: the business day it arrived, never the sender's date.
-            value_date=business_date(),
+            value_date=business_date(arrived),
         ),
     )
     return None
+
+
+def _slips(receivable_ids: Sequence[str]) -> str:
+    return f"slip{'s' if len(receivable_ids) > 1 else ''} {', '.join(receivable_ids)}"
+
+
+def _park(uow: Uow, pool: repo.Pool, payment: m.PaymentReceived, unseen: Sequence[str]) -> None:
+    """The payment waits for the slips it names that are not known yet, with its record as read
+    (a dead letter keeps its raw bytes); nothing is published for it yet."""
+    now = datetime.now(UTC)
+    deadline = now + timedelta(seconds=uow.state.unseen_slip_wait_s)
+    record = uow.state.record_of(payment, uow.document)
+    uow.state.park(pool, payment, record, unseen, now, deadline)
+    log.warning(
+        f"payment parked: waits for {_slips(unseen)} until {deadline.isoformat()}",
+        payment_id=payment.payment_id,
+        receivable_ids=list(unseen),
+        deadline=deadline.isoformat(),
+    )
+
+
+async def _take_parked(uow: Uow, pool: repo.Pool, receivable_id: str) -> None:
+    """The pool's payments parked for the slip just booked. One whose slips are all known now
+    is decided in this transaction by the same logic as had they come first (and leaves the
+    parking); one refused all the same is left, due, for the parking watch to dead-letter."""
+    for parked in await uow.state.parked_for(uow.conn, pool.pool_id, receivable_id):
+        known = await uow.state.receivables_of(uow.conn, pool.core_enterprise_id, parked.missing)
+        unseen = [r for r in parked.missing if r not in known]
+        context = {"payment_id": parked.payment_id, "parked_event_id": parked.event_id}
+        if unseen:
+            uow.state.keep_waiting(parked, unseen)
+            log.info(
+                f"parked payment still waits for {_slips(unseen)} until "
+                f"{parked.deadline.isoformat()}",
+                **context,
+            )
+            continue
+        try:  # as it was decoded when it arrived
+            _, payment = decode_document(
+                parked.record.topic, parked.record.value, business_date(parked.parked_at)
+            )
+            if not isinstance(payment, m.PaymentReceived):
+                raise Rejected(m.Reason.UNKNOWN_TYPE, f"{payment.type} is not a payment")
+            refusal = await _take_payment(uow, pool, payment, arrived=parked.parked_at)
+        except Rejected as raised:
+            refusal = raised
+        waited = round((datetime.now(UTC) - parked.parked_at).total_seconds(), 3)
+        if refusal is None:
+            uow.state.unpark(parked)
+            log.info(
+                f"parked payment taken: {_slips([receivable_id])} came after {waited} s",
+                **context,
+            )
+        else:
+            uow.state.refuse_parked(parked, refusal.reason.value, refusal.detail, datetime.now(UTC))
+            log.warning(
+                "parked payment refused now its slips came; the parking watch dead-letters it",
+                reason=refusal.reason.value,
+                detail=refusal.detail,
+                **context,
+            )
 
 
 async def on_slip_adjustment(uow: Uow, event: m.Message) -> Rejected | None:

@@ -5,18 +5,21 @@ is the fake that handler tests run on. One contract test suite runs against both
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 from services.intake.documents import release_closed
 from services.intake.domain import Adjusted, Allocation, Receivable, after_payment
 from shared.contracts import messages as m
+from shared.contracts import topics
+from shared.contracts.codec import parse_json
 from shared.db import Connection, columns, first_time
-from shared.inbox import Inbound
+from shared.inbox import Inbound, peek_envelope
 
 ADJUSTMENTS = (
     m.CreditNoteIssued,
@@ -67,6 +70,24 @@ class NewAdjustment:
     event_id: str
 
 
+@dataclass(slots=True)
+class ParkedPayment:
+    """A payment naming slips intake has not seen yet, waiting for them until `deadline`
+    (POOLFIN_UNSEEN_SLIP_WAIT_S). Booking the last of them takes it; past its deadline, or
+    refused once they came (`reason`), the parking watch dead-letters it."""
+
+    event_id: str
+    payment_id: str
+    pool_id: str
+    core_enterprise_id: str
+    missing: list[str]  # the receivables it names not seen yet
+    record: Inbound  # as read: its raw bytes, key and headers go into its dead letter
+    parked_at: datetime
+    deadline: datetime
+    reason: str | None = None  # its refusal, once its slips came and it was refused all the same
+    detail: str | None = None
+
+
 @dataclass
 class IntakeChanges:
     """What one batch decided, for the store to write in one go."""
@@ -77,6 +98,8 @@ class IntakeChanges:
     updated: dict[tuple[str, str], Receivable] = field(default_factory=dict)  # (core, slip)
     adjustments: list[NewAdjustment] = field(default_factory=list)
     totals: dict[str, Decimal] = field(default_factory=dict)  # pool -> open total
+    parked: dict[str, ParkedPayment] = field(default_factory=dict)  # event id -> new or changed
+    unparked: set[str] = field(default_factory=set)  # event ids of parked payments taken
 
     def __bool__(self) -> bool:
         return any(vars(self).values())
@@ -99,7 +122,73 @@ class IntakeStore(Protocol):
         """(core enterprise, credit note id) of those already recorded."""
         ...
 
+    async def parked(
+        self, pool_ids: Sequence[str], payment_ids: Sequence[str]
+    ) -> list[ParkedPayment]:
+        """The payments still waiting for slips, of these pools or with these payment ids,
+        locked until commit."""
+        ...
+
     async def write(self, changes: IntakeChanges) -> None: ...
+
+
+PARKED_COLUMNS = (
+    "event_id, payment_id, pool_id, core_enterprise_id, missing, source_topic,"
+    " source_partition, source_offset, source_timestamp, source_key, source_headers,"
+    " raw_payload, parked_at, deadline, reason, detail"
+)
+
+
+def _parked(row: Any) -> ParkedPayment:  # a row of PARKED_COLUMNS
+    return ParkedPayment(
+        row["event_id"],
+        row["payment_id"],
+        row["pool_id"],
+        row["core_enterprise_id"],
+        list(row["missing"]),
+        Inbound(
+            row["source_topic"],
+            row["source_partition"],
+            row["source_offset"],
+            row["source_key"],
+            row["raw_payload"],
+            row["source_timestamp"],
+            tuple(
+                (name, base64.b64decode(value) if value is not None else None)
+                for name, value in row["source_headers"]
+            ),
+        ),
+        row["parked_at"],
+        row["deadline"],
+        row["reason"],
+        row["detail"],
+    )
+
+
+def _parked_row(p: ParkedPayment) -> tuple[Any, ...]:
+    record = p.record
+    headers = [
+        [name, base64.b64encode(value).decode() if value is not None else None]
+        for name, value in record.headers
+    ]
+    return (
+        p.event_id,
+        p.payment_id,
+        p.pool_id,
+        p.core_enterprise_id,
+        p.missing,
+        record.topic,
+        record.partition,
+        record.offset,
+        record.timestamp,
+        record.key,
+        headers,
+        record.value,
+        p.parked_at,
+        p.deadline,
+        p.reason,
+        p.detail,
+    )
 
 
 class PostgresIntakeStore:
@@ -167,6 +256,18 @@ class PostgresIntakeStore:
             [note for _, note in keys],
         )
         return {(r["core_enterprise_id"], r["reference"]) for r in rows}
+
+    async def parked(
+        self, pool_ids: Sequence[str], payment_ids: Sequence[str]
+    ) -> list[ParkedPayment]:
+        rows = await self.conn.fetch(
+            f"SELECT {PARKED_COLUMNS} FROM parked_payments WHERE reason IS NULL"
+            " AND (pool_id = ANY($1::text[]) OR payment_id = ANY($2::text[]))"
+            " ORDER BY event_id FOR UPDATE",
+            list(pool_ids),
+            list(payment_ids),
+        )
+        return [_parked(r) for r in rows]
 
     async def write(self, changes: IntakeChanges) -> None:
         conn = self.conn
@@ -251,6 +352,33 @@ class PostgresIntakeStore:
                 pools,
                 [changes.totals[p] for p in pools],
             )
+        if changes.parked:  # rare (an ERP's payment ahead of its slip): one statement each
+            await conn.executemany(
+                f"INSERT INTO parked_payments({PARKED_COLUMNS}) VALUES ($1, $2, $3, $4, $5,"
+                " $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT (event_id)"
+                " DO UPDATE SET missing = excluded.missing, deadline = excluded.deadline,"
+                " reason = excluded.reason, detail = excluded.detail",
+                [_parked_row(p) for p in changes.parked.values()],
+            )
+        if changes.unparked:
+            await conn.execute(
+                "DELETE FROM parked_payments WHERE event_id = ANY($1::text[])",
+                sorted(changes.unparked),
+            )
+
+
+async def expire_parked(conn: Connection, limit: int = 500) -> list[ParkedPayment]:
+    """The parked payments past their deadline (or refused once their slips came), removed:
+    the parking watch dead-letters them in the same transaction. Rows a slip's batch holds
+    are skipped (it is taking them); several intake instances share the work."""
+    rows = await conn.fetch(
+        "DELETE FROM parked_payments WHERE event_id IN ("
+        " SELECT event_id FROM parked_payments WHERE deadline <= now()"
+        " ORDER BY deadline LIMIT $1 FOR UPDATE SKIP LOCKED)"
+        f" RETURNING {PARKED_COLUMNS}",
+        limit,
+    )
+    return sorted((_parked(r) for r in rows), key=lambda p: (p.deadline, p.event_id))
 
 
 @dataclass
@@ -261,6 +389,7 @@ class InMemoryIntakeStore:
     receivable_rows: dict[tuple[str, str], Receivable] = field(default_factory=dict)
     payment_rows: dict[str, NewPayment] = field(default_factory=dict)
     adjustment_rows: list[NewAdjustment] = field(default_factory=list)
+    parked_rows: dict[str, ParkedPayment] = field(default_factory=dict)
 
     async def pools(
         self, pool_ids: Sequence[str], suppliers: Sequence[tuple[str, str]]
@@ -291,6 +420,16 @@ class InMemoryIntakeStore:
         }
         return {k for k in keys if k in recorded}
 
+    async def parked(
+        self, pool_ids: Sequence[str], payment_ids: Sequence[str]
+    ) -> list[ParkedPayment]:
+        pools, payments = set(pool_ids), set(payment_ids)
+        return [
+            dataclasses.replace(p, missing=list(p.missing))
+            for _, p in sorted(self.parked_rows.items())
+            if p.reason is None and (p.pool_id in pools or p.payment_id in payments)
+        ]
+
     async def write(self, changes: IntakeChanges) -> None:
         for pool_id, core, supplier, _ in changes.pools:
             if pool_id in self.pool_rows:
@@ -318,6 +457,13 @@ class InMemoryIntakeStore:
             self.adjustment_rows.append(adjustment)
         for pool_id, total in changes.totals.items():
             self.pool_rows[pool_id].open_total = total
+        for event_id, parked in changes.parked.items():
+            waiting = {p.payment_id for p in self.parked_rows.values() if p.reason is None}
+            if event_id not in self.parked_rows and parked.payment_id in waiting:
+                raise ValueError(f"payment {parked.payment_id} waits already")  # as the index
+            self.parked_rows[event_id] = dataclasses.replace(parked, missing=list(parked.missing))
+        for event_id in changes.unparked:
+            self.parked_rows.pop(event_id, None)
 
 
 @dataclass
@@ -331,17 +477,26 @@ class IntakeBatch:
     """
 
     store: IntakeStore | None = None  # None: PostgreSQL on the batch's connection
+    # How long a payment naming a slip not seen yet waits for it (POOLFIN_UNSEEN_SLIP_WAIT_S);
+    # 0: it is refused at once, `unknown_receivable`.
+    unseen_slip_wait_s: float = 0.0
+    # The batch's records as read (intake's `archive_batch`): a payment is parked with its own.
+    inbound: Sequence[Inbound] = ()
     pools: dict[str, Pool] = field(default_factory=dict)
     pool_of_supplier: dict[tuple[str, str], str] = field(default_factory=dict)
     receivables: dict[tuple[str, str], Receivable] = field(default_factory=dict)
     payments: set[str] = field(default_factory=set)
     credit_notes: set[tuple[str, str]] = field(default_factory=set)
+    parked: dict[str, ParkedPayment] = field(default_factory=dict)  # waiting, by event id
     changes: IntakeChanges = field(default_factory=IntakeChanges)
     _looked_up_pools: set[str] = field(default_factory=set)
     _looked_up_suppliers: set[tuple[str, str]] = field(default_factory=set)
     _looked_up_receivables: set[tuple[str, str]] = field(default_factory=set)
     _looked_up_payments: set[str] = field(default_factory=set)
     _looked_up_notes: set[tuple[str, str]] = field(default_factory=set)
+    _looked_up_parked_pools: set[str] = field(default_factory=set)
+    _looked_up_parked_payments: set[str] = field(default_factory=set)
+    _records: dict[str, list[Inbound]] | None = None  # `inbound` by event id, on first use
 
     def _store(self, conn: Connection | None) -> IntakeStore:
         if self.store is not None:
@@ -374,6 +529,12 @@ class IntakeBatch:
         await self._load_payments(
             conn, {e.payment_id for e in events if isinstance(e, m.PaymentReceived)}
         )
+        # Payments waiting for the batch's slips, and for its payments' ids (one waits once).
+        await self._load_parked(
+            conn,
+            {e.pool_id for e in events if isinstance(e, m.SettlementSlipIssued)},
+            {e.payment_id for e in events if isinstance(e, m.PaymentReceived)},
+        )
 
     async def _load_pools(
         self,
@@ -402,6 +563,17 @@ class IntakeBatch:
         if wanted:
             self.payments.update(await self._store(conn).known_payments(wanted))
 
+    async def _load_parked(
+        self, conn: Connection | None, pool_ids: Iterable[str], payment_ids: Iterable[str]
+    ) -> None:
+        pools = first_time(pool_ids, self._looked_up_parked_pools)
+        payments = first_time(payment_ids, self._looked_up_parked_payments)
+        if pools or payments:
+            decided = self.changes.unparked | set(self.changes.parked)  # in this batch already
+            for parked in await self._store(conn).parked(pools, payments):
+                if parked.event_id not in decided:
+                    self.parked.setdefault(parked.event_id, parked)
+
     # ------------------------------------------------------------ reads (loaded on first use)
 
     async def pool(self, conn: Connection | None, pool_id: str) -> Pool | None:
@@ -422,6 +594,51 @@ class IntakeBatch:
     async def payment_known(self, conn: Connection | None, payment_id: str) -> bool:
         await self._load_payments(conn, [payment_id])
         return payment_id in self.payments
+
+    async def parked_payment(
+        self, conn: Connection | None, payment_id: str
+    ) -> ParkedPayment | None:
+        """The payment with this id waiting for its slips, if one does."""
+        await self._load_parked(conn, [], [payment_id])
+        return next((p for p in self.parked.values() if p.payment_id == payment_id), None)
+
+    async def parked_for(
+        self, conn: Connection | None, pool_id: str, receivable_id: str
+    ) -> list[ParkedPayment]:
+        """The pool's payments waiting for this slip, in the order they were parked."""
+        await self._load_parked(conn, [pool_id], [])
+        return sorted(
+            (
+                p
+                for p in self.parked.values()
+                if p.pool_id == pool_id and receivable_id in p.missing
+            ),
+            key=lambda p: (p.parked_at, p.event_id),
+        )
+
+    def record_of(self, payment: m.PaymentReceived, document: dict[str, Any] | None) -> Inbound:
+        """The record `payment` was decoded from (its raw bytes, key and headers as read)."""
+        if self._records is None:
+            self._records = {}
+            for record in self.inbound:
+                if record.topic != topics.ERP_PAYMENTS:
+                    continue
+                event_id = peek_envelope(record.value)[1]
+                if event_id is not None:
+                    self._records.setdefault(event_id, []).append(record)
+        candidates = self._records.get(payment.event_id, [])
+        if len(candidates) > 1 and document is not None:  # a replay in the same batch
+            candidates = [r for r in candidates if parse_json(r.value) == document] or candidates
+        if candidates:
+            return candidates[0]
+        # Outside a consumer's batch (a handler test): the message as it would be sent.
+        return Inbound(
+            topics.ERP_PAYMENTS,
+            -1,
+            -1,
+            payment.pool_id.encode(),
+            payment.model_dump_json(exclude_none=True).encode(),
+        )
 
     async def credit_note_known(self, conn: Connection | None, core: str, note_id: str) -> bool:
         wanted = first_time([(core, note_id)], self._looked_up_notes)
@@ -471,6 +688,47 @@ class IntakeBatch:
             self._update(key, after_payment(self.receivables[key], allocation, payment.payment_id))
         pool.open_total -= payment.amount
         self.changes.totals[pool.pool_id] = pool.open_total
+
+    def park(
+        self,
+        pool: Pool,
+        payment: m.PaymentReceived,
+        record: Inbound,
+        missing: Sequence[str],
+        now: datetime,
+        deadline: datetime,
+    ) -> ParkedPayment:
+        parked = ParkedPayment(
+            payment.event_id,
+            payment.payment_id,
+            pool.pool_id,
+            pool.core_enterprise_id,
+            list(missing),
+            record,
+            now,
+            deadline,
+        )
+        self.parked[parked.event_id] = parked
+        self.changes.parked[parked.event_id] = parked
+        return parked
+
+    def keep_waiting(self, parked: ParkedPayment, missing: Sequence[str]) -> None:
+        """Some of its slips came, not all: it waits for the rest, until the same deadline."""
+        parked.missing = list(missing)
+        self.changes.parked[parked.event_id] = parked
+
+    def unpark(self, parked: ParkedPayment) -> None:
+        """Its slips came and it took effect."""
+        del self.parked[parked.event_id]
+        self.changes.parked.pop(parked.event_id, None)
+        self.changes.unparked.add(parked.event_id)
+
+    def refuse_parked(self, parked: ParkedPayment, reason: str, detail: str, now: datetime) -> None:
+        """Its slips came and it is refused all the same: due now, for the watch to dead-letter
+        with this reason (its own transaction holds the dead letter's writer)."""
+        del self.parked[parked.event_id]
+        parked.reason, parked.detail, parked.deadline = reason, detail, now
+        self.changes.parked[parked.event_id] = parked
 
     def record_adjustment(self, pool: Pool, adjusted: Adjusted, event_id: str) -> None:
         receivable = adjusted.receivable

@@ -9,6 +9,7 @@ from services.settlement_splitter.handlers import make_handler
 from services.settlement_splitter.repository import LedgerBatch
 from shared.contracts import messages as m
 from shared.contracts import topics
+from shared.ops import settlement_pipeline
 from shared.runtime import ServiceSpec
 from shared.settings import Settings
 
@@ -32,6 +33,7 @@ def spec(settings: Settings) -> ServiceSpec:
         handle=make_handler(settings.settlement_fee_bps),
         new_state=LedgerBatch,
         background=overdue_holds,
+        collect=settlement_pipeline,
         description="Freezes payments and prepayments, splits them by instruction and rules, "
         "keeps back what credit holds, releases the rest.",
         publishes={

@@ -86,6 +86,7 @@ def make_handler(fee_bps: int) -> Handler:
             m.PoolOpened: on_pool_opened,
             m.ReceivableAdded: moves_no_money,
             m.ReceivableAdjusted: moves_no_money,
+            m.ReceivableDocumented: moves_no_money,
             m.BuyerConfirmedFinancing: moves_no_money,
         }
     )

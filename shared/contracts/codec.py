@@ -182,6 +182,30 @@ def decode_document(
     return document, message
 
 
+def key_mismatch(key: bytes | None, message: m.Message) -> Rejected | None:
+    """A record's Kafka key must be its message's `pool_id` (UTF-8): the key is the partition
+    key, so one pool's events reach one consumer in order only if every producer keys them so.
+    None when it does; else the `key_mismatch` refusal that dead-letters the record."""
+    expected = message.pool_id.encode()
+    if key == expected:
+        return None
+    advice = (
+        "key every record by its pool_id (UTF-8 bytes), with the murmur2 partitioner "
+        "(librdkafka: partitioner=murmur2_random), so that one pool's events stay in order "
+        "on one partition"
+    )
+    if key is None:
+        return Rejected(
+            m.Reason.KEY_MISMATCH,
+            f"record has no key; it must be the message's pool_id {message.pool_id!r}: {advice}",
+        )
+    shown = key[:200].decode(errors="replace")
+    return Rejected(
+        m.Reason.KEY_MISMATCH,
+        f"record key {shown!r} is not the message's pool_id {message.pool_id!r}: {advice}",
+    )
+
+
 def encode(message: BaseModel) -> bytes:
     return message.model_dump_json().encode()
 

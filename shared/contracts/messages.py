@@ -145,6 +145,8 @@ class Reason(StrEnum):
     INVALID_AMOUNT = "invalid_amount"
     UNKNOWN_TYPE = "unknown_type"
     EVENT_ID_CONFLICT = "event_id_conflict"
+    # The record's Kafka key is missing or is not the message's pool_id (the partition key).
+    KEY_MISMATCH = "key_mismatch"
     UNKNOWN_POOL = "unknown_pool"
     POOL_EXISTS = "pool_exists"
     DUPLICATE_RECEIVABLE = "duplicate_receivable"
@@ -218,10 +220,24 @@ class Reason(StrEnum):
     PROCESSING_ERROR = "processing_error"
 
 
+def _type_is_required(schema: dict[str, Any]) -> None:
+    """JSON Schema only: `type` is required. Its default fills the field in Python (each model
+    knows its own type), but on the wire the decoder picks the model by it, and poolfin always
+    writes it. Runtime validation is unchanged."""
+    required = schema.setdefault("required", [])
+    properties = schema.get("properties")
+    if not isinstance(required, list) or not isinstance(properties, dict):
+        return
+    if "type" in properties and "type" not in required:
+        order = list(properties)
+        required.append("type")
+        required.sort(key=lambda name: order.index(name) if name in order else len(order))
+
+
 class Message(BaseModel):
     """The envelope every message carries."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", json_schema_extra=_type_is_required)
 
     event_id: Id = Field(description="Unique id of this event; the dedupe key everywhere.")
     type: str = Field(description="The message type; fixed per model.")
@@ -1425,7 +1441,7 @@ class SupplierFundsReleased(Message):
 class DeadLetter(BaseModel):
     """A message a service could not accept: the raw bytes, where they came from, and why."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", json_schema_extra=_type_is_required)
 
     type: Literal["DeadLetter"] = "DeadLetter"
     service: str = Field(description="Which service refused it.")

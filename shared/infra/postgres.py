@@ -121,7 +121,10 @@ class EmbeddedPostgres:
         return str(self._server.get_uri(database=name))
 
     def create_database(self, name: str) -> str:
-        self._server.psql(f'CREATE DATABASE "{name}";')
+        """The database `name`, created unless a kept data directory already has it."""
+        exists = self._server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}';")
+        if "1 row" not in str(exists):
+            self._server.psql(f'CREATE DATABASE "{name}";')
         return self.database_url(name)
 
     def stop(self) -> None:

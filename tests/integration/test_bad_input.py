@@ -14,7 +14,8 @@ import pytest
 
 from poolfin.clients import Observer, Publisher, erp_event
 from shared.contracts import topics
-from tests.integration.scenario import Pool, open_pool, payment
+from shared.inbox import peek_envelope
+from tests.integration.scenario import CORE, Pool, open_pool, payment
 
 pytestmark = pytest.mark.integration
 
@@ -174,7 +175,9 @@ async def test_bad_erp_input_is_dead_lettered_with_reason_and_raw_bytes(
     topic, payload = build(pool, {"receivable_id": list(other.slips)[0]})
     payload = _signed(publisher, topic, payload)
     headers = {"content-type": "application/json"} if "content_type" in case else None
-    await publisher.send(topic, payload, key=pool.pool_id, headers=headers)
+    # Keyed by the pool it names (refused for what it says, not for its key), else this one's.
+    key = peek_envelope(payload)[0] or pool.pool_id
+    await publisher.send(topic, payload, key=key, headers=headers)
     [letter] = await observer.wait_for(
         topics.INTAKE_REJECTED, where=lambda d: base64.b64decode(d["raw_payload_b64"]) == payload
     )
@@ -259,3 +262,39 @@ async def test_facility_with_rate_above_one_is_refused(
     await publisher.send(topics.ADMIN_FACILITIES, event)
     [letter] = await observer.wait_for(topics.CREDIT_REJECTED, event_id=event["event_id"])
     assert letter["reason"] == "invalid_facility"
+
+
+async def test_a_record_not_keyed_by_its_pool_id_is_dead_lettered_and_the_partition_flows(
+    publisher: Publisher, observer: Observer, db: asyncpg.Connection
+) -> None:
+    """A signed, valid payment keyed by its core enterprise instead of its pool: dead-lettered
+    `key_mismatch` with its raw bytes, and nothing else. Its event id stays free: the same
+    bytes keyed right, on the same partition behind it, take effect."""
+    pool = await open_pool(publisher, observer, ["100.00"])
+    paid = payment(pool, "100.00", list(pool.slips))
+    value = raw(publisher.signed(topics.ERP_PAYMENTS, paid))
+    await publisher.send(topics.ERP_PAYMENTS, value, key=CORE, partition=0)
+    [letter] = await observer.wait_for(topics.INTAKE_REJECTED, event_id=paid["event_id"])
+    assert letter["reason"] == "key_mismatch"
+    assert letter["detail"].startswith(
+        f"record key '{CORE}' is not the message's pool_id '{pool.pool_id}': "
+    )
+    assert (letter["key"], letter["pool_id"]) == (CORE, pool.pool_id)
+    assert base64.b64decode(letter["raw_payload_b64"]) == value
+    assert (
+        await db.fetchval(
+            "SELECT raw_payload FROM intake.dead_letters WHERE event_id = $1", paid["event_id"]
+        )
+        == value
+    )
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM intake.receivables WHERE pool_id = $1 AND state = 'open'",
+            pool.pool_id,
+        )
+        == 1
+    )
+
+    await publisher.send(topics.ERP_PAYMENTS, value, partition=0)  # keyed by its pool_id
+    [settled] = await observer.wait_for(topics.SETTLEMENT_RESULTS, payment_id=paid["payment_id"])
+    assert settled["amount"] == "100.00"

@@ -22,7 +22,7 @@ from shared.contracts import messages as m
 from shared.contracts import topics
 from shared.contracts.codec import Rejected
 from shared.db import create_pool, migrate
-from shared.inbox import BatchConsumer, Inbound, UnitOfWork
+from shared.inbox import BatchConsumer, Inbound, UnitOfWork, peek_envelope
 
 pytestmark = pytest.mark.integration
 
@@ -53,9 +53,9 @@ def onboarding(supplier: str, **changes: Any) -> dict[str, Any]:
 
 
 def record(offset: int, payload: bytes) -> Inbound:
-    return Inbound(
-        topic=topics.ERP_SUPPLIERS, partition=0, offset=offset, key=b"CE-1", value=payload
-    )
+    """Keyed by the pool the payload names, as every record must be (else a pool of CE-1)."""
+    key = (peek_envelope(payload)[0] or "CE-1/S0").encode()
+    return Inbound(topic=topics.ERP_SUPPLIERS, partition=0, offset=offset, key=key, value=payload)
 
 
 async def test_each_record_of_a_batch_ends_as_one_effect_or_one_dead_letter(

@@ -59,7 +59,9 @@ def _publish(stack: Stack, records: list[tuple[str, bytes | dict[str, Any]]]) ->
     async def send() -> None:
         async with Publisher(stack.bootstrap, stack.keyring) as publisher:
             for topic, value in records:
-                await publisher.send(topic, value, key="CE-OUT/S-1")
+                # a message is keyed by its own pool_id; the poison by a pool of this core
+                key = "CE-OUT/S-1" if isinstance(value, bytes) else None
+                await publisher.send(topic, value, key=key)
             await publisher.flush()
 
     asyncio.run(send())
