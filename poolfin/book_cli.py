@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
+from poolfin.options import NO_WAIT
 from shared.contracts import messages as m
 from shared.contracts import topics
 from shared.settings import Settings
@@ -126,14 +127,16 @@ def reconcile_command(
         raise typer.Exit(1)
 
 
-def _resolve(action: m.HoldAction, payment: str, pool: str, note: str, operator: str) -> None:
+def _resolve(
+    action: m.HoldAction, payment: str, pool: str, note: str, operator: str, wait: bool = True
+) -> None:
     from poolfin.cli import _publish_operator
 
     message = m.new_event(
         m.HoldResolved, source=operator, pool_id=pool, payment_id=payment, action=action, note=note
     )
-    _publish_operator(topics.ADMIN_HOLDS, [message], Settings(), operator)
-    typer.echo(f"{action.value} of {payment} in {pool} published (event {message.event_id})")
+    said = _publish_operator(topics.ADMIN_HOLDS, [message], Settings(), operator, wait=wait)
+    typer.echo(f"{action.value} of {payment} in {pool} {said} (event {message.event_id})")
 
 
 @holds_app.command("void")
@@ -142,9 +145,11 @@ def void(
     pool: Annotated[str, typer.Option(help="its pool")],
     note: Annotated[str, typer.Option(help="why (kept in the ledger)")],
     operator: Annotated[str, typer.Option("--as", help="the operator")] = "op-1",
+    no_wait: NO_WAIT = False,
 ) -> None:
-    """Send a frozen payment back to the buyer (a prepayment back to the free balance)."""
-    _resolve(m.HoldAction.VOID, payment, pool, note, operator)
+    """Send a frozen payment back to the buyer (a prepayment back to the free balance), and
+    wait for the splitter to do it (or say why not, exit 1)."""
+    _resolve(m.HoldAction.VOID, payment, pool, note, operator, wait=not no_wait)
 
 
 @holds_app.command("release")
@@ -153,9 +158,11 @@ def release(
     pool: Annotated[str, typer.Option(help="its pool")],
     note: Annotated[str, typer.Option(help="why (kept in the ledger)")],
     operator: Annotated[str, typer.Option("--as", help="the operator")] = "op-1",
+    no_wait: NO_WAIT = False,
 ) -> None:
-    """Release a frozen payment to the supplier's free balance, repaying no loan."""
-    _resolve(m.HoldAction.RELEASE, payment, pool, note, operator)
+    """Release a frozen payment to the supplier's free balance, repaying no loan (and wait
+    for the splitter to do it, or say why not, exit 1)."""
+    _resolve(m.HoldAction.RELEASE, payment, pool, note, operator, wait=not no_wait)
 
 
 def balance_command(

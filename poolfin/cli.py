@@ -25,6 +25,7 @@ from poolfin.contract_cli import contract_app
 from poolfin.deadletters_cli import dead_letters_app
 from poolfin.keys_cli import keys_app
 from poolfin.keys_cli import token as keys_token
+from poolfin.options import NO_WAIT
 from poolfin.programme_cli import iso20022_app, programme_app
 from poolfin.split_rules_cli import split_rules_app
 from shared.settings import Settings
@@ -283,10 +284,11 @@ def up(
         state = stack.describe()
         state_file(settings.data_dir).write_text(json.dumps(state, indent=2))
         typer.echo(f"kafka bootstrap : {stack.bootstrap}")
+        typer.echo(f"database url    : {stack.database_url}")
         typer.echo(
-            f"database url    : {stack.database_url}  ("
+            f"database        : {pg_dir} ("
             + ("kept from the last run" if kept else "new")
-            + f", in {pg_dir})"
+            + "; `poolfin up --fresh` wipes it)"
         )
         typer.echo(
             f"credit http     : {stack.http_url}  (GET /pools/<pool_id>, "
@@ -330,7 +332,8 @@ def up(
         if stop_dashboard is not None:
             stop_dashboard()
         stack.stop()
-        typer.echo(f"stopped. The database is kept in {pg_dir}; `poolfin up --fresh` wipes it.")
+        typer.echo(f"the database is kept in {pg_dir}; `poolfin up --fresh` wipes it")
+        typer.echo("stopped.")
 
 
 @app.command()
@@ -382,12 +385,16 @@ def facility_set(
     funder: Annotated[str, typer.Option(help="funder id, e.g. bank-icbc")],
     day_count: Annotated[str, typer.Option(help="ACT/360 or ACT/365")] = "ACT/360",
     tenor_days: Annotated[int, typer.Option(help="loan term")] = 180,
+    no_wait: NO_WAIT = False,
 ) -> None:
-    """Publish a FacilitySet for a pool on admin.facilities.v1."""
+    """Publish a FacilitySet for a pool on admin.facilities.v1, checked first by credit's own
+    rules, and wait for credit to take it (or say why it refused it, exit 1)."""
     from poolfin import scenario
     from poolfin.clients import Publisher
+    from services.credit.domain import facility_refusal
     from shared.contracts import decode
     from shared.contracts.codec import Rejected
+    from shared.contracts.messages import FacilitySet, Reason
 
     settings = Settings()
     topic, event = scenario.facility(
@@ -403,7 +410,10 @@ def facility_set(
     raw = json.dumps(event).encode()
     keyring = _keyring(settings)
     try:
-        decode(topic, raw)  # refuse here what credit would dead-letter
+        message = decode(topic, raw)  # refuse here what credit would dead-letter
+        assert isinstance(message, FacilitySet)
+        if why := facility_refusal(message.discount_rate, message.annual_interest_rate):
+            raise Rejected(Reason.INVALID_FACILITY, why)
     except Rejected as refusal:
         typer.echo(
             f"error: facility not published ({refusal.reason.value}): {refusal.detail}", err=True
@@ -416,15 +426,26 @@ def facility_set(
 
     with _unreachable_is_an_error("Kafka", settings.kafka_bootstrap, "POOLFIN_KAFKA_BOOTSTRAP"):
         asyncio.run(send())
-    typer.echo(f"facility for {pool} published (event {event['event_id']})")
+    said = (
+        "published (not waiting for its outcome: --no-wait)"
+        if no_wait
+        else _told(settings, topic, [event["event_id"]])
+    )
+    typer.echo(f"facility for {pool} {said} (event {event['event_id']})")
 
 
 def _publish_operator(
-    topic: str, messages: list[Any], settings: Settings, operator: str | None = None
-) -> None:
+    topic: str,
+    messages: list[Any],
+    settings: Settings,
+    operator: str | None = None,
+    *,
+    wait: bool = True,
+) -> str:
     """Publish operator messages (models), keyed by pool, signed by `operator` (default: the
     local stack's first operator), waiting for the broker's ack; one line, exit 1, when the
-    broker is not there."""
+    broker is not there. Then (unless not `wait`) wait for what the services made of them
+    (poolfin/outcome.py): a refusal is told with its reason, exit 1. Returns what to say."""
     from poolfin.clients import Publisher
     from shared.contracts.codec import encode
     from shared.contracts.messages import PartyRole
@@ -441,6 +462,31 @@ def _publish_operator(
 
     with _unreachable_is_an_error("Kafka", settings.kafka_bootstrap, "POOLFIN_KAFKA_BOOTSTRAP"):
         asyncio.run(send())
+    if not wait:
+        return "published (not waiting for its outcome: --no-wait)"
+    return _told(settings, topic, [message.event_id for message in messages])
+
+
+def _told(settings: Settings, topic: str, event_ids: list[str]) -> str:
+    """Wait for the outcome of published events; exit 1 with the reason when one is refused
+    or nobody answered in time; else what to say ("accepted by credit")."""
+    from poolfin.outcome import wait_for_outcomes
+
+    with _unreachable_is_an_error("PostgreSQL", settings.database_url, "POOLFIN_DATABASE_URL"):
+        outcomes = asyncio.run(wait_for_outcomes(settings, topic, event_ids, settings.cli_wait_s))
+    for outcome in outcomes:
+        if outcome.refused:
+            typer.echo(f"error: {outcome.said()} (event {outcome.event_id})", err=True)
+            raise typer.Exit(1)
+        if outcome.waiting_for:
+            typer.echo(
+                f"error: {outcome.said()} within {settings.cli_wait_s:g} s (event "
+                f"{outcome.event_id}, published: it may still be taken; is the service up? "
+                "`poolfin status`)",
+                err=True,
+            )
+            raise typer.Exit(1)
+    return "published and " + outcomes[-1].said()
 
 
 async def _credit_rows(settings: Settings, query: str, *args: Any) -> list[Any]:
@@ -452,6 +498,105 @@ async def _credit_rows(settings: Settings, query: str, *args: Any) -> list[Any]:
             return list(await conn.fetch(query, *args))
     finally:
         await pool.close()
+
+
+@pool_app.command("seed")
+def pool_seed(
+    pool: Annotated[str, typer.Argument(help="CORE/SUPPLIER, e.g. CE-1/SUP-1")],
+    level: Annotated[str, typer.Option(help="one open slip of this amount, CNY")] = "1000000.00",
+    credit_line: Annotated[str, typer.Option(help="CNY")] = "10000000.00",
+    discount_rate: Annotated[str, typer.Option(help="e.g. 0.8")] = "0.8",
+    annual_interest_rate: Annotated[str, typer.Option(help="e.g. 0.0435")] = "0.0435",
+    funder: Annotated[str, typer.Option(help="the facility's funder")] = "bank-demo",
+) -> None:
+    """A pool to try things on, as the ERP and an operator would make one: the supplier
+    onboarded by its core enterprise, a facility, and one open slip; waits until credit
+    shows the pool (signed with the local stack's keys)."""
+    from datetime import date
+
+    from poolfin import scenario
+    from poolfin.clients import Publisher
+    from shared.contracts.messages import PartyRole
+
+    core, _, supplier = pool.partition("/")
+    if not core or not supplier or "/" in supplier:
+        typer.echo(f"error: {pool!r} is not CORE/SUPPLIER (e.g. CE-1/SUP-1)", err=True)
+        raise typer.Exit(2)
+    settings = Settings()
+    keyring = _keyring(settings)
+    keyring.key(supplier, PartyRole.SUPPLIER)  # the supplier signs its own requests (tokens)
+    steps = [
+        scenario.onboarding(pool, core, supplier, f"Supplier {supplier}"),
+        scenario.facility(
+            pool,
+            line=credit_line,
+            rate=discount_rate,
+            interest=annual_interest_rate,
+            funder=funder,
+            source="operator-cli",
+        ),
+        scenario.slip(pool, f"{supplier}-SLIP-1", level, date.today()),
+    ]
+
+    async def send(topic: str, event: dict[str, Any]) -> None:
+        async with Publisher(settings.kafka_bootstrap, keyring) as publisher:
+            await publisher.send(topic, event, key=pool)
+
+    for topic, event in steps:  # each taken before the next: a slip needs its pool
+        with _unreachable_is_an_error("Kafka", settings.kafka_bootstrap, "POOLFIN_KAFKA_BOOTSTRAP"):
+            asyncio.run(send(topic, event))
+        said = _told(settings, topic, [event["event_id"]])
+        typer.echo(f"{event['type']} {said}")
+
+    async def shown() -> Any:
+        deadline = time.monotonic() + settings.cli_wait_s
+        while time.monotonic() < deadline:
+            rows = await _credit_rows(
+                settings, "SELECT water_level FROM pools WHERE pool_id = $1", pool
+            )
+            if rows and rows[0]["water_level"] > 0:
+                return rows[0]["water_level"]
+            await asyncio.sleep(0.2)
+        return None
+
+    level_now = asyncio.run(shown())
+    if level_now is None:
+        typer.echo(f"error: credit does not show {pool} yet (`poolfin status`)", err=True)
+        raise typer.Exit(1)
+    typer.echo(
+        f"pool {pool} is open: water level {level_now}; local keys sign for {supplier} and "
+        f"{core} (`poolfin token {supplier}`)"
+    )
+
+
+@app.command("stack")
+def stack_command(
+    get: Annotated[
+        str | None,
+        typer.Option(help="one value only, e.g. http, dashboard_url, kafka_bootstrap"),
+    ] = None,
+) -> None:
+    """Where the running stack is (its stack.json): the broker, the database, credit's HTTP
+    front, the dashboard, and each service's metrics and health URLs."""
+    from poolfin.stack import running_stack, state_file
+
+    settings = Settings()
+    state = running_stack(settings.data_dir)
+    if state is None:
+        typer.echo(
+            f"error: no stack is up ({state_file(settings.data_dir)} is missing or its "
+            "services are gone): start one with `poolfin up`",
+            err=True,
+        )
+        raise typer.Exit(1)
+    if get is None:
+        typer.echo(json.dumps(state, indent=2))
+        return
+    if get not in state:
+        typer.echo(f"error: stack.json has no {get!r}; it has {', '.join(state)}", err=True)
+        raise typer.Exit(2)
+    value = state[get]
+    typer.echo(value if isinstance(value, str) else json.dumps(value))
 
 
 @pool_app.command("position")
@@ -572,6 +717,7 @@ def credit_approve(
     pool: Annotated[str, typer.Option(help="pool_id of the suggestion")],
     reject: Annotated[bool, typer.Option("--reject", help="reject instead")] = False,
     note: Annotated[str | None, typer.Option(help="free text")] = None,
+    no_wait: NO_WAIT = False,
 ) -> None:
     """Approve (or reject) a suggestion of the credit model; credit applies it to the
     facility."""
@@ -587,8 +733,8 @@ def credit_approve(
         approved=not reject,
         note=note,
     )
-    _publish_operator(topics.ADMIN_FACILITIES, [message], settings)
-    typer.echo(f"suggestion {suggestion} {'rejected' if reject else 'approved'} (published)")
+    said = _publish_operator(topics.ADMIN_FACILITIES, [message], settings, wait=not no_wait)
+    typer.echo(f"suggestion {suggestion} {'rejected' if reject else 'approved'}: {said}")
 
 
 @credit_app.command("suggestions")

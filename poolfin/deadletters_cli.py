@@ -546,17 +546,6 @@ async def _replay(
                     if isinstance(exc, KafkaConnectionError | OSError):
                         raise Unreachable("Kafka") from exc
                     raise
-            # The refusal took the event id in the refusing service's inbox (`processed`, with
-            # this record's identity): free it, so the replayed copy is decided afresh. An id
-            # taken by another record (an effect, or the first of a conflict) is left alone.
-            if row["event_id"] is not None:
-                await conn.execute(
-                    f'DELETE FROM "{schema}".processed'
-                    " WHERE consumer = $1 AND event_id = $2 AND record_id = $3",
-                    service,
-                    row["event_id"],
-                    row["record_id"],
-                )
             try:
                 async with conn.transaction():
                     # One replay at a time per dead letter: a concurrent one waits here, then
@@ -576,6 +565,18 @@ async def _replay(
                             f" by {earlier['replayed_by']}"
                         )
                         continue
+                    # The refusal took the event id in the refusing service's inbox
+                    # (`processed`, with this record's identity): free it, so the replayed
+                    # copy is decided afresh. An id taken by another record (an effect, or
+                    # the first of a conflict) is left alone: it cannot take effect twice.
+                    if row["event_id"] is not None:
+                        await conn.execute(
+                            f'DELETE FROM "{schema}".processed'
+                            " WHERE consumer = $1 AND event_id = $2 AND record_id = $3",
+                            service,
+                            row["event_id"],
+                            row["record_id"],
+                        )
                     sent = await producer.send_and_wait(
                         topic, row["raw_payload"], key=key, headers=headers
                     )

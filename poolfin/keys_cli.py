@@ -26,6 +26,8 @@ keys_app = typer.Typer(
 
 
 def _publish(message: m.Message, operator: str, settings: Settings) -> None:
+    """Publish on the registry and wait for every service to take it (a refusal, such as
+    the maker approving its own change, is told with its reason: exit 1)."""
     from poolfin.cli import _publish_operator
 
     _publish_operator(topics.ADMIN_PARTIES, [message], settings, operator)

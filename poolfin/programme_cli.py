@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+from poolfin.options import NO_WAIT
 from shared.contracts import messages as m
 from shared.contracts import topics
 from shared.settings import Settings
@@ -30,9 +31,10 @@ def set_programme(
     ],
     core: Annotated[str, typer.Option(help="the core enterprise")],
     operator: Annotated[str, typer.Option("--as", help="the operator who sets it")] = "op-1",
+    no_wait: NO_WAIT = False,
 ) -> None:
-    """Validate a programme and publish it; credit routes the core enterprise's next
-    applications by it."""
+    """Validate a programme and publish it, and wait for credit to take it; credit routes
+    the core enterprise's next applications by it."""
     from poolfin.cli import _publish_operator
 
     try:
@@ -43,8 +45,10 @@ def set_programme(
     except (OSError, ValueError, ValidationError, TypeError) as exc:
         typer.echo(f"error: {programme_file} is not a programme: {exc}", err=True)
         raise typer.Exit(2) from exc
-    _publish_operator(topics.ADMIN_PROGRAMMES, [message], Settings(), operator)
-    typer.echo(f"programme of {core} published (event {message.event_id})")
+    said = _publish_operator(
+        topics.ADMIN_PROGRAMMES, [message], Settings(), operator, wait=not no_wait
+    )
+    typer.echo(f"programme of {core} {said} (event {message.event_id})")
 
 
 @programme_app.command("show")

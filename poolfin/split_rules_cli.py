@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
+from poolfin.options import NO_WAIT
 from shared.contracts import messages as m
 from shared.contracts import topics
 from shared.contracts.split_rules import RuleSet
@@ -39,8 +40,10 @@ def set_rules(
     pool: Annotated[str | None, typer.Option(help="pool id (overrides its programme)")] = None,
     operator: Annotated[str, typer.Option("--as", help="the operator who sets them")] = "op-1",
     note: Annotated[str | None, typer.Option(help="why")] = None,
+    no_wait: NO_WAIT = False,
 ) -> None:
-    """Validate a rule set and publish it; the splitter makes it the scope's next version."""
+    """Validate a rule set and publish it, and wait for the splitter to take it (it makes it
+    the scope's next version)."""
     from poolfin.cli import _publish_operator
     from services.settlement_splitter.rules import refusal
 
@@ -63,8 +66,10 @@ def set_rules(
         rules=rules,
         note=note,
     )
-    _publish_operator(topics.ADMIN_SPLIT_RULES, [message], settings, operator)
-    typer.echo(f"split rules for {scope.value} {key} published (event {message.event_id})")
+    said = _publish_operator(
+        topics.ADMIN_SPLIT_RULES, [message], settings, operator, wait=not no_wait
+    )
+    typer.echo(f"split rules for {scope.value} {key} {said} (event {message.event_id})")
 
 
 async def _versions(settings: Settings, scope_key: str) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,12 +28,19 @@ from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 import asyncpg
 import structlog
 
-from shared.contracts.codec import Rejected, decode_document, parse_json, payload_digest
+from shared.contracts.codec import (
+    Rejected,
+    decode_document,
+    key_mismatch,
+    parse_json,
+    payload_digest,
+)
 from shared.contracts.messages import DeadLetter, Message, Reason
 from shared.contracts.topics import is_external
 from shared.db import Connection
 from shared.ops import ServiceMetrics
 from shared.outbox import Outbox
+from shared.tracing import Tracing
 from shared.trust import REGISTRY_TYPES, Principal, Trust, apply_key_change
 
 log = structlog.get_logger(__name__)
@@ -170,9 +178,11 @@ class BatchConsumer:
         new_state: Callable[[], Any] = lambda: None,
         trust: Trust | None = None,
         metrics: ServiceMetrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.service = service
         self.metrics = metrics
+        self.tracing = tracing or Tracing(service, None)
         self.trust = trust
         self.schema = schema
         self._pool = pool
@@ -242,8 +252,6 @@ class BatchConsumer:
             self._after_commit()
 
     def _decode(self, record: Inbound) -> Item:
-        from shared.contracts.codec import key_mismatch
-
         try:
             document, message = decode_document(record.topic, record.value)
             # The key is the partition key: a record not keyed by its pool_id could overtake
@@ -393,7 +401,8 @@ class BatchConsumer:
                                     )
                                 else:
                                     clock = time.perf_counter()
-                                    refusal = await self._handle(uow, message)
+                                    with self.tracing.handling(record.headers, message):
+                                        refusal = await self._handle(uow, message)
                                     if self.metrics is not None:
                                         self.metrics.handled(
                                             message.type, time.perf_counter() - clock
@@ -474,8 +483,6 @@ class BatchConsumer:
         dead-lettered before, i.e. it is read again after a crash. A record at an offset that an
         older dead letter holds (the broker or topic was reset) is another record: it gets its
         own dead letter, and the reuse is logged as the error it is."""
-        import json
-
         pool_id, event_id = (
             (message.pool_id, message.event_id) if message else peek_envelope(record.value)
         )

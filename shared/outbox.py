@@ -24,6 +24,8 @@ from tenacity import (
 
 from shared.contracts.codec import encode
 from shared.db import Connection
+from shared.tracing import HEADER as TRACE_HEADER
+from shared.tracing import traceparent_for
 
 log = structlog.get_logger(__name__)
 
@@ -32,18 +34,28 @@ class Outbox:
     """Messages to be written with the current transaction (one COPY per batch)."""
 
     def __init__(self) -> None:
-        self.rows: list[tuple[str, bytes | None, bytes]] = []
+        self.rows: list[tuple[str, bytes | None, bytes, str]] = []
         self.sent: list[BaseModel] = []  # the messages themselves, for the service's metrics
 
     def emit(self, topic: str, message: BaseModel, key: str | None = None) -> None:
         pool_id = key if key is not None else getattr(message, "pool_id", None)
-        self.rows.append((topic, pool_id.encode() if pool_id else None, encode(message)))
+        self.rows.append(
+            (
+                topic,
+                pool_id.encode() if pool_id else None,
+                encode(message),
+                traceparent_for(message),
+            )
+        )
         self.sent.append(message)
 
     async def write(self, conn: Connection, schema: str) -> None:
         if self.rows:
             await conn.copy_records_to_table(
-                "outbox", schema_name=schema, records=self.rows, columns=["topic", "key", "value"]
+                "outbox",
+                schema_name=schema,
+                records=self.rows,
+                columns=["topic", "key", "value", "traceparent"],
             )
             self.rows = []
 
@@ -117,7 +129,8 @@ class OutboxRelay:
             ):
                 return 0  # another instance's relay is publishing this schema's outbox
             rows = await conn.fetch(
-                "SELECT id, topic, key, value FROM outbox ORDER BY id LIMIT $1", self._batch
+                "SELECT id, topic, key, value, traceparent FROM outbox ORDER BY id LIMIT $1",
+                self._batch,
             )
             if not rows:
                 return 0
@@ -126,13 +139,11 @@ class OutboxRelay:
             pending: list[asyncio.Future[Any]] = []
             for row in rows:
                 key, value = row["key"], row["value"]
+                headers = self._seal(row["topic"], key, value) if self._seal else []
+                if row["traceparent"]:
+                    headers = [*headers, (TRACE_HEADER, row["traceparent"].encode())]
                 pending.append(
-                    await self._producer.send(
-                        row["topic"],
-                        value,
-                        key=key,
-                        headers=self._seal(row["topic"], key, value) if self._seal else None,
-                    )
+                    await self._producer.send(row["topic"], value, key=key, headers=headers or None)
                 )
             await asyncio.gather(*pending)
             await conn.execute(

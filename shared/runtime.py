@@ -42,6 +42,7 @@ from shared.inbox import (
 from shared.ops import Collect, Health, ServiceMetrics, ops_app, watch
 from shared.outbox import KnownTopics, OutboxRelay
 from shared.settings import Settings
+from shared.tracing import Tracing
 from shared.trust import ServiceKeys, Trust, TrustFile
 
 log = structlog.get_logger(__name__)
@@ -317,7 +318,9 @@ async def run_service(
         stall_s=settings.consumer_stall_s,
         relay_stall_s=settings.relay_stall_s,
     )
+    tracing = Tracing.configure(spec.name, settings.traces)
     consumer = BatchConsumer(
+        tracing=tracing,
         metrics=metrics,
         service=spec.name,
         schema=spec.schema,
@@ -405,3 +408,4 @@ async def run_service(
             log.exception("last outbox drain failed; the rows stay and are sent at next start")
         await producer.stop()
         await pool.close()
+        tracing.shutdown()

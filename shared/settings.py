@@ -112,6 +112,17 @@ class Settings(BaseSettings):
     dashboard_port: int = Field(
         default=8700, ge=1, le=65535, description="Port of the dashboard `poolfin up` serves."
     )
+    cli_wait_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a command that publishes a request waits for its outcome "
+        "(accepted, or refused with the reason) before it gives up (exit 1).",
+    )
+    traces: str | None = Field(
+        default=None,
+        description="Where spans go (shared/tracing.py): unset, nowhere (records still carry "
+        "traceparent); `otlp` (OTEL_EXPORTER_OTLP_ENDPOINT); `file:DIR` (JSON lines).",
+    )
     ops_host: str = Field(default="127.0.0.1", description="Address /metrics and /health bind.")
     health_interval_s: float = Field(
         default=2.0, gt=0, description="How often a service runs its health checks."

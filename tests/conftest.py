@@ -59,7 +59,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     if os.environ.get("POOLFIN_TEST_DOCKER") == "1":
         yield from _docker_stack(work_dir)
         return
-    with Stack(work_dir, env=dict(TEST_ENV)) as running:
+    # Every service writes its spans where tests/integration/test_traces.py reads them.
+    env = {**TEST_ENV, "POOLFIN_TRACES": f"file:{work_dir / 'traces'}"}
+    with Stack(work_dir, env=env) as running:
         yield running
 
 

@@ -30,4 +30,4 @@ async def run_batch(
     if isinstance(state, EndsBatch):
         state.end_batch(uow)
     await state.flush(cast(Any, None))
-    return [(topic, json.loads(value)) for topic, _, value in uow.outbox.rows], reasons
+    return [(topic, json.loads(value)) for topic, _, value, _ in uow.outbox.rows], reasons

@@ -118,7 +118,7 @@ def test_the_outbox_keys_each_message_by_its_pool_id() -> None:
     outbox = Outbox()
     message = m.new_event(m.DayClosed, source="t", pool_id="CE-9/S-9", business_date="2026-01-05")
     outbox.emit(t.ADMIN_SERVICING, message)
-    [(_, key, _)] = outbox.rows
+    [(_, key, _, _)] = outbox.rows
     assert key == b"CE-9/S-9"
 
 
