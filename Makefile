@@ -23,7 +23,7 @@ lint: $(BIN)/poolfin
 	$(BIN)/mypy
 
 test: $(BIN)/poolfin lint chromium
-	$(BIN)/pytest -ra
+	$(BIN)/pytest -ra --durations=15
 
 # The dashboard's test loads it in Debian's headless chromium; installed here when missing
 # (as root, or with passwordless sudo; otherwise that one test is skipped, and says why).

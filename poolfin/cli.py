@@ -245,7 +245,7 @@ def up(
     import shutil
 
     from poolfin.dashboard import Sampler, dashboard_app, serve_in_thread
-    from poolfin.stack import Stack, new_work_dir, running_stack, state_file
+    from poolfin.stack import Stack, free_port, new_work_dir, running_stack, state_file
 
     settings = Settings()
     if running_stack(settings.data_dir) is not None:
@@ -277,10 +277,14 @@ def up(
             ),
             lambda: {name: stack.ops_url(name) for name in list(stack.ops_ports)},
         )
-        stop_dashboard = serve_in_thread(
-            dashboard_app(sampler), settings.http_host, settings.dashboard_port
-        )
-        stack.dashboard_url = f"http://{settings.http_host}:{settings.dashboard_port}"
+        port = settings.dashboard_port
+        try:
+            stop_dashboard = serve_in_thread(dashboard_app(sampler), settings.http_host, port)
+        except RuntimeError:  # the port is taken (another stack, another program): any free one
+            port = free_port()
+            typer.echo(f"port {settings.dashboard_port} is taken; the dashboard is on {port}")
+            stop_dashboard = serve_in_thread(dashboard_app(sampler), settings.http_host, port)
+        stack.dashboard_url = f"http://{settings.http_host}:{port}"
         state = stack.describe()
         state_file(settings.data_dir).write_text(json.dumps(state, indent=2))
         typer.echo(f"kafka bootstrap : {stack.bootstrap}")

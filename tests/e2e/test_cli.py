@@ -139,6 +139,21 @@ def test_poolfin_up_serves_the_cli_restarts_a_dead_service_and_stops_cleanly_on_
         http = printed["credit http"].split()[0]
         with urllib.request.urlopen(f"{http}/health", timeout=10) as health:
             assert json.loads(health.read())["status"] == "ok"
+        # stack.json says where everything is: the dashboard, each service's metrics and health.
+        state = json.loads((tmp_path / "data" / "stack.json").read_text())
+        assert state["dashboard_url"] == printed["dashboard"]
+        with urllib.request.urlopen(state["dashboard_url"], timeout=10) as page:
+            assert b"poolfin \xc2\xb7 operators" in page.read()
+        for name, service in state["services"].items():
+            assert service["pid"] == pids[name]
+            assert service["health_url"].endswith("/health")
+            deadline = time.monotonic() + 30
+            while True:  # the lag series appears with the first health checks (2 s)
+                with urllib.request.urlopen(service["metrics_url"], timeout=10) as metrics:
+                    if b"poolfin_consumer_lag{" in metrics.read():
+                        break
+                assert time.monotonic() < deadline, f"{name}: no consumer lag in /metrics"
+                time.sleep(0.5)
         db_env = {
             **env,
             "POOLFIN_KAFKA_BOOTSTRAP": printed["kafka bootstrap"],
@@ -179,6 +194,55 @@ def test_poolfin_up_serves_the_cli_restarts_a_dead_service_and_stops_cleanly_on_
     assert not (tmp_path / "data" / "stack.json").exists()
     assert not any(_alive(pid) for pid in pids.values())
 
+    # Up again: the database is the one kept, and every command finds the stack by itself.
+    again, said = _up(env)
+    try:
+        assert "kept from the last run" in said["database"]
+        verify = subprocess.run(
+            [*POOLFIN, "ledger", "verify"], capture_output=True, text=True, timeout=60, env=env
+        )
+        assert verify.returncode == 0, verify.stderr[-2000:]
+        assert json.loads(verify.stdout)["transactions"] >= 2  # the demo's, from the first run
+    finally:
+        _ctrl_c(again)
+    fresh, said = _up(env, "--fresh")
+    try:
+        assert said["database"].endswith("(new; `poolfin up --fresh` wipes it)"), said
+        verify = subprocess.run(
+            [*POOLFIN, "ledger", "verify"], capture_output=True, text=True, timeout=60, env=env
+        )
+        assert verify.returncode == 0, verify.stderr[-2000:]
+        assert json.loads(verify.stdout)["transactions"] == 0
+    finally:
+        _ctrl_c(fresh)
+
+
+def _up(env: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """`poolfin up` until it says it is up; what it printed, by label."""
+    up = subprocess.Popen(
+        [*POOLFIN, "up", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    assert up.stdout is not None
+    said: dict[str, str] = {}
+    for line in up.stdout:
+        label, _, value = line.partition(" : ")
+        said[label.strip()] = value.strip()
+        if line.startswith("poolfin is up"):
+            return up, said
+    _ctrl_c(up)
+    raise AssertionError(f"poolfin up did not come up: {said}")
+
+
+def _ctrl_c(up: subprocess.Popen[str]) -> None:
+    os.killpg(up.pid, signal.SIGINT)
+    up.communicate(timeout=60)
+    assert up.returncode == 0
+
 
 def test_commands_that_cannot_reach_the_stack_say_so_in_one_line(tmp_path: Path) -> None:
     env = _user_env(
@@ -214,6 +278,22 @@ def test_facility_with_a_bad_amount_is_refused_before_it_is_published(tmp_path: 
     )
     assert done.returncode == 2
     assert "facility not published (invalid_amount): credit_line" in done.stderr
+
+
+def test_a_facility_credit_would_refuse_is_refused_before_it_is_published(tmp_path: Path) -> None:
+    """`--discount-rate 1.8` used to print "published" and exit 0, and credit dead-lettered
+    it; the command now applies credit's own rule first (and no broker is needed to say so)."""
+    command = facility_set("1000.00")
+    command[command.index("--discount-rate") + 1] = "1.8"
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_user_env(tmp_path, POOLFIN_KAFKA_BOOTSTRAP="127.0.0.1:1"),
+    )
+    assert done.returncode == 2, done.stdout
+    assert "(invalid_facility): discount_rate 1.8 must be in (0, 1]" in done.stderr
 
 
 @pytest.mark.integration
