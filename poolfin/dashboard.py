@@ -91,15 +91,14 @@ class Sampler:
             await self._admin.start()
             self._probe = probe_consumer(self.settings.kafka_bootstrap)
             await self._probe.start()
-        await self._probe.topics()  # metadata of every topic, before any assign() narrows it
         return self._admin, self._probe
 
     async def sample(self) -> dict[str, Any]:
         specs = [make(self.settings) for make in SERVICES.values()]
         admin, probe = await self._clients()
-        # Every group's partitions now, while the metadata covers every topic: each assign()
-        # below narrows what the consumer's metadata knows to the partitions it assigns.
-        partitions = {spec.name: partitions_of(probe, subscribed_topics(spec)) for spec in specs}
+        partitions = {
+            spec.name: await partitions_of(admin, subscribed_topics(spec)) for spec in specs
+        }
         health = await self._health()
         now = time.time()
         services = []

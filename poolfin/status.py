@@ -50,12 +50,11 @@ async def status(
     await admin.start()
     try:
         await consumer.start()
-        await consumer.topics()  # metadata of every topic, read before any assign() narrows it
         conn = await asyncpg.connect(settings.database_url)
         try:
             rows = []
-            partitions = {  # all of them before any assign() narrows the metadata
-                spec.name: partitions_of(consumer, subscribed_topics(spec)) for spec in specs
+            partitions = {
+                spec.name: await partitions_of(admin, subscribed_topics(spec)) for spec in specs
             }
             for spec in specs:
                 group = f"{settings.group_prefix}.{spec.name}"

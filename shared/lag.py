@@ -39,8 +39,8 @@ class PartitionLag:
 
 
 def probe_consumer(bootstrap: str) -> AIOKafkaConsumer:
-    """A consumer in no group that reads at most a byte of each partition: to learn the
-    high watermarks (start it, then `await consumer.topics()` before anything else)."""
+    """A consumer in no group that reads at most a record of each partition: to learn the
+    high watermarks."""
     return AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=None,
@@ -51,11 +51,16 @@ def probe_consumer(bootstrap: str) -> AIOKafkaConsumer:
     )
 
 
-def partitions_of(consumer: AIOKafkaConsumer, topics: Sequence[str]) -> list[TopicPartition]:
+async def partitions_of(admin: AIOKafkaAdminClient, topics: Sequence[str]) -> list[TopicPartition]:
+    """Every partition of these topics, as the broker describes them now. (Not from a
+    consumer's metadata: once it assign()s, its metadata covers only what it assigned.)"""
+    wanted = list(dict.fromkeys(topics))
+    described = {t["topic"]: t for t in await admin.describe_topics(wanted)}
     return [
-        TopicPartition(topic, p)
-        for topic in topics
-        for p in sorted(consumer.partitions_for_topic(topic) or ())
+        TopicPartition(topic, p["partition"])
+        for topic in wanted
+        if topic in described and not described[topic]["error_code"]
+        for p in sorted(described[topic]["partitions"], key=lambda p: p["partition"])
     ]
 
 

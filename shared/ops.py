@@ -301,8 +301,7 @@ async def watch(
                 probe = probe_consumer(bootstrap)
                 await probe.start()
             async with asyncio.timeout(10):
-                await probe.topics()  # every topic's metadata, before assign() narrows it
-                lags = await group_lag(admin, probe, group, partitions_of(probe, topics))
+                lags = await group_lag(admin, probe, group, await partitions_of(admin, topics))
             for p in lags:
                 metrics.consumer_lag.labels(metrics.service, p.topic, str(p.partition)).set(p.lag)
             health.lag = [p.as_json() for p in lags]
