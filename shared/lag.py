@@ -89,10 +89,15 @@ async def end_offsets(
     of a fetch from the group's position (see the module's note on Tansu)."""
     listed = await consumer.end_offsets(list(positions))
     consumer.assign(list(positions))
-    for tp, offset in positions.items():
-        consumer.seek(tp, offset)
-    for _ in range(10):  # a fetch or two tells every partition's high watermark
-        await consumer.getmany(timeout_ms=200, max_records=1)
-        if all(consumer.highwater(tp) is not None for tp in positions):
-            break
-    return {tp: max(listed[tp], consumer.highwater(tp) or 0) for tp in positions}
+    try:
+        for tp, offset in positions.items():
+            consumer.seek(tp, offset)
+        for _ in range(10):  # a fetch or two tells every partition's high watermark
+            await consumer.getmany(timeout_ms=200, max_records=1)
+            if all(consumer.highwater(tp) is not None for tp in positions):
+                break
+        return {tp: max(listed[tp], consumer.highwater(tp) or 0) for tp in positions}
+    finally:
+        # Assigned, the consumer would go on fetching in the background until the next call:
+        # load on the broker (and on a service that probes itself every two seconds).
+        consumer.unsubscribe()

@@ -68,6 +68,7 @@ class ServiceMetrics:
 
     def __init__(self, service: str) -> None:
         self.service = service
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r = self.registry = CollectorRegistry()
         self.messages = Counter(
             "poolfin_messages_total",
@@ -158,18 +159,27 @@ class ServiceMetrics:
 
     # ------------------------------------------------------------ the kernel tells
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(service, *labels)`, looked up once: the kernel calls these for every
+        message, and prometheus-client's labels() is the costly part."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(self.service, *labels)
+        return child
+
     def batch(self, seconds: float) -> None:
-        self.batches.labels(self.service).inc()
-        self.batch_seconds.labels(self.service).observe(seconds)
+        self._child(self.batches).inc()
+        self._child(self.batch_seconds).observe(seconds)
 
     def handled(self, message_type: str, seconds: float) -> None:
-        self.handler_seconds.labels(self.service, message_type).observe(seconds)
+        self._child(self.handler_seconds, message_type).observe(seconds)
 
     def outcome(self, topic: str, outcome: str, reason: str | None = None) -> None:
-        self.messages.labels(self.service, topic, outcome).inc()
+        self._child(self.messages, topic, outcome).inc()
         if reason is not None:
-            self.dead_letters.labels(self.service, topic, reason).inc()
-            self.last_dead_letter.labels(self.service).set(time.time())
+            self._child(self.dead_letters, topic, reason).inc()
+            self._child(self.last_dead_letter).set(time.time())
 
     def emitted(self, messages: Iterable[BaseModel]) -> None:
         """What the batch published, once committed: settlements and their money."""
