@@ -266,6 +266,16 @@ def test_commands_that_cannot_reach_the_stack_say_so_in_one_line(tmp_path: Path)
     assert verify.returncode == 1
     assert "error: cannot reach PostgreSQL at postgresql://ops:***@127.0.0.1:1" in verify.stderr
     assert "s3cret" not in verify.stderr
+    # --bootstrap / --database-url win over the environment (and over a stack.json).
+    flagged = subprocess.run(
+        [*POOLFIN, "--database-url", "postgresql://cli:pw@127.0.0.1:2/other", "ledger", "verify"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert flagged.returncode == 1
+    assert "cannot reach PostgreSQL at postgresql://cli:***@127.0.0.1:2/other" in flagged.stderr
 
 
 def test_facility_with_a_bad_amount_is_refused_before_it_is_published(tmp_path: Path) -> None:
