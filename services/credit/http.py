@@ -58,7 +58,7 @@ from shared.contracts import messages as m
 from shared.contracts import topics
 from shared.contracts.codec import Rejected, decode
 from shared.db import Connection
-from shared.money import json_default
+from shared.money import json_default, rate_text
 from shared.ops import broker_reachable, database_reachable
 from shared.settings import Settings
 from shared.trust import Trust
@@ -136,12 +136,12 @@ async def _position(conn: Connection, pool_id: str) -> dict[str, Any] | None:
         if facility is None
         else {
             "credit_line": facility.credit_line,
-            "discount_rate": facility.discount_rate,
-            "annual_interest_rate": facility.annual_interest_rate,
+            "discount_rate": rate_text(facility.discount_rate),
+            "annual_interest_rate": rate_text(facility.annual_interest_rate),
             "funder_id": facility.funder_id,
             "day_count": facility.day_count.value,
             "tenor_days": facility.tenor_days,
-            "penalty_rate": facility.penalty,
+            "penalty_rate": rate_text(facility.penalty),
             "interest_period": facility.interest_period.value,
             "interest_collection": facility.interest_collection.value,
             "max_days_past_due": facility.max_days_past_due,
@@ -149,7 +149,10 @@ async def _position(conn: Connection, pool_id: str) -> dict[str, Any] | None:
             "cross_age_percent": facility.cross_age_percent,
             "concentration_limit": facility.concentration_limit,
         },
-        "loans": [dict(row) for row in open_loans],
+        "loans": [
+            {**row, "annual_interest_rate": rate_text(row["annual_interest_rate"])}
+            for row in open_loans
+        ],
         # Dilution (credit notes, cancellations, amendments down) and trade, month by month.
         "dilution": sum((row["diluted"] for row in months), Decimal("0.00")),
         "trade_months": [dict(row) for row in months],
