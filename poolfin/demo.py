@@ -171,6 +171,14 @@ async def water_levels(
     return levels
 
 
+def _not_before_the_request(request: dict[str, Any], day: date) -> date:
+    """The disbursal's value date (and the repayment's, so no interest runs): the step's
+    day, or the request's business day when midnight (Shanghai) passed in between; a funder
+    may not value-date a loan before its request."""
+    asked = request.get("requested_on")
+    return max(day, date.fromisoformat(asked)) if asked else day
+
+
 async def _requested(
     publisher: Publisher,
     observer: Observer,
@@ -255,6 +263,7 @@ async def settlement(
     # The gateway renders the loan contract; the supplier signs it, then the bank is asked
     # and its disbursal carries the contract's hash under its own signature.
     request = await _requested(publisher, observer, pool_id, supplier, application_id, BANK)
+    value_date = _not_before_the_request(request, value_date)
     await publisher.send(*erp.disbursal(request, value_date))
     await observer.wait_for(topics.CREDIT_DECISIONS, type="LoanOpened", loan_id=application_id)
     say(
@@ -351,6 +360,7 @@ async def rule_split(
         await observer.wait_for(topics.CREDIT_POSITIONS, correlation_id=event["event_id"])
     application_id = f"APP-C-{run}"
     request = await _requested(publisher, observer, pool_id, supplier, application_id, BANK)
+    day = _not_before_the_request(request, day)
     await publisher.send(*erp.disbursal(request, day))
     await observer.wait_for(topics.CREDIT_DECISIONS, type="LoanOpened", loan_id=application_id)
     payment_id = f"PAY-{run}-C"
@@ -408,6 +418,7 @@ async def platform_funder(
     await observer.wait_for(
         topics.FUNDING_CONTRACTS, request_id=application_id, type="RaiseContracted"
     )
+    day = _not_before_the_request(request, day)
     await publisher.send(*erp.disbursal(request, day))
     await observer.wait_for(topics.CREDIT_DECISIONS, type="LoanOpened", loan_id=application_id)
     say(

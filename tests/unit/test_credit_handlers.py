@@ -76,7 +76,9 @@ def settled(payment_id: str, amount: str, written_off: str, on: date) -> m.Messa
 async def batch(
     store: InMemoryCreditStore, *events: m.Message
 ) -> tuple[list[tuple[str, dict[str, Any]]], list[str | None]]:
-    return await run_batch(CreditBatch(store=store), handle, *events)
+    # The business day is the module's TODAY, as the events' dates are: a run that crosses
+    # midnight in Shanghai (16:00 UTC) must not see a disbursal dated "yesterday".
+    return await run_batch(CreditBatch(store=store, today=TODAY), handle, *events)
 
 
 def of(emitted: list[tuple[str, dict[str, Any]]], kind: str) -> list[dict[str, Any]]:
