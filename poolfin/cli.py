@@ -393,36 +393,19 @@ def facility_set(
 ) -> None:
     """Publish a FacilitySet for a pool on admin.facilities.v1, checked first by credit's own
     rules, and wait for credit to take it (or say why it refused it, exit 1)."""
-    from poolfin import scenario
     from poolfin.clients import Publisher
-    from services.credit.domain import facility_refusal
-    from shared.contracts import decode
-    from shared.contracts.codec import Rejected
-    from shared.contracts.messages import FacilitySet, Reason
 
     settings = Settings()
-    topic, event = scenario.facility(
+    topic, event = _checked_facility(
         pool,
         line=credit_line,
         rate=discount_rate,
         interest=annual_interest_rate,
         funder=funder,
-        source="operator-cli",
         day_count=day_count,
         tenor_days=tenor_days,
     )
-    raw = json.dumps(event).encode()
     keyring = _keyring(settings)
-    try:
-        message = decode(topic, raw)  # refuse here what credit would dead-letter
-        assert isinstance(message, FacilitySet)
-        if why := facility_refusal(message.discount_rate, message.annual_interest_rate):
-            raise Rejected(Reason.INVALID_FACILITY, why)
-    except Rejected as refusal:
-        typer.echo(
-            f"error: facility not published ({refusal.reason.value}): {refusal.detail}", err=True
-        )
-        raise typer.Exit(2) from refusal
 
     async def send() -> None:
         async with Publisher(settings.kafka_bootstrap, keyring) as publisher:
@@ -436,6 +419,29 @@ def facility_set(
         else _told(settings, topic, [event["event_id"]])
     )
     typer.echo(f"facility for {pool} {said} (event {event['event_id']})")
+
+
+def _checked_facility(pool: str, **terms: Any) -> tuple[str, dict[str, Any]]:
+    """An operator's FacilitySet, refused here (exit 2, with credit's reason) when credit
+    would dead-letter it: the contract's bounds, then credit's own rules."""
+    from poolfin import scenario
+    from services.credit.domain import facility_refusal
+    from shared.contracts import decode
+    from shared.contracts.codec import Rejected
+    from shared.contracts.messages import FacilitySet, Reason
+
+    topic, event = scenario.facility(pool, source="operator-cli", **terms)
+    try:
+        message = decode(topic, json.dumps(event).encode())
+        assert isinstance(message, FacilitySet)
+        if why := facility_refusal(message.discount_rate, message.annual_interest_rate):
+            raise Rejected(Reason.INVALID_FACILITY, why)
+    except Rejected as refusal:
+        typer.echo(
+            f"error: facility not published ({refusal.reason.value}): {refusal.detail}", err=True
+        )
+        raise typer.Exit(2) from refusal
+    return topic, event
 
 
 def _publish_operator(
@@ -531,13 +537,8 @@ def pool_seed(
     keyring.key(supplier, PartyRole.SUPPLIER)  # the supplier signs its own requests (tokens)
     steps = [
         scenario.onboarding(pool, core, supplier, f"Supplier {supplier}"),
-        scenario.facility(
-            pool,
-            line=credit_line,
-            rate=discount_rate,
-            interest=annual_interest_rate,
-            funder=funder,
-            source="operator-cli",
+        _checked_facility(
+            pool, line=credit_line, rate=discount_rate, interest=annual_interest_rate, funder=funder
         ),
         scenario.slip(pool, f"{supplier}-SLIP-1", level, date.today()),
     ]
