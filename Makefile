@@ -26,15 +26,19 @@ test: $(BIN)/poolfin lint chromium
 	$(BIN)/pytest -ra --durations=15
 
 # The dashboard's test loads it in Debian's headless chromium; installed here when missing
-# (as root, or with passwordless sudo; otherwise that one test is skipped, and says why).
+# (as root, or with passwordless sudo). apt and dpkg need the sbin directories on PATH, which
+# a narrow PATH (cron, CI, a minimal container) lacks. A failed install stops nothing here:
+# the test then says what is missing (it fails as root in CI, and is skipped otherwise).
 chromium:
 	@command -v chromium >/dev/null || { \
+	  export PATH="$$PATH:/usr/local/sbin:/usr/sbin:/sbin" DEBIAN_FRONTEND=noninteractive; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
 	  else echo "chromium missing and no root: the dashboard test will be skipped"; exit 0; fi; \
 	  echo "installing Debian's chromium for the dashboard test …"; \
-	  export DEBIAN_FRONTEND=noninteractive; \
 	  $$SUDO apt-get install -y -q chromium >/dev/null 2>&1 || \
-	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium >/dev/null; }; }
+	  { $$SUDO apt-get update -q >/dev/null 2>&1 && \
+	    $$SUDO apt-get install -y -q chromium >/dev/null 2>&1; } || \
+	  echo "could not install chromium (apt-get failed): the dashboard test will say so"; }
 
 bench: $(BIN)/poolfin
 	$(BIN)/poolfin bench --payments 10000 --pools 100 --ceiling
