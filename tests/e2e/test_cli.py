@@ -349,3 +349,34 @@ def test_poolfin_status_shows_lag_while_a_service_is_down_then_its_dead_letters(
             [*POOLFIN, "status"], capture_output=True, text=True, timeout=60, env=env
         ).stdout
         assert "poolfin.settlement-splitter" in table and "not_json" in table
+
+
+def test_stack_commands_say_clearly_when_there_is_no_stack_or_no_such_value(
+    tmp_path: Path,
+) -> None:
+    env = _user_env(tmp_path)
+    none = subprocess.run([*POOLFIN, "stack"], capture_output=True, text=True, env=env)
+    assert none.returncode == 1 and "no stack is up" in none.stderr
+    # A stack.json whose services are alive (this test's own process stands in for them).
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "stack.json").write_text(
+        json.dumps({"http": "http://127.0.0.1:1", "services": {"x": {"pid": os.getpid()}}})
+    )
+    http = subprocess.run(
+        [*POOLFIN, "stack", "--get", "http"], capture_output=True, text=True, env=env
+    )
+    assert (http.returncode, http.stdout.strip()) == (0, "http://127.0.0.1:1")
+    missing = subprocess.run(
+        [*POOLFIN, "stack", "--get", "nope"], capture_output=True, text=True, env=env
+    )
+    assert missing.returncode == 2 and "stack.json has no 'nope'" in missing.stderr
+    second = subprocess.run([*POOLFIN, "up"], capture_output=True, text=True, env=env, timeout=60)
+    assert second.returncode == 1 and "a stack is already up" in second.stderr
+    assert "starting embedded" not in second.stdout  # refused before anything was started
+
+
+def test_pool_seed_refuses_an_id_that_is_not_core_slash_supplier(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*POOLFIN, "pool", "seed", "CE-1"], capture_output=True, text=True, env=_user_env(tmp_path)
+    )
+    assert done.returncode == 2 and "is not CORE/SUPPLIER" in done.stderr

@@ -7,6 +7,7 @@ import contextlib
 import json
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -208,3 +209,22 @@ def facility(
         "annual_interest_rate": interest,
         "funder_id": funder,
     }
+
+
+def until_groups_are_shared(stack: Stack, timeout: float = 60) -> None:
+    """Each instance's latest assignment (its log) is non-empty: the groups have rebalanced."""
+    deadline = time.monotonic() + timeout
+    while True:
+        owners = {}
+        for key in stack.processes:
+            lines = (stack.work_dir / f"{key}.log").read_text().splitlines()
+            assigned = [
+                json.loads(line)["partitions"]
+                for line in lines
+                if line.startswith("{") and '"partitions assigned"' in line
+            ]
+            owners[key] = assigned[-1] if assigned else []
+        if all(owners.values()):
+            return
+        assert time.monotonic() < deadline, owners
+        time.sleep(0.2)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 
 from poolfin import scenario as erp
-from poolfin.clients import Observer, Publisher, erp_event
+from poolfin.clients import Observer, Publisher
 from poolfin.stack import Stack
 from poolfin.tokens import token_for
 from shared.contracts import topics
@@ -34,19 +33,6 @@ from tests.integration.scenario import (
 from tests.integration.test_split_rules import poolfin
 
 pytestmark = pytest.mark.integration
-
-
-def committed(request: dict[str, Any], investor: str, amount: str) -> dict[str, Any]:
-    return erp_event(
-        "InvestorCommitted",
-        request["pool_id"],
-        source=request["funder_id"],
-        request_id=request["request_id"],
-        funder_id=request["funder_id"],
-        investor_id=investor,
-        amount=amount,
-        committed_at=datetime.now(UTC).isoformat(),
-    )
 
 
 async def platform_pool(publisher: Publisher, observer: Observer, platform: str) -> Pool:
@@ -97,8 +83,8 @@ async def test_three_investors_fund_a_loan_and_are_repaid_to_the_fen(
             ("inv-b", "150000.00"),
             ("inv-c", "50000.00"),
         ):
-            await publisher.send(topics.FUNDING_RESPONSES, committed(request, investor, amount))
-        too_much = committed(request, "inv-d", "0.01")
+            await publisher.send(*erp.investor_commitment(request, investor, amount))
+        too_much = erp.investor_commitment(request, "inv-d", "0.01")[1]
         await publisher.send(topics.FUNDING_RESPONSES, too_much)
         [closed] = await obs.wait_for(topics.FUNDING_RESULTS, request_id=loan, decision="approved")
         assert [i["investor_id"] for i in closed["investors"]] == ["inv-a", "inv-b", "inv-c"]
@@ -190,7 +176,7 @@ async def test_a_raise_not_fully_committed_by_its_deadline_is_refused_with_its_r
     async with Observer(stack.bootstrap, [*WATCHED, topics.funder_requests_topic(platform)]) as obs:
         pool = await platform_pool(publisher, obs, platform)
         request = await raise_for(publisher, obs, pool, platform, "300000.00")
-        await publisher.send(topics.FUNDING_RESPONSES, committed(request, "inv-a", "120000.00"))
+        await publisher.send(*erp.investor_commitment(request, "inv-a", "120000.00"))
         [result] = await obs.wait_for(
             topics.FUNDING_RESULTS,
             request_id=request["request_id"],
@@ -230,7 +216,7 @@ async def test_a_short_raise_funds_what_was_committed_when_the_programme_allows(
         pool = await open_pool(publisher, obs, core, "1000000.00")
         request = await raise_for(publisher, obs, pool, platform, "300000.00")
         loan = request["request_id"]
-        await publisher.send(topics.FUNDING_RESPONSES, committed(request, "inv-a", "120000.00"))
+        await publisher.send(*erp.investor_commitment(request, "inv-a", "120000.00"))
         [short] = await obs.wait_for(
             topics.FUNDING_RESULTS, request_id=loan, decision="approved", timeout=60
         )

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -21,7 +20,15 @@ from poolfin.clients import Observer, Publisher
 from poolfin.stack import Stack
 from shared.contracts import topics
 from tests.conftest import WATCHED
-from tests.integration.scenario import Pool, apply, confirmation, payment, sign_contract, today
+from tests.integration.scenario import (
+    Pool,
+    apply,
+    confirmation,
+    payment,
+    sign_contract,
+    today,
+    until_groups_are_shared,
+)
 from tests.integration.test_split_rules import poolfin
 
 pytestmark = pytest.mark.integration
@@ -185,7 +192,7 @@ async def test_a_funders_limit_holds_when_two_pools_apply_at_once(
         await asyncio.to_thread(stack.start_service, "credit#2")
         try:
             await asyncio.to_thread(stack.wait_ready, ("credit#2",))
-            await asyncio.to_thread(_until_both_credits_own_partitions, stack)
+            await asyncio.to_thread(until_groups_are_shared, stack)
             # Six confirmations at once: 2,400,000.00 asked of a funder whose limit is
             # 1,000,000.00.
             await asyncio.gather(
@@ -224,22 +231,3 @@ async def test_a_funders_limit_holds_when_two_pools_apply_at_once(
         for r in refused
     ]
     assert decisions == ["funder_limit_exceeded"] * 4
-
-
-def _until_both_credits_own_partitions(stack: Stack, timeout: float = 60) -> None:
-    """credit's two instances have rebalanced: each one's latest assignment is non-empty."""
-    deadline = time.monotonic() + timeout
-    while True:
-        owners = {}
-        for key in ("credit", "credit#2"):
-            lines = (stack.work_dir / f"{key}.log").read_text().splitlines()
-            assigned = [
-                json.loads(line)["partitions"]
-                for line in lines
-                if line.startswith("{") and '"partitions assigned"' in line
-            ]
-            owners[key] = assigned[-1] if assigned else []
-        if all(owners.values()):
-            return
-        assert time.monotonic() < deadline, owners
-        time.sleep(0.2)

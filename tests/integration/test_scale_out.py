@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from decimal import Decimal
@@ -20,7 +19,15 @@ from poolfin.registry import SERVICES
 from poolfin.stack import Stack
 from shared.contracts import topics
 from tests.conftest import TEST_FUNDER, WATCHED
-from tests.integration.scenario import borrow, facility, ledger_verify, open_pool, payment, today
+from tests.integration.scenario import (
+    borrow,
+    facility,
+    ledger_verify,
+    open_pool,
+    payment,
+    today,
+    until_groups_are_shared,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -35,27 +42,8 @@ def two_of_each(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         for name in SERVICES:
             s.start_service(f"{name}#2")
         s.wait_ready(tuple(f"{name}#2" for name in SERVICES), timeout=90)
-        _until_groups_are_shared(s)
+        until_groups_are_shared(s)
         yield s
-
-
-def _until_groups_are_shared(stack: Stack, timeout: float = 60) -> None:
-    """Each instance's latest assignment (its log) is non-empty: the groups have rebalanced."""
-    deadline = time.monotonic() + timeout
-    while True:
-        owners = {}
-        for key in stack.processes:
-            lines = (stack.work_dir / f"{key}.log").read_text().splitlines()
-            assigned = [
-                json.loads(line)["partitions"]
-                for line in lines
-                if line.startswith("{") and '"partitions assigned"' in line
-            ]
-            owners[key] = assigned[-1] if assigned else []
-        if all(owners.values()):
-            return
-        assert time.monotonic() < deadline, owners
-        time.sleep(0.2)
 
 
 async def test_two_instances_of_every_service_settle_each_payment_once_in_pool_order(

@@ -59,3 +59,10 @@ def test_without_a_header_the_trace_is_the_correlations_even_with_tracing_off() 
         m.DayClosed, source="t", pool_id="p", cause=cause, business_date="2026-01-05"
     )
     assert traceparent_for(later).split("-")[1] == derived_trace_id(cause.event_id)
+
+
+def test_an_unknown_traces_setting_is_refused_with_the_choices() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="use otlp or file:DIR"):
+        Tracing.configure("credit", "jaeger")
